@@ -9,7 +9,10 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from gen.config import (
-    FORMAT_CODES, SCALE_CODES, SPARSITY_CODES, ArrayConfig,
+    FORMAT_CODES,
+    SCALE_CODES,
+    SPARSITY_CODES,
+    ArrayConfig,
 )
 from hw.core import Core, RequantStage
 from hw.layouts import Layouts

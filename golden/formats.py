@@ -198,9 +198,10 @@ def encode(fmt: str, values) -> np.ndarray:
     if fmt == "fp4_e2m1":
         # Clamp first: the SPEC asks for saturation whatever ml_dtypes' cast does at overflow.
         return np.clip(x, -6.0, 6.0).astype(ml_dtypes.float4_e2m1fn).view(np.uint8)
-    q = np.rint(x / 2.0**info.pow2_adj)  # np.rint rounds half to even
-    q = np.clip(q, info.value_min, info.value_max).astype(np.int64)
-    return (q & (info.n_codes - 1)).astype(np.uint8)
+    q = np.rint(x * 2.0**-info.pow2_adj if info.pow2_adj else x)  # rint: half to even
+    np.clip(q, info.value_min, info.value_max, out=q)
+    # Every value range fits int8; its bytes masked to the code width are the codes.
+    return q.astype(np.int8).view(np.uint8) & np.uint8(info.n_codes - 1)
 
 
 def e8m0_to_float(codes) -> np.ndarray:

@@ -324,7 +324,7 @@ def save_layer(path, layer: Layer) -> None:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for key, value in arrays.items():
             buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(value), allow_pickle=False)
+            np.lib.format.write_array(buf, np.asarray(value, order="C"), allow_pickle=False)
             info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
             info.external_attr = 0o644 << 16
             zf.writestr(info, buf.getvalue())

@@ -256,16 +256,18 @@ def quantize_elements(fmt: str, w, scale_elem, zeros=None) -> np.ndarray:
     info = format_info(fmt)
     w = np.asarray(w, dtype=np.float64)
     s = np.broadcast_to(np.asarray(scale_elem, dtype=np.float64), w.shape)
-    ok = s != 0
-    ratio = np.where(ok, w / np.where(ok, s, 1.0), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = w / s
+    zero_scale = s == 0
+    if zero_scale.any():
+        ratio[zero_scale] = 0.0
     if info.has_zero_point:
         z = np.zeros(w.shape) if zeros is None else np.broadcast_to(zeros, w.shape)
         q = np.clip(np.rint(ratio) + z, 0, 15)
         return q.astype(np.uint8)
     emax = ELEMENT_MAX[fmt]
-    if fmt != "fp4_e2m1":
-        ratio = np.rint(ratio * 2.0 ** -info.pow2_adj) * 2.0**info.pow2_adj
-    codes = encode(fmt, np.clip(ratio, -emax, emax))
+    np.clip(ratio, -emax, emax, out=ratio)  # symmetric: ±(2^(b−1)−1), fp4 ±6, mxint8 ±127/64
+    codes = encode(fmt, ratio)
     if fmt == "fp4_e2m1":
         codes[codes == 0b1000] = 0
     return codes

@@ -65,6 +65,8 @@ def prune_nm(w, n_sp: int, m_sp: int, saliency=None) -> np.ndarray:
     w = np.asarray(w)
     if w.ndim != 2:
         raise ValueError(f"weights must be 2-D [K, N], got shape {w.shape}")
+    if n_sp == m_sp and saliency is None:
+        return np.ones(w.shape, dtype=bool)
     score = np.abs(w) if saliency is None else np.asarray(saliency)
     if score.shape != w.shape:
         raise ValueError(f"saliency shape {score.shape} differs from weight shape {w.shape}")

@@ -13,7 +13,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.config import (
-    FORMAT_CODES, FORMAT_POW2_ADJ, FORMAT_VALUE_BITS, SCALE_CODES, SPARSITY_CODES, ArrayConfig,
+    FORMAT_CODES,
+    FORMAT_POW2_ADJ,
+    SCALE_CODES,
+    SPARSITY_CODES,
+    ArrayConfig,
     _parse_nm,
 )
 from hw.layouts import Layouts

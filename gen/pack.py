@@ -1,0 +1,290 @@
+"""Host-side packing: a layer file and activations → the beats the core consumes, and back.
+
+Every bit offset comes from the hardware's own `lib.data` layouts (`hw.layouts.Layouts`):
+the packer walks the layouts once, then places whole columns of fields with numpy, so a
+testbench assigns one word per stream per cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Const
+from amaranth.lib import data
+
+from gen.config import (
+    FORMAT_BITS,
+    FORMAT_CODES,
+    MX_BLOCK,
+    SCALE_CODES,
+    SPARSITY_CODES,
+    ArrayConfig,
+    ConfigError,
+    Mode,
+    _parse_nm,
+)
+from hw.layouts import Layouts
+
+__all__ = ["PackError", "GemmProgram", "Packer"]
+
+
+class PackError(ValueError):
+    """A GEMM this configuration cannot run as given (message says why)."""
+
+
+def _offset(layout, *path) -> tuple[int, object]:
+    """Offset and shape of the field at ``path`` inside ``layout``."""
+    offset, shape = 0, layout
+    for key in path:
+        fld = data.Layout.cast(shape)[key]
+        offset += fld.offset
+        shape = fld.shape
+    return offset, shape
+
+
+def _width(shape) -> int:
+    if isinstance(shape, data.Layout):
+        return shape.size
+    from amaranth.hdl import Shape
+    return Shape.cast(shape).width
+
+
+def _place(bits: np.ndarray, offset: int, width: int, stride: int, values: np.ndarray) -> None:
+    """Write ``values[n, count]`` (two's complement, ``width`` bits) at ``offset + i·stride``."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.ndim == 1:
+        values = values[:, None]
+    cols = offset + np.arange(values.shape[1]) * stride
+    for b in range(width):
+        bits[:, cols + b] = (values >> b) & 1
+
+
+def _to_ints(bits: np.ndarray) -> list[int]:
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+@dataclass
+class GemmProgram:
+    """Everything a driver streams into the core for one GEMM, and how to read the results."""
+
+    mode: Mode
+    mode_word: int
+    step: int
+    k_beats: int
+    group_beats: int
+    M: int
+    N: int
+    tiles: list[tuple[int, int]]          # (m0, n0) of each tile, in stream order
+    act_beats: list[int] = field(repr=False)
+    wgt_beats: list[int] = field(repr=False)
+    prm_beats: list[int] = field(repr=False)
+
+    @property
+    def beats(self) -> int:
+        return len(self.act_beats)
+
+
+class Packer:
+    """Packs GEMMs for one configuration."""
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        self.lay = lay = Layouts(cfg)
+        self.act_bits = lay.act_beat.size
+        self.wgt_bits = lay.wgt_beat.size
+        self.res_bits = lay.res_beat.size
+        self._x_off, _ = _offset(lay.act_beat, "x")
+        self._xexp_off = _offset(lay.act_beat, "x_exp")[0] if lay.has_x_exp else None
+        self._pkt_size = lay.packet.size
+        self._codes_off = _offset(lay.packet, "codes")[0]
+        self._idx_off = _offset(lay.packet, "idx")[0] if cfg.idx_bits else None
+        self._scale_off = _offset(lay.packet, "scale")[0] if cfg.scale_field_bits else None
+        self._zero_off = _offset(lay.packet, "zero")[0] if cfg.has_zero_points else None
+        self._col0 = _offset(lay.wgt_beat, 0)[0]
+        self._val_off = _offset(lay.res_beat, "value")[0]
+        self._err_off = _offset(lay.res_beat, "err")[0]
+        self._last_off = _offset(lay.res_beat, "last")[0]
+
+    # -- mode ------------------------------------------------------------------------------
+
+    def mode_word(self, mode: Mode, group_beats: int, k_beats: int) -> int:
+        const = self.lay.mode.const({
+            "fmt": FORMAT_CODES[mode.fmt],
+            "sparsity": SPARSITY_CODES[mode.sparsity],
+            "scale": SCALE_CODES[mode.scale_kind],
+            "mx_act": int(mode.mx_act),
+            "requant": int(mode.out_stage == "requant"),
+            "group_beats": group_beats,
+            "k_beats": k_beats,
+        })
+        return Const.cast(const.as_value()).value
+
+    def prm_word(self, bias, mult, shift, zp) -> int:
+        layout = data.ArrayLayout(self.lay.col_params, self.cfg.cols)
+        const = layout.const([
+            {"bias": int(bias[c]), "mult": int(mult[c]), "shift": int(shift[c]), "zp": int(zp[c])}
+            for c in range(self.cfg.cols)
+        ])
+        return Const.cast(const.as_value()).value
+
+    # -- packing ---------------------------------------------------------------------------
+
+    def pack(self, layer, x: np.ndarray, *, x_exp: np.ndarray | None = None,
+             out_stage: str = "raw") -> GemmProgram:
+        """Pack ``x [M, K]`` (int8) and a golden ``Layer`` into tiles of beats.
+
+        M and N are padded up to whole tiles (zero activations, zero-valued weight columns).
+        """
+        cfg = self.cfg
+        K, N = (int(v) for v in layer.shape)
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != K:
+            raise PackError(f"activations have shape {x.shape}, the layer needs [M, {K}]")
+        if x.dtype != np.int8:
+            raise PackError(f"activations must be int8, not {x.dtype}")
+        mode = Mode(layer.format, layer.sparsity, layer.scale_kind, mx_act=x_exp is not None,
+                    out_stage=out_stage)
+        try:
+            step = cfg.check_mode(mode, group=int(layer.group), k=K)
+        except ConfigError as exc:
+            raise PackError(str(exc)) from None
+        M = x.shape[0]
+        n_sp, m_sp = _parse_nm(layer.sparsity)
+        lanes = cfg.lanes_used(layer.format, layer.sparsity)
+        lps = cfg.lanes_per_slot(layer.format)
+        bits = FORMAT_BITS[layer.format]
+        k_beats, group_beats = K // step, int(layer.group) // step
+        G = int(layer.group)
+
+        rows, cols = cfg.rows, cfg.cols
+        m_tiles, n_tiles = -(-M // rows), -(-N // cols)
+        Mp, Np = m_tiles * rows, n_tiles * cols
+        xp = np.zeros((Mp, K), np.int64)
+        xp[:M] = x
+        xe = np.full((Mp, max(K // MX_BLOCK, 1)), 127, np.int64)
+        if x_exp is not None:
+            x_exp = np.asarray(x_exp)
+            if x_exp.shape != (M, K // MX_BLOCK):
+                raise PackError(f"x_exp has shape {x_exp.shape}, expected ({M}, {K // MX_BLOCK})")
+            xe[:M] = x_exp
+
+        # Weight lanes per beat: [k_beats, lanes, Np].
+        codes = np.zeros((K * n_sp // m_sp, Np), np.int64)
+        codes[:, :N] = layer.codes
+        idx = np.zeros_like(codes)
+        if layer.idx is not None:
+            idx[:, :N] = layer.idx
+        else:
+            idx[:] = 0
+        if Np > N and layer.idx is not None:  # canonical padding slots for the padded columns
+            idx[:, N:] = (np.arange(codes.shape[0]) % n_sp)[:, None]
+        n_groups = K // G
+        scales = np.zeros((n_groups, Np), np.int64)
+        if layer.scales is not None:
+            scales[:, :N] = layer.scales
+            if layer.scale_kind == "pow2":
+                scales[:, N:] = 127
+        zeros = np.zeros((n_groups, Np), np.int64)
+        if layer.zeros is not None:
+            zeros[:, :N] = layer.zeros
+        codes = codes.reshape(k_beats, lanes, Np)
+        idx = idx.reshape(k_beats, lanes, Np)
+        # Lanes into slot bytes.
+        slot_lanes = cfg.slots * lps
+        lane_codes = np.zeros((k_beats, slot_lanes, Np), np.int64)
+        lane_codes[:, :lanes] = codes
+        shifts = (np.arange(lps) * bits)[None, None, :, None]
+        slot_bytes = (lane_codes.reshape(k_beats, cfg.slots, lps, Np) << shifts).sum(axis=2)
+        lane_idx = np.zeros((k_beats, cfg.max_lanes, Np), np.int64)
+        lane_idx[:, :lanes] = idx
+        beat_group = (np.arange(k_beats) * step) // G
+        beat_block = (np.arange(k_beats) * step) // MX_BLOCK
+
+        act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
+        requant = out_stage == "requant"
+        if requant:
+            for key in ("out_mult", "out_shift"):
+                if getattr(layer, key, None) is None:
+                    raise PackError(f"requant needs the layer key {key!r}")
+            bias = np.zeros(Np, np.int64)
+            if layer.bias is not None:
+                bias[:N] = layer.bias
+            mult = np.full(Np, 1 << 30, np.int64)
+            mult[:N] = layer.out_mult
+            shift = np.zeros(Np, np.int64)
+            shift[:N] = layer.out_shift
+            zp = np.zeros(Np, np.int64)
+            if layer.out_zp is not None:
+                zp[:N] = np.broadcast_to(np.asarray(layer.out_zp, np.int64), (N,))
+
+        V = cfg.window
+        for nt in range(n_tiles):
+            n0 = nt * cols
+            wbits = np.zeros((k_beats, self.wgt_bits), np.uint8)
+            for c in range(cols):
+                base = self._col0 + c * self._pkt_size
+                _place(wbits, base + self._codes_off, 8, 8, slot_bytes[:, :, n0 + c])
+                if self._idx_off is not None:
+                    _place(wbits, base + self._idx_off, cfg.idx_bits, cfg.idx_bits,
+                           lane_idx[:, :, n0 + c])
+                if self._scale_off is not None:
+                    _place(wbits, base + self._scale_off, cfg.scale_field_bits, 0,
+                           scales[beat_group, n0 + c])
+                if self._zero_off is not None:
+                    _place(wbits, base + self._zero_off, 4, 0, zeros[beat_group, n0 + c])
+            w_ints = _to_ints(wbits)
+            for mt in range(m_tiles):
+                m0 = mt * rows
+                abits = np.zeros((k_beats, self.act_bits), np.uint8)
+                win = np.zeros((k_beats, rows, V), np.int64)
+                win[:, :, :step] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
+                _place(abits, self._x_off, 8, 8, win.reshape(k_beats, rows * V))
+                if self._xexp_off is not None:
+                    _place(abits, self._xexp_off, 8, 8, xe[m0:m0 + rows][:, beat_block].T)
+                act_beats += _to_ints(abits)
+                wgt_beats += w_ints
+                tiles.append((m0, n0))
+                if requant:
+                    prm_beats.append(self.prm_word(bias[n0:n0 + cols], mult[n0:n0 + cols],
+                                                   shift[n0:n0 + cols], zp[n0:n0 + cols]))
+        return GemmProgram(
+            mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats), step=step,
+            k_beats=k_beats, group_beats=group_beats, M=M, N=N, tiles=tiles,
+            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats)
+
+    # -- results ---------------------------------------------------------------------------
+
+    def unpack_result(self, word: int) -> tuple[list[int], list[int], int]:
+        """One result beat → (values per column, error bits per column, last)."""
+        acc_bits = self.cfg.acc_bits
+        mask, sign = (1 << acc_bits) - 1, 1 << (acc_bits - 1)
+        values, errs = [], []
+        for c in range(self.cfg.cols):
+            v = (word >> (self._val_off + c * acc_bits)) & mask
+            values.append(v - (1 << acc_bits) if v & sign else v)
+            errs.append((word >> (self._err_off + c)) & 1)
+        return values, errs, (word >> self._last_off) & 1
+
+    def assemble(self, prog: GemmProgram, results: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Result beats in stream order → (Y [M, N] int64, err [M, N] bool)."""
+        rows, cols = self.cfg.rows, self.cfg.cols
+        expected = len(prog.tiles) * rows
+        if len(results) != expected:
+            raise PackError(f"expected {expected} result beats, got {len(results)}")
+        Mp, Np = prog.tiles and (max(t[0] for t in prog.tiles) + rows,
+                                 max(t[1] for t in prog.tiles) + cols)
+        y = np.zeros((Mp, Np), np.int64)
+        err = np.zeros((Mp, Np), bool)
+        for t, (m0, n0) in enumerate(prog.tiles):
+            for r in range(rows):
+                values, errs, last = self.unpack_result(results[t * rows + r])
+                if last != (r == rows - 1):
+                    raise PackError(f"tile {t} row {r}: 'last' flag is {last}")
+                y[m0 + r, n0:n0 + cols] = values
+                err[m0 + r, n0:n0 + cols] = np.array(errs, bool)
+        y = y[:prog.M, :prog.N]
+        if prog.mode.out_stage == "requant":
+            y = y.astype(np.int8)
+        return y, err[:prog.M, :prog.N]

@@ -1,0 +1,381 @@
+"""The bit-exact compressed GEMM (SPEC §1, §4–§6, NUMERICS.md).
+
+Every group sum ``P_g`` is an exact integer. It is computed with float64 matrix products, which
+are exact here because every operand, product and partial sum is an integer far below 2**53
+(checked before each product, with margin), whatever order or blocking the BLAS uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .formats import E8M0_BIAS, E8M0_NAN, decode, format_info
+from .layer import (
+    INT32_MAX,
+    INT32_MIN,
+    OUT_MULT_MAX,
+    OUT_MULT_MIN,
+    OUT_SHIFT_MAX,
+    OUT_SHIFT_MIN,
+    Layer,
+    validate_layer,
+)
+from .quant import MX_BLOCK, expand_groups
+from .sparsity import unpack_nm
+
+__all__ = [
+    "dequantize_weights",
+    "gemm",
+    "gemm_float",
+    "gemm_raw",
+    "mac_weights",
+    "rdbpot",
+    "requantize",
+    "srdhm",
+]
+
+# Float64 products are used only while every partial sum stays below this bound. 2**53 would be
+# enough for plain summation; the margin keeps exactness under any blocking a BLAS may choose.
+_EXACT_FLOAT_BOUND = 2.0**50
+_INT64_BOUND = 2.0**62
+
+
+def mac_weights(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+    """Dense weights as the MAC sees them: ``value − z`` at stored slots, 0 where pruned.
+
+    Returns
+    -------
+    w : ndarray of float64, shape (K, N)
+        Exact small integers (float64 so they feed BLAS directly).
+    invalid_columns : ndarray of bool, shape (N,)
+        Columns holding an invalid code (ternary ``0b10``) in any slot.
+    """
+    values, invalid = decode(layer.format, layer.codes)
+    invalid_columns = invalid.any(axis=0)
+    if layer.is_dense:
+        w = values.astype(np.float64)
+        if layer.zeros is not None:
+            w -= expand_groups(layer.zeros, layer.group)
+        return w, invalid_columns
+    dense_codes, stored = unpack_nm(layer.codes, layer.idx, layer.n_sp, layer.m_sp, layer.K)
+    w, _ = decode(layer.format, dense_codes)
+    w = w.astype(np.float64)
+    if layer.zeros is not None:
+        w -= expand_groups(layer.zeros, layer.group)
+    w *= stored  # pruned positions are real zeros, even for uint4 (NUMERICS.md)
+    return w, invalid_columns
+
+
+def _check_activations(x, K: int) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.dtype != np.int8:
+        dtype = getattr(x, "dtype", type(x).__name__)
+        raise ValueError(f"activations x must be an int8 array, got {dtype}")
+    if x.ndim != 2 or x.shape[1] != K:
+        raise ValueError(f"activations x must have shape [M, {K}] like the layer, got {x.shape}")
+    return x
+
+
+def _check_x_exp(x_exp, M: int, K: int, scale_kind: str):
+    if x_exp is None:
+        return None
+    if scale_kind != "pow2":
+        raise ValueError(f"x_exp (MXINT8 activations) needs pow2 scales, layer has {scale_kind!r}")
+    x_exp = np.asarray(x_exp)
+    if x_exp.dtype != np.uint8:
+        raise ValueError(f"x_exp must be uint8 E8M0 exponents, got {x_exp.dtype}")
+    if x_exp.shape != (M, K // MX_BLOCK):
+        raise ValueError(f"x_exp must have shape ({M}, {K // MX_BLOCK}), got {x_exp.shape}")
+    return x_exp.astype(np.int64)
+
+
+def _floor_shift(p: np.ndarray, shift) -> np.ndarray:
+    """``floor(p · 2**shift)`` for int64 ``p`` and integer ``shift`` of either sign."""
+    shift = np.asarray(shift, dtype=np.int64)
+    if shift.size and shift.min() >= 0:
+        return np.left_shift(p, shift)
+    left = np.left_shift(p, np.clip(shift, 0, 62))
+    right = np.right_shift(p, np.clip(-shift, 0, 63))  # arithmetic shift: floor
+    return np.where(shift >= 0, left, right)
+
+
+def _group_products(xf: np.ndarray, w: np.ndarray, group: int):
+    """Yield ``(g, P_g)`` with ``P_g`` the exact int64 group sums, shape (M, N)."""
+    for g in range(w.shape[0] // group):
+        sl = slice(g * group, (g + 1) * group)
+        yield g, (xf[:, sl] @ w[sl]).astype(np.int64)
+
+
+def _accumulate_int(xf, w, layer: Layer, xmax: float) -> np.ndarray:
+    """``Σ_g P_g · s`` for the ``int`` kind (``s = 1`` for ``none``)."""
+    if layer.scale_kind == "none":
+        s = None
+        ws = w
+    else:
+        s = layer.scales.astype(np.int64)
+        ws = w * expand_groups(s.astype(np.float64), layer.group)
+    if w.size == 0 or xmax * np.abs(ws).sum(axis=0).max() < _EXACT_FLOAT_BOUND:
+        return (xf @ ws).astype(np.int64)  # one exact product over all groups
+    smax = 1.0 if s is None else float(np.abs(s).max())
+    if layer.K * xmax * float(np.abs(w).max()) * smax >= _INT64_BOUND:
+        raise ValueError("int GEMM result could exceed int64; the golden model refuses it")
+    acc = np.zeros((xf.shape[0], layer.N), dtype=np.int64)
+    for g, p in _group_products(xf, w, layer.group):
+        acc += p if s is None else p * s[g]
+    return acc
+
+
+def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, fold=True):
+    """``Σ_g floor(P_g · 2**(t + frac_bits))`` with NaN / window errors (NUMERICS.md).
+
+    Without ``x_exp`` the shift and the error of a contribution depend on (group, column)
+    only: every left-shifted contribution is exact, so they are folded into the weights and
+    summed by one product (``fold=True``); right shifts (floor) are done per group on the
+    columns that need them. With ``x_exp`` every group is shifted on its own.
+    """
+    M, N = xf.shape[0], layer.N
+    e_w = layer.scales.astype(np.int64)
+    adj = format_info(layer.format).pow2_adj + (0 if x_exp is None else -6)
+    t_w = e_w - E8M0_BIAS + adj  # [G_count, N]
+    bad_w = e_w == E8M0_NAN
+    wmax = float(np.abs(w).max(initial=0.0))
+    bound = layer.group * xmax * wmax * layer.n_groups
+    if bound * 2.0 ** max(t_max + frac_bits, 0) >= _INT64_BOUND:
+        raise ValueError(
+            f"pow2 accumulator could exceed int64 with t_max={t_max}, frac_bits={frac_bits}"
+        )
+    G = layer.group
+    acc = np.zeros((M, N), dtype=np.int64)
+    if x_exp is None:
+        bad = bad_w | (t_w < t_min) | (t_w > t_max)  # [G_count, N]
+        shift = t_w + frac_bits
+        left = ~bad & (shift >= 0)
+        right = ~bad & (shift < 0)
+        factor = np.where(left, np.ldexp(1.0, np.clip(shift, 0, 62)), 0.0)
+        w_left = w * expand_groups(factor, G)  # exact: small integers times powers of two
+        if fold and xmax * np.abs(w_left).sum(axis=0).max(initial=0.0) < _EXACT_FLOAT_BOUND:
+            acc += (xf @ w_left).astype(np.int64)
+        else:
+            for g in np.flatnonzero(left.any(axis=1)):
+                sl = slice(g * G, (g + 1) * G)
+                p = (xf[:, sl] @ (w[sl] * left[g])).astype(np.int64)
+                acc += np.left_shift(p, np.where(left[g], shift[g], 0))
+        for g in np.flatnonzero(right.any(axis=1)):
+            sl = slice(g * G, (g + 1) * G)
+            cols = np.flatnonzero(right[g])
+            p = (xf[:, sl] @ w[sl][:, cols]).astype(np.int64)
+            acc[:, cols] += np.right_shift(p, np.minimum(-shift[g, cols], 63))  # floor
+        return acc, np.broadcast_to(bad.any(axis=0), (M, N)).copy()
+    err = np.zeros((M, N), dtype=bool)
+    for g, p in _group_products(xf, w, G):
+        t = t_w[g][None, :] + (x_exp[:, g] - E8M0_BIAS)[:, None]
+        bad = bad_w[g][None, :] | (x_exp[:, g] == E8M0_NAN)[:, None]
+        bad = bad | (t < t_min) | (t > t_max)  # [M, N]
+        contribution = _floor_shift(p, t + frac_bits)
+        if bad.any():
+            contribution[bad] = 0
+            err |= bad
+        acc += contribution
+    return acc, err
+
+
+def gemm_raw(x, layer: Layer, *, x_exp=None, frac_bits: int = 16, t_min: int = -32,
+             t_max: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The raw accumulator of the compressed GEMM, bit-exact (SPEC §1, §5, §6 ``raw``).
+
+    Parameters
+    ----------
+    x : ndarray of int8, shape (M, K)
+        Activations (MXINT8 element codes when ``x_exp`` is given).
+    layer : Layer
+        Compressed weights (validated here).
+    x_exp : ndarray of uint8, shape (M, K/32), optional
+        MXINT8 activation exponents (``pow2`` layers only); adds −6 to ``t``.
+    frac_bits : int
+        Fractional bits of the ``pow2`` fixed-point accumulator.
+    t_min, t_max : int
+        Allowed window of ``t = (e_w − 127) + (e_x − 127) + adj``.
+
+    Returns
+    -------
+    acc : ndarray of int64, shape (M, N)
+        ``Σ_g P_g · s`` (``int``; ``s = 1`` for ``none``) or ``Σ_g floor(P_g · 2**(t+frac_bits))``
+        (``pow2``); erroneous contributions count 0.
+    err : ndarray of bool, shape (M, N)
+        Sticky error flags: invalid ternary code in the column, NaN scale, ``t`` outside window.
+    """
+    validate_layer(layer)
+    x = _check_activations(x, layer.K)
+    if int(frac_bits) < 0 or int(t_min) > int(t_max):
+        raise ValueError(f"need frac_bits >= 0 and t_min <= t_max, got {frac_bits}, "
+                         f"[{t_min}, {t_max}]")
+    x_exp = _check_x_exp(x_exp, x.shape[0], layer.K, layer.scale_kind)
+    w, invalid_columns = mac_weights(layer)
+    xf = x.astype(np.float64)
+    xmax = float(np.abs(xf).max(initial=0.0))
+    err = np.broadcast_to(invalid_columns, (x.shape[0], layer.N)).copy()
+    if layer.scale_kind == "pow2":
+        acc, err_pow2 = _accumulate_pow2(
+            xf, w, layer, x_exp, xmax, int(frac_bits), int(t_min), int(t_max)
+        )
+        err |= err_pow2
+    else:
+        acc = _accumulate_int(xf, w, layer, xmax)
+    return acc, err
+
+
+# ----------------------------------------------------------------------------- output stage
+
+
+def _int32_operand(name: str, a) -> np.ndarray:
+    a = np.asarray(a, dtype=np.int64)
+    if a.size and (a.min() < INT32_MIN or a.max() > INT32_MAX):
+        raise ValueError(f"{name} must lie in the int32 range")
+    return a
+
+
+def srdhm(a, b) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64.
+
+    ``(a·b + nudge) / 2**31`` with ``nudge = 2**30`` for ``a·b ≥ 0`` else ``1 − 2**30`` and a
+    division truncating towards zero; ``a = b = −2**31`` saturates to ``2**31 − 1``.
+    """
+    a = _int32_operand("srdhm a", a)
+    b = _int32_operand("srdhm b", b)
+    ab = a * b  # |ab| <= 2**62: no int64 overflow
+    num = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    q = np.where(num >= 0, num >> 31, -((-num) >> 31))  # truncating division by 2**31
+    return np.where((a == b) & (a == INT32_MIN), INT32_MAX, q)
+
+
+def rdbpot(x, exponent) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero.
+
+    ``exponent`` in 0..31; computed as gemmlowp does, with a mask, remainder and threshold.
+    """
+    x = _int32_operand("rdbpot x", x)
+    exponent = np.asarray(exponent, dtype=np.int64)
+    if exponent.size and (exponent.min() < 0 or exponent.max() > 31):
+        raise ValueError("rdbpot exponent must lie in 0..31")
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def _per_column(name: str, value, N: int, lo: int, hi: int, allow_scalar: bool = False):
+    a = np.asarray(value)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers, got {a.dtype}")
+    a = a.astype(np.int64)
+    if a.shape != (N,) and not (allow_scalar and a.ndim == 0):
+        raise ValueError(f"{name} must have shape ({N},), got {a.shape}")
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{name} must lie in [{lo}, {hi}]")
+    return a
+
+
+def requantize(acc, layer: Layer | None = None, *, bias=None, out_mult=None, out_shift=None,
+               out_zp=None) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite / gemmlowp requantization of the raw accumulator to int8 (SPEC §6).
+
+    ``acc' = acc + bias``; ``v = acc' · 2**max(sh, 0)`` saturated to int32 (error flag when it
+    saturates, NUMERICS.md); ``y = sat8(RDBPOT(SRDHM(v, M0), max(−sh, 0)) + zp)``.
+
+    Parameters
+    ----------
+    acc : array_like of int64, shape (M, N)
+        Raw accumulator (`gemm_raw`).
+    layer : Layer, optional
+        Source of ``bias``, ``out_mult``, ``out_shift``, ``out_zp``; keywords override it.
+    bias : array_like of int, shape (N,), optional
+        Default 0.
+    out_mult : array_like of int, shape (N,)
+        ``M0`` in ``[2**30, 2**31)``; required (here or in the layer).
+    out_shift : array_like of int, shape (N,)
+        ``sh`` in ``[−31, 30]``; required.
+    out_zp : int or array_like of int, shape (N,), optional
+        Output zero point, default 0.
+
+    Returns
+    -------
+    y : ndarray of int8, shape (M, N)
+    err : ndarray of bool, shape (M, N)
+        True where ``acc'·2**max(sh,0)`` left the int32 range.
+    """
+    def pick(value, key):
+        if value is None and layer is not None:
+            return getattr(layer, key)
+        return value
+
+    bias, out_mult = pick(bias, "bias"), pick(out_mult, "out_mult")
+    out_shift, out_zp = pick(out_shift, "out_shift"), pick(out_zp, "out_zp")
+    acc = np.asarray(acc)
+    if acc.ndim != 2 or acc.dtype.kind not in "iu":
+        raise ValueError(f"acc must be a 2-D integer array, got {acc.dtype} {acc.shape}")
+    acc = acc.astype(np.int64)
+    N = acc.shape[1]
+    if out_mult is None or out_shift is None:
+        raise ValueError("requantization needs out_mult and out_shift")
+    m0 = _per_column("out_mult", out_mult, N, OUT_MULT_MIN, OUT_MULT_MAX)
+    sh = _per_column("out_shift", out_shift, N, OUT_SHIFT_MIN, OUT_SHIFT_MAX)
+    b = _per_column("bias", 0 if bias is None else bias, N, -(1 << 62), 1 << 62,
+                    allow_scalar=True)
+    zp = _per_column("out_zp", 0 if out_zp is None else out_zp, N, INT32_MIN, INT32_MAX,
+                     allow_scalar=True)
+    if acc.size and np.abs(acc).max() > (1 << 62):
+        raise ValueError("acc magnitude above 2**62 cannot be requantized without overflow")
+    acc_b = acc + b
+    left = np.maximum(sh, 0)
+    lo = -(np.int64(1) << (31 - left))  # acc_b · 2**left fits int32 iff lo <= acc_b <= hi
+    hi = np.int64(INT32_MAX) >> left
+    sat = (acc_b < lo) | (acc_b > hi)
+    v = np.where(sat, np.where(acc_b < 0, INT32_MIN, INT32_MAX), np.clip(acc_b, lo, hi) << left)
+    y = rdbpot(srdhm(v, m0), np.maximum(-sh, 0)) + zp
+    return np.clip(y, -128, 127).astype(np.int8), sat
+
+
+def gemm(x, layer: Layer, *, x_exp=None, frac_bits: int = 16, t_min: int = -32, t_max: int = 8,
+         out_stage: str = "raw") -> tuple[np.ndarray, np.ndarray]:
+    """The whole compressed GEMM: `gemm_raw`, then optionally `requantize` with the layer's stage.
+
+    Returns ``(int64 acc, err)`` for ``out_stage='raw'`` and ``(int8 y, err)`` for
+    ``'requant'``, where ``err`` is the union of both stages' flags.
+    """
+    if out_stage not in ("raw", "requant"):
+        raise ValueError(f"out_stage must be 'raw' or 'requant', not {out_stage!r}")
+    if out_stage == "requant" and (layer.out_mult is None or layer.out_shift is None):
+        raise ValueError("out_stage 'requant' needs a layer with out_mult and out_shift")
+    acc, err = gemm_raw(x, layer, x_exp=x_exp, frac_bits=frac_bits, t_min=t_min, t_max=t_max)
+    if out_stage == "raw":
+        return acc, err
+    y, err_requant = requantize(acc, layer)
+    return y, err | err_requant
+
+
+# ----------------------------------------------------------------------------- float views
+
+
+def dequantize_weights(layer: Layer) -> np.ndarray:
+    """The float weights a layer stands for, ``[K, N]`` float64.
+
+    ``(v − z) · scale · 2**scale_exp[n]`` with ``scale`` = 1 (``none``), ``s`` (``int``) or
+    ``2**(e − 127 + pow2_adj)`` (``pow2``; E8M0 NaN gives NaN); pruned positions are 0.
+    """
+    validate_layer(layer)
+    w, _ = mac_weights(layer)
+    if layer.scale_kind == "int":
+        w *= expand_groups(layer.scales.astype(np.float64), layer.group)
+    elif layer.scale_kind == "pow2":
+        e = layer.scales.astype(np.int64)
+        factor = np.where(
+            e == E8M0_NAN, np.nan, np.ldexp(1.0, e - E8M0_BIAS + format_info(layer.format).pow2_adj)
+        )
+        w *= expand_groups(factor, layer.group)
+    if layer.scale_exp is not None:
+        w *= np.ldexp(1.0, layer.scale_exp.astype(np.int64))[None, :]
+    return w
+
+
+def gemm_float(x_float, w_float) -> np.ndarray:
+    """Plain float64 reference product ``x @ w`` (for SQNR and error-bound checks)."""
+    return np.asarray(x_float, dtype=np.float64) @ np.asarray(w_float, dtype=np.float64)

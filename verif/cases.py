@@ -1,0 +1,130 @@
+"""Random compressed GEMMs with edge values, for every mode a configuration enables.
+
+Layers are built directly from random codes (not through the quantizers) so that every code,
+the extreme scales, all-zero and under-filled N:M blocks and −128 activations all occur.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gen.config import FORMAT_BITS, FORMAT_POW2_ADJ, MX_BLOCK, ArrayConfig, Mode, _parse_nm
+from golden.layer import Layer
+
+__all__ = ["random_layer", "random_activations", "random_case"]
+
+OUT_MULT_MIN, OUT_MULT_MAX = 1 << 30, (1 << 31) - 1
+
+
+def _codes(rng, fmt: str, shape, zero_code, p_zero: float, allow_invalid: bool) -> np.ndarray:
+    n_codes = 1 << FORMAT_BITS[fmt]
+    codes = rng.integers(0, n_codes, shape)
+    if fmt == "ternary" and not allow_invalid:
+        codes[codes == 0b10] = 0b01
+    # Extreme codes first in every column, so they always occur.
+    flat = codes.reshape(-1, shape[-1])
+    extremes = {"int8": [0x80, 0x7F], "mxint8": [0x80, 0x7F], "int4": [0x8, 0x7],
+                "uint4": [0x0, 0xF], "int2": [0b10, 0b01], "ternary": [0b11, 0b01],
+                "fp4_e2m1": [0xF, 0x7]}[fmt]
+    for i, e in enumerate(extremes[:flat.shape[0]]):
+        flat[i] = e
+    zero = rng.random(shape) < p_zero
+    return np.where(zero, zero_code, codes)
+
+
+def random_layer(rng: np.random.Generator, cfg: ArrayConfig, mode: Mode, K: int, N: int, *,
+                 group: int | None = None, out_stage: str = "raw", p_zero: float = 0.15,
+                 invalid_ternary: bool = False, nan_scale: bool = False,
+                 window_overflow: bool = False, mx_exp_center: int = 127) -> Layer:
+    """A random layer in ``mode`` that ``cfg`` can run (or, with the flags, that sets errors)."""
+    fmt, sparsity, kind = mode.fmt, mode.sparsity, mode.scale_kind
+    n_sp, m_sp = _parse_nm(sparsity)
+    if group is None:
+        group = MX_BLOCK if kind == "pow2" else K
+    n_groups = K // group
+    blocks = K // m_sp
+    zeros = None
+    zero_code = np.zeros((blocks * n_sp, N), np.int64)
+    if fmt == "uint4":
+        zeros = rng.integers(0, 16, (n_groups, N)).astype(np.uint8)
+        slot_group = (np.arange(blocks * n_sp) // n_sp * m_sp) // group
+        zero_code = zeros[slot_group].astype(np.int64)
+    codes = _codes(rng, fmt, (blocks * n_sp, N), zero_code, p_zero, invalid_ternary)
+    # A few whole blocks of zero-valued slots (all-zero blocks).
+    dead = rng.random((blocks, N)) < 0.1
+    codes = np.where(np.repeat(dead, n_sp, axis=0), zero_code, codes)
+    if invalid_ternary and fmt == "ternary":
+        codes[rng.integers(0, codes.shape[0]), rng.integers(0, N)] = 0b10
+    idx = None
+    if sparsity != "dense":
+        # Strictly increasing positions: a random N-subset of each block, sorted.
+        keys = rng.random((blocks, N, m_sp)).argsort(axis=2)[:, :, :n_sp]
+        keys.sort(axis=2)
+        idx = keys.transpose(0, 2, 1).reshape(blocks * n_sp, N).astype(np.uint8)
+    scales = scale_exp = None
+    if kind == "int":
+        lim = 1 << (cfg.scale_bits - 1)
+        scales = rng.integers(-lim, lim, (n_groups, N))
+        scales.flat[0] = -lim
+        if scales.size > 1:
+            scales.flat[1] = lim - 1
+        scales = scales.astype(np.int32)
+        scale_exp = rng.integers(-20, 0, N).astype(np.int32)
+    elif kind == "none":
+        scale_exp = np.zeros(N, np.int32)
+    elif kind == "pow2":
+        adj = FORMAT_POW2_ADJ.get(fmt, 0) - (6 if mode.mx_act else 0)
+        lo, hi = cfg.t_min + 4, cfg.t_max - 4
+        if lo > hi:
+            lo = hi = (cfg.t_min + cfg.t_max) // 2
+        t = rng.integers(lo, hi + 1, (n_groups, N))
+        t.flat[0] = lo
+        if t.size > 1:
+            t.flat[-1] = hi
+        e_w = 127 + t - adj - (mx_exp_center - 127)
+        if window_overflow:
+            e_w.flat[rng.integers(0, e_w.size)] = 127 + cfg.t_max + 1 - adj - (mx_exp_center - 127)
+        e_w = np.clip(e_w, 0, 254)
+        if nan_scale:
+            e_w.flat[rng.integers(0, e_w.size)] = 0xFF
+        scales = e_w.astype(np.uint8)
+    layer = Layer(format=fmt, sparsity=sparsity, group=group, scale_kind=kind, shape=(K, N),
+                  codes=codes.astype(np.uint8), idx=idx, scales=scales, scale_exp=scale_exp,
+                  zeros=zeros)
+    if out_stage == "requant":
+        layer = _with_requant(rng, layer)
+    return layer
+
+
+def _with_requant(rng, layer: Layer) -> Layer:
+    N = layer.shape[1]
+    bias = rng.integers(-(1 << 20), 1 << 20, N).astype(np.int32)
+    mult = rng.integers(OUT_MULT_MIN, OUT_MULT_MAX + 1, N).astype(np.int32)
+    mult[0] = OUT_MULT_MIN
+    if N > 1:
+        mult[1] = OUT_MULT_MAX
+    shift = rng.integers(-31, 31, N).astype(np.int32)
+    shift[: max(N // 2, 1)] = rng.integers(-24, -8, max(N // 2, 1))  # mostly unsaturated
+    zp = rng.integers(-128, 128, N).astype(np.int32)
+    return layer.copy(bias=bias, out_mult=mult, out_shift=shift, out_zp=zp)
+
+
+def random_activations(rng, M: int, K: int, *, mx: bool = False, center: int = 127,
+                       nan_exp: bool = False):
+    x = rng.integers(-128, 128, (M, K)).astype(np.int8)
+    x.flat[0] = -128
+    x_exp = None
+    if mx:
+        x_exp = rng.integers(center - 2, center + 3, (M, K // MX_BLOCK)).astype(np.uint8)
+        if nan_exp:
+            x_exp.flat[rng.integers(0, x_exp.size)] = 0xFF
+    return x, x_exp
+
+
+def random_case(seed: int, cfg: ArrayConfig, mode: Mode, M: int, K: int, N: int, **kw):
+    """(layer, x, x_exp) of one random GEMM, reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    x, x_exp = random_activations(rng, M, K, mx=mode.mx_act,
+                                  nan_exp=kw.pop("nan_exp", False))
+    layer = random_layer(rng, cfg, mode, K, N, out_stage=mode.out_stage, **kw)
+    return layer, x, x_exp
