@@ -14,7 +14,7 @@ from gen.config import (
     SPARSITY_CODES,
     ArrayConfig,
 )
-from hw.core import Core, RequantStage
+from hw.core import Core, RequantStage, pe_module_name
 from hw.layouts import Layouts
 from hw.pe import ProcessingElement
 
@@ -122,11 +122,13 @@ def manifest(cfg: ArrayConfig, core: Core | None = None) -> dict:
     }
 
 
-def waiver_text(module_file: str) -> str:
+def waiver_text(module_file: str, pe_module: str) -> str:
     lines = ["`verilator_config",
              "// Known warning classes of Yosys-generated Verilog, waived for this file only."]
     for rule in WAIVED_WARNINGS:
         lines.append(f'lint_off -rule {rule} -file "*{module_file}"')
+    lines += ["// Keep the PE one module: compile it once, not rows x cols times.",
+              f'no_inline -module "{pe_module}"']
     return "\n".join(lines) + "\n"
 
 
@@ -134,8 +136,11 @@ def emit(cfg: ArrayConfig, out_dir: str | Path) -> dict[str, Path]:
     """Write ``<name>.v``, ``<name>.json`` and ``<name>.vlt`` into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    core = Core(cfg)
+    core = Core(cfg, pe_instances=True)
     text = verilog.convert(core, name=cfg.name, emit_src=False)
+    # The PE is one module, instantiated rows × cols times by the core.
+    text += "\n" + verilog.convert(ProcessingElement(cfg), name=pe_module_name(cfg),
+                                   emit_src=False)
     paths = {
         "verilog": out_dir / f"{cfg.name}.v",
         "manifest": out_dir / f"{cfg.name}.json",
@@ -143,5 +148,5 @@ def emit(cfg: ArrayConfig, out_dir: str | Path) -> dict[str, Path]:
     }
     paths["verilog"].write_text(text)
     paths["manifest"].write_text(json.dumps(manifest(cfg, core), indent=2, sort_keys=True) + "\n")
-    paths["waivers"].write_text(waiver_text(paths["verilog"].name))
+    paths["waivers"].write_text(waiver_text(paths["verilog"].name, pe_module_name(cfg)))
     return paths

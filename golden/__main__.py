@@ -132,7 +132,8 @@ def cmd_info(args) -> int:
     floor = metadata_floor(layer.n_sp, layer.m_sp)
     lines = [
         f"file        {args.layer}",
-        f"format      {layer.format} ({info.bits} bits, values {info.value_min}..{info.value_max}"
+        f"format      {layer.format} ({info.bits} bits, MAC integers "
+        f"{info.value_min}..{info.value_max}"
         f"{', zero points' if info.has_zero_point else ''})",
         f"sparsity    {layer.sparsity} (N_sp={layer.n_sp}, M_sp={layer.m_sp})",
         f"group       {layer.group} ({layer.n_groups} per column)",
@@ -168,8 +169,10 @@ def cmd_info(args) -> int:
             f"validity    file valid; {n_invalid} invalid ternary codes (0b10) flag "
             f"{int(invalid.any(axis=0).sum())} columns at run time"
         )
-    else:
+    elif layer.format == "ternary":
         lines.append("validity    valid (0 invalid ternary codes)")
+    else:
+        lines.append("validity    valid")
     print("\n".join(lines))
     return 0
 

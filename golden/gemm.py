@@ -127,10 +127,12 @@ def _accumulate_int(xf, w, layer: Layer, xmax: float) -> np.ndarray:
 def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, fold=True):
     """``Σ_g floor(P_g · 2**(t + frac_bits))`` with NaN / window errors (NUMERICS.md).
 
-    Without ``x_exp`` the shift and the error of a contribution depend on (group, column)
-    only: every left-shifted contribution is exact, so they are folded into the weights and
-    summed by one product (``fold=True``); right shifts (floor) are done per group on the
-    columns that need them. With ``x_exp`` every group is shifted on its own.
+    Left-shifted contributions are exact, so with ``fold=True`` they are folded into the
+    operands and summed by one product. Without ``x_exp`` shift and error depend on (group,
+    column) only: left shifts fold into the weights, right shifts (floor) run per group on the
+    columns that need them. With ``x_exp`` a group folds when all its shifts are left shifts
+    and none of its outputs errs; the other groups run one by one. ``fold=False`` runs every
+    group on its own (the straightforward form, kept as a cross-check).
     """
     M, N = xf.shape[0], layer.N
     e_w = layer.scales.astype(np.int64)
@@ -165,9 +167,30 @@ def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, 
             p = (xf[:, sl] @ w[sl][:, cols]).astype(np.int64)
             acc[:, cols] += np.right_shift(p, np.minimum(-shift[g, cols], 63))  # floor
         return acc, np.broadcast_to(bad.any(axis=0), (M, N)).copy()
+    b = x_exp - E8M0_BIAS  # [M, G_count] activation exponents
+    t_lo = t_w.min(axis=1) + b.min(axis=0)
+    t_hi = t_w.max(axis=1) + b.max(axis=0)
+    # A group folds when none of its outputs errs and every shift is a left shift; then
+    # P·2**(a + b) = Σ (x·2**(b + c)) (w·2**(a − c)) with c = min a, both factors integers.
+    clean = ~bad_w.any(axis=1) & ~(x_exp == E8M0_NAN).any(axis=0)
+    clean &= (t_lo >= t_min) & (t_hi <= t_max) & (t_lo + frac_bits >= 0)
+    if fold and clean.any():
+        c = t_w.min(axis=1)
+        w_fold = w * expand_groups(
+            np.where(clean[:, None], np.ldexp(1.0, np.where(clean[:, None], t_w - c[:, None], 0)),
+                     0.0), G)
+        x_pow = np.where(clean[None, :], b + c[None, :] + frac_bits, 0)
+        x_fold = xf * expand_groups(np.where(clean[None, :], np.ldexp(1.0, x_pow), 0.0).T, G).T
+        worst = float(np.abs(x_fold).max(initial=0.0)) * np.abs(w_fold).sum(axis=0).max()
+        if worst < _EXACT_FLOAT_BOUND:
+            acc += (x_fold @ w_fold).astype(np.int64)
+        else:
+            clean[:] = False
     err = np.zeros((M, N), dtype=bool)
-    for g, p in _group_products(xf, w, G):
-        t = t_w[g][None, :] + (x_exp[:, g] - E8M0_BIAS)[:, None]
+    for g in np.flatnonzero(~clean) if fold else range(layer.n_groups):
+        sl = slice(g * G, (g + 1) * G)
+        p = (xf[:, sl] @ w[sl]).astype(np.int64)
+        t = t_w[g][None, :] + b[:, g][:, None]
         bad = bad_w[g][None, :] | (x_exp[:, g] == E8M0_NAN)[:, None]
         bad = bad | (t < t_min) | (t > t_max)  # [M, N]
         contribution = _floor_shift(p, t + frac_bits)

@@ -33,7 +33,11 @@ class LayerError(ValueError):
 
     def __init__(self, key: str, problem: str):
         self.key = key
+        self.problem = problem
         super().__init__(f"layer key {key!r}: {problem}")
+
+    def __reduce__(self):  # keep the two-argument form picklable (e.g. across pytest-xdist)
+        return type(self), (self.key, self.problem)
 
 
 @dataclass(eq=False)

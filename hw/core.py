@@ -1,6 +1,16 @@
 """The PE array with its stream interfaces, drain sequencer and output stage."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import (
+    Cat,
+    ClockSignal,
+    Const,
+    Instance,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+    signed,
+)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,7 +18,7 @@ from gen.config import ArrayConfig
 from hw.layouts import Layouts
 from hw.pe import ProcessingElement
 
-__all__ = ["RequantStage", "OutputStage", "Core"]
+__all__ = ["RequantStage", "OutputStage", "Core", "pe_module_name"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -143,6 +153,30 @@ class OutputStage(wiring.Component):
         return m
 
 
+class _PEInstance:
+    """Signals of one ``<name>_pe`` Verilog instance, shaped like a `ProcessingElement`."""
+
+    def __init__(self, cfg: ArrayConfig, m: Module, name: str):
+        lay = Layouts(cfg)
+        self.mode = Signal(lay.mode, name=f"{name}_mode")
+        self.row_in = Signal(lay.row_beat, name=f"{name}_row_in")
+        self.wgt_in = Signal(lay.packet, name=f"{name}_wgt_in")
+        self.row_out = Signal(lay.row_beat, name=f"{name}_row_out")
+        self.wgt_out = Signal(lay.packet, name=f"{name}_wgt_out")
+        self.result = Signal(signed(cfg.acc_bits), name=f"{name}_result")
+        self.result_err = Signal(name=f"{name}_result_err")
+        m.submodules[name] = Instance(
+            pe_module_name(cfg),
+            i_clk=ClockSignal(), i_rst=ResetSignal(),
+            i_mode=self.mode, i_row_in=self.row_in, i_wgt_in=self.wgt_in,
+            o_row_out=self.row_out, o_wgt_out=self.wgt_out,
+            o_result=self.result, o_result_err=self.result_err)
+
+
+def pe_module_name(cfg: ArrayConfig) -> str:
+    return f"{cfg.name}_pe"
+
+
 class Core(wiring.Component):
     """The unified compression PE array with stream interfaces.
 
@@ -162,6 +196,10 @@ class Core(wiring.Component):
     busy : Out(1)
         A tile is in flight or draining.
 
+    With ``pe_instances`` the PEs are instances of one Verilog module ``<name>_pe`` (emitted
+    once beside the core, see ``gen.emit``) instead of elaborated copies: the Verilog stays
+    small and simulators compile the PE once.
+
     A beat is taken when both ``act`` and ``wgt`` are valid. Beat ``b`` of a tile covers
     ``k = b·step … b·step + step − 1`` (step = peak MACs per PE per cycle in this mode); group
     and tile boundaries come from ``mode.group_beats`` and ``mode.k_beats``. Output-stationary
@@ -170,9 +208,10 @@ class Core(wiring.Component):
     beat, then ``rows`` rows, as fast as ``res`` accepts them).
     """
 
-    def __init__(self, cfg: ArrayConfig):
+    def __init__(self, cfg: ArrayConfig, *, pe_instances: bool = False):
         self._cfg = cfg
         self._lay = lay = Layouts(cfg)
+        self._pe_instances = pe_instances
         super().__init__({
             "mode": In(lay.mode),
             "prm": In(stream.Signature(data.ArrayLayout(lay.col_params, cfg.cols))),
@@ -254,8 +293,11 @@ class Core(wiring.Component):
         pes = [[None] * cfg.cols for _ in range(cfg.rows)]
         for r in range(cfg.rows):
             for c in range(cfg.cols):
-                pe = ProcessingElement(cfg)
-                m.submodules[f"pe_{r}_{c}"] = pe
+                if self._pe_instances:
+                    pe = _PEInstance(cfg, m, f"pe_{r}_{c}")
+                else:
+                    pe = ProcessingElement(cfg)
+                    m.submodules[f"pe_{r}_{c}"] = pe
                 pes[r][c] = pe
                 m.d.comb += [
                     pe.mode.eq(mode),

@@ -8,7 +8,7 @@ quarter 2 the 4- and 2-bit formats, quarters 1 and 3 the 2-bit formats only, and
 as wide as the enabled formats that use it.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -155,16 +155,24 @@ class ActivationSelect(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fmt_bits = len(self.fmt)
+        routes = self.routes()
+        reachable = sorted({base + i for (_, base, mm) in routes.values() for i in range(mm)})
+        # The mode picks a position (a constant block base with the lane's index bits below
+        # it: bases are multiples of M, so no adder); one mux then serves every mode.
+        pos = Signal(range(self._cfg.window), name="pos")
         with m.Switch(Cat(self.fmt, self.sparsity)):
-            for (fmt, pattern), (lane, base, mm) in self.routes().items():
+            for (fmt, pattern), (lane, base, mm) in routes.items():
                 with m.Case(FORMAT_CODES[fmt] | (SPARSITY_CODES[pattern] << fmt_bits)):
                     m.d.comb += self.active.eq(1)
                     if mm == 1:
-                        m.d.comb += self.x.eq(self.window[base])
+                        m.d.comb += pos.eq(base)
                     else:
-                        sel = self.idx[lane][:(mm - 1).bit_length()]
-                        cands = Array(self.window[base + i] for i in range(mm))
-                        m.d.comb += self.x.eq(cands[sel])
+                        width = (mm - 1).bit_length()
+                        m.d.comb += pos.eq(Cat(self.idx[lane][:width], Const(base >> width)))
+        with m.Switch(pos):
+            for p in reachable:
+                with m.Case(p):
+                    m.d.comb += self.x.eq(self.window[p])
         return m
 
 

