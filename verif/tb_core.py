@@ -106,6 +106,7 @@ class TB:
         prm = StreamSource(d.prm__valid, d.prm__payload, prog.prm_beats, prm_pattern)
         sink = StreamSink(d.res__ready, out_pattern)
         n_res = len(prog.tiles) * self.cfg.rows
+        progress = os.environ.get("UPE_PROGRESS")
         results: list[int] = []
         cycle, first, last, idle = 0, None, None, 0
         while len(results) < n_res:
@@ -132,6 +133,8 @@ class TB:
                     self._check(prog, len(results), word, expected)
                 results.append(word)
                 last = cycle
+            if progress and cycle % 4096 == 0:
+                Path(progress).write_text(f"{act.index} {len(act.words)} {len(results)} {n_res}")
             if stop_after is not None and cycle >= stop_after:
                 self.idle_inputs()
                 return results, cycle

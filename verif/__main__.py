@@ -1,0 +1,107 @@
+"""``python -m verif``: run compressed GEMMs on the simulated RTL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gen.__main__ import add_config_args, config_from_args
+from gen.config import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {what} {path!r}: {exc}") from None
+
+
+class UserError(Exception):
+    pass
+
+
+def _progress(message: str) -> None:
+    print(f"[verif] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_run(args) -> int:
+    from golden.layer import LayerError, load_layer
+    from verif.runner import RunError, run_layer
+
+    cfg = config_from_args(args)
+    try:
+        layer = load_layer(args.layer)
+    except LayerError as exc:
+        raise UserError(f"invalid layer file {args.layer}: {exc}") from None
+    x = _load_npy(args.x, "activations")
+    if x.dtype != np.int8 or x.ndim != 2:
+        raise UserError(f"activations {args.x} must be a 2-D int8 array, not {x.dtype} "
+                        f"{x.shape}")
+    x_exp = None
+    if args.x_exp:
+        x_exp = _load_npy(args.x_exp, "activation exponents")
+        if x_exp.dtype != np.uint8:
+            raise UserError(f"activation exponents {args.x_exp} must be uint8, not {x_exp.dtype}")
+    try:
+        result = run_layer(cfg, layer, x, x_exp=x_exp, out_stage=args.out_stage,
+                           waves=args.waves, progress=_progress)
+    except RunError as exc:
+        raise UserError(str(exc)) from None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, result.y)
+    if args.err_out:
+        np.save(args.err_out, result.err)
+    rep = result.report
+    if args.report:
+        Path(args.report).write_text(json.dumps(rep, indent=2) + "\n")
+    print(f"{rep['mode']}: M={rep['M']} N={rep['N']} K={rep['K']} on {rep['rows']}x{rep['cols']}"
+          f" -> {rep['cycles']} cycles (ideal {rep['ideal_cycles']:.0f}, utilization "
+          f"{rep['utilization']:.3f}), wrote {out}")
+    if rep["errors"]:
+        print(f"python -m verif run: {rep['errors']} outputs carry the error flag (invalid code,"
+              f" NaN scale or exponent window); see --err-out", file=sys.stderr)
+        return 3
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m verif", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    p = sub.add_parser("run", help="run a layer file on the simulated core")
+    add_config_args(p)
+    p.add_argument("--x", required=True, help="int8 activations [M, K] (.npy)")
+    p.add_argument("--layer", required=True, help="compressed layer file (.npz)")
+    p.add_argument("--x-exp", help="uint8 MXINT8 exponents [M, K/32] (.npy)")
+    p.add_argument("--out-stage", choices=("raw", "requant"), default="raw")
+    p.add_argument("-o", "--out", required=True, help="result .npy (int64 raw, int8 requant)")
+    p.add_argument("--err-out", help="write the per-output error flags (.npy, bool)")
+    p.add_argument("--report", help="JSON report: cycles, ideal_cycles, utilization, ...")
+    p.add_argument("--waves", action="store_true", help="dump an FST waveform")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.cmd == "run":
+            return cmd_run(args)
+    except (UserError, ConfigError) as exc:
+        print(f"python -m verif {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
