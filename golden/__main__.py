@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from .calibrate import smooth_factors, wanda_saliency
 from .compress import compress, load_weights
 from .formats import E8M0_BIAS, E8M0_NAN, FORMATS, SCALE_KINDS, decode, format_info
 from .gemm import dequantize_weights, gemm
@@ -69,12 +70,25 @@ def cmd_compress(args) -> int:
     """Compress float weights into a layer file and print a one-line summary."""
     if args.zero_points and args.format != "uint4":
         raise UsageError(f"--zero-points applies to uint4 only, not {args.format}")
+    if args.saliency is not None and args.saliency_from_x is not None:
+        raise UsageError("give either --saliency or --saliency-from-x, not both")
     w = load_weights(args.weights)
+    smoothed = ""
+    if args.smooth is not None:
+        x_cal = _load_npy(args.smooth, "smoothing activations")
+        s = smooth_factors(x_cal, w, args.alpha)
+        w = w * s[:, None]
+        smooth_out = args.smooth_out or _smooth_path(args.output)
+        np.save(smooth_out, s)
+        smoothed = f" (smoothed, alpha {args.alpha:g}: divide activations by {smooth_out})"
     saliency = None
     if args.saliency is not None:
         saliency = _load_npy(args.saliency, "saliency")
         if saliency.shape != w.shape:
             raise UsageError(f"saliency shape {saliency.shape} differs from weights {w.shape}")
+    elif args.saliency_from_x is not None:
+        # Wanda |w|·‖x_k‖ is unchanged by smoothing, so the smoothed w may be used here.
+        saliency = wanda_saliency(w, _load_npy(args.saliency_from_x, "Wanda activations"))
     layer = compress(
         w,
         fmt=args.format,
@@ -90,9 +104,15 @@ def cmd_compress(args) -> int:
     print(
         f"{args.output}: {layer.format} {layer.sparsity} G={layer.group} "
         f"scale={layer.scale_kind} K={layer.K} N={layer.N}: {_bits_summary(layer)}, "
-        f"SQNR {sqnr:.2f} dB"
+        f"SQNR {sqnr:.2f} dB{smoothed}"
     )
     return 0
+
+
+def _smooth_path(output: str) -> str:
+    """Default file of the smoothing factors: ``L.npz`` → ``L.smooth.npy``."""
+    stem = output[:-4] if output.endswith(".npz") else output
+    return stem + ".smooth.npy"
 
 
 def cmd_gemm(args) -> int:
@@ -195,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rceil", action="store_true",
                    help="pow2: round amax/max_elem up to a power of two instead of OCP floor")
     p.add_argument("--saliency", metavar="S.npy", help="pruning score [K, N] instead of |w|")
+    p.add_argument("--saliency-from-x", metavar="X.npy",
+                   help="Wanda: prune by |w|*||x_k||_2 from float activations X [tokens, K]")
+    p.add_argument("--smooth", metavar="X.npy",
+                   help="SmoothQuant: fold s_k = max|x_k|^a / max|w_k|^(1-a) from float "
+                        "activations X [tokens, K] into the weights (w*s) and write s")
+    p.add_argument("--alpha", type=float, default=0.5, help="SmoothQuant strength (default 0.5)")
+    p.add_argument("--smooth-out", metavar="S.npy",
+                   help="where to write the factors s [K] (default: OUTPUT with .smooth.npy)")
     p.add_argument("--zero-points", action="store_true",
                    help="accepted for uint4 (which always has zero points), refused otherwise")
     p.add_argument("-o", "--output", required=True, metavar="L.npz")

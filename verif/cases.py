@@ -128,3 +128,24 @@ def random_case(seed: int, cfg: ArrayConfig, mode: Mode, M: int, K: int, N: int,
                                   nan_exp=kw.pop("nan_exp", False))
     layer = random_layer(rng, cfg, mode, K, N, out_stage=mode.out_stage, **kw)
     return layer, x, x_exp
+
+
+def exhaustive_case(cfg: ArrayConfig, fmt: str, *, M: int = 16, K: int = 4096, N: int = 16):
+    """Every code × every int8 activation × every lane position, in one dense GEMM.
+
+    ``x[m, k] = (k + 17m) mod 256 − 128`` and ``code[k, n] = (k // 256 + 16n) mod n_codes``:
+    within each run of 256 k one code meets all 256 activations, the runs step through the
+    codes, and the 17m offset moves every activation through every lane position.
+    """
+    n_codes = 1 << FORMAT_BITS[fmt]
+    k = np.arange(K)
+    x = (((k[None, :] + 17 * np.arange(M)[:, None]) % 256) - 128).astype(np.int8)
+    codes = ((k[:, None] // 256 + 16 * np.arange(N)[None, :]) % n_codes).astype(np.uint8)
+    if fmt == "ternary":
+        codes[codes == 0b10] = 0b11
+    zeros = None
+    if fmt == "uint4":
+        zeros = (np.arange(N) % 16).astype(np.uint8)[None, :]
+    layer = Layer(format=fmt, sparsity="dense", group=K, scale_kind="none", shape=(K, N),
+                  codes=codes, scale_exp=np.zeros(N, np.int32), zeros=zeros)
+    return layer, x, None

