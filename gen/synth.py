@@ -422,6 +422,7 @@ def _fit_error(log: Path, device: Device) -> str | None:
         if any(k in low for k in ("unable to place", "device only has", "too many",
                                   "failed to place", "no bel", "not enough", "exceeds",
                                   "could not find", "failed to find")):
+            line = re.sub(r"'([^']{50})[^']{10,}'", r"'\1...'", line)
             return line[len("ERROR:"):].strip()
     return None
 
@@ -520,7 +521,9 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
              f"{wrap['lut']} LUT4, {wrap['ff']} FF) in {times['yosys']:.0f} s")
 
     # Early fit check from the netlist (LUTs are checked by nextpnr: packing varies).
-    for kind, cap in (("dsp", dev.dsps), ("bram", dev.brams), ("ff", dev.ffs)):
+    # A LUT4 needs a logic cell of its own, so more LUT4s than cells can never fit.
+    for kind, cap in (("lut", dev.luts), ("dsp", dev.dsps), ("bram", dev.brams),
+                      ("ff", dev.ffs)):
         if total_cells[kind] > cap:
             hint = ""
             if kind == "dsp":

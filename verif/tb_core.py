@@ -34,6 +34,8 @@ class StreamSource:
         self.gate = itertools.cycle(pattern)
         self.index = 0
         self.presenting = False
+        self._driven_index = -1   # handle writes are costly: write only what changed
+        self._driven_valid = None
 
     @property
     def done(self) -> bool:
@@ -42,9 +44,12 @@ class StreamSource:
     def drive(self):
         if not self.presenting and not self.done:
             self.presenting = bool(next(self.gate))
-        if self.presenting:
+        if self.presenting and self._driven_index != self.index:
             self.payload.value = self.words[self.index]
-        self.valid.value = int(self.presenting)
+            self._driven_index = self.index
+        if self._driven_valid != self.presenting:
+            self.valid.value = int(self.presenting)
+            self._driven_valid = self.presenting
 
     def fired(self):
         self.presenting = False
@@ -57,9 +62,13 @@ class StreamSink:
     def __init__(self, ready, pattern=(1,)):
         self.ready = ready
         self.gate = itertools.cycle(pattern)
+        self._driven = None
 
     def drive(self):
-        self.ready.value = int(bool(next(self.gate)))
+        ready = bool(next(self.gate))
+        if ready != self._driven:
+            self.ready.value = int(ready)
+            self._driven = ready
 
 
 class TB:

@@ -80,7 +80,9 @@ def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False
     from gen.emit import emit
 
     verilator_env()
-    opt = os.environ.get("UPE_SIM_OPT", "-O0")
+    # Generated C++ is large and most simulations are short: small arrays compile without
+    # optimisation; from 3x3 up the faster simulation repays -O1's longer compile.
+    opt = os.environ.get("UPE_SIM_OPT") or ("-O1" if cfg.rows * cfg.cols >= 9 else "-O0")
     key = hashlib.sha256((cfg.to_json() + sim + str(waves) + opt + BUILD_RECIPE).encode())
     key = key.hexdigest()[:12]
     base = BUILD / "sim" / f"{cfg.name}-{sim}-{key}"
@@ -104,9 +106,6 @@ def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False
                 build_args = ["-Wall"]
                 if waves:
                     build_args.append("--trace-fst")
-            # The C++ of a generated core is large and its simulations are short: compile
-            # time dominates, so the model is compiled without optimisation by default
-            # (UPE_SIM_OPT=-O2 for long runs).
             saved = os.environ.get("MAKEFLAGS", "")
             os.environ["MAKEFLAGS"] = f"{saved} OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}"
             try:
