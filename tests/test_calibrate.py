@@ -103,7 +103,7 @@ def test_smoothing_helps_w8a8_with_an_outlier_channel():
     x = outlier_activations()
     w = RNG.normal(size=(64, 16))
     xs, ws, _ = smooth(x, w)
-    assert _w8a8_sqnr(xs, ws) > _w8a8_sqnr(x, w) + 3.0
+    assert _w8a8_sqnr(xs, ws) > _w8a8_sqnr(x, w) + 6.0
 
 
 @pytest.fixture
