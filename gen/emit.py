@@ -14,7 +14,14 @@ from gen.config import (
     SPARSITY_CODES,
     ArrayConfig,
 )
-from hw.core import Core, RequantStage, pe_module_name
+from hw.core import (
+    Core,
+    RequantStage,
+    core_drain_delay,
+    core_latency,
+    core_signature,
+    pe_module_name,
+)
 from hw.layouts import Layouts
 from hw.pe import ProcessingElement
 
@@ -48,14 +55,17 @@ def _layout_json(layout) -> dict | int:
     return layout.size
 
 
-def _ports(core: Core) -> list[dict]:
-    ports = []
-    for path, member, _ in core.signature.flatten(core):
-        name = "__".join(str(p) for p in path)
+def _ports(cfg: ArrayConfig) -> list[dict]:
+    """Verilog ports of the core: name (``stream__field``), direction, width."""
+    ports = [{"name": "clk", "direction": "input", "width": 1},
+             {"name": "rst", "direction": "input", "width": 1}]
+    for path, member in core_signature(cfg).members.flatten():
+        if member.is_signature:
+            continue
         ports.append({
-            "name": name,
+            "name": "__".join(str(p) for p in path),
             "direction": "input" if member.flow == wiring.In else "output",
-            "width": wiring.Member.__dict__ and member.shape and _width(member.shape),
+            "width": _width(member.shape),
         })
     return ports
 
@@ -68,9 +78,8 @@ def _width(shape) -> int:
     return Shape.cast(shape).width
 
 
-def manifest(cfg: ArrayConfig, core: Core | None = None) -> dict:
+def manifest(cfg: ArrayConfig) -> dict:
     """Everything golden, cocotb and synthesis need to know about a generated core."""
-    core = core or Core(cfg)
     lay = Layouts(cfg)
     modes = []
     for mode in cfg.modes:
@@ -104,8 +113,8 @@ def manifest(cfg: ArrayConfig, core: Core | None = None) -> dict:
         "frac_bits": cfg.frac_bits,
         "latency": {
             "pe": ProcessingElement.latency,
-            "drain_delay": core.drain_delay,
-            "first_result": core.latency,
+            "drain_delay": core_drain_delay(cfg),
+            "first_result": core_latency(cfg),
             "requant": RequantStage.latency if cfg.requant else 0,
         },
         "codes": {"format": FORMAT_CODES, "sparsity": SPARSITY_CODES, "scale": SCALE_CODES},
@@ -116,7 +125,7 @@ def manifest(cfg: ArrayConfig, core: Core | None = None) -> dict:
             "packet": _layout_json(lay.packet),
             "res_beat": _layout_json(lay.res_beat),
         },
-        "ports": _ports(core),
+        "ports": _ports(cfg),
         "modes": modes,
         "peak_macs_per_cycle": cfg.peak_macs_per_cycle,
     }
@@ -147,6 +156,6 @@ def emit(cfg: ArrayConfig, out_dir: str | Path) -> dict[str, Path]:
         "waivers": out_dir / f"{cfg.name}.vlt",
     }
     paths["verilog"].write_text(text)
-    paths["manifest"].write_text(json.dumps(manifest(cfg, core), indent=2, sort_keys=True) + "\n")
+    paths["manifest"].write_text(json.dumps(manifest(cfg), indent=2, sort_keys=True) + "\n")
     paths["waivers"].write_text(waiver_text(paths["verilog"].name, pe_module_name(cfg)))
     return paths

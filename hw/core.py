@@ -18,7 +18,9 @@ from gen.config import ArrayConfig
 from hw.layouts import Layouts
 from hw.pe import ProcessingElement
 
-__all__ = ["RequantStage", "OutputStage", "Core", "pe_module_name"]
+__all__ = ["RequantStage", "OutputStage", "Core", "pe_module_name", "core_signature",
+           "core_drain_delay",
+           "core_latency"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -177,6 +179,31 @@ def pe_module_name(cfg: ArrayConfig) -> str:
     return f"{cfg.name}_pe"
 
 
+def core_signature(cfg: ArrayConfig) -> wiring.Signature:
+    """The ports of `Core` for a configuration (see its docstring)."""
+    lay = Layouts(cfg)
+    return wiring.Signature({
+        "mode": In(lay.mode),
+        "prm": In(stream.Signature(data.ArrayLayout(lay.col_params, cfg.cols))),
+        "act": In(stream.Signature(lay.act_beat)),
+        "wgt": In(stream.Signature(lay.wgt_beat)),
+        "res": Out(stream.Signature(lay.res_beat)),
+        "busy": Out(1),
+    })
+
+
+def core_drain_delay(cfg: ArrayConfig) -> int:
+    """`Core.drain_delay` of a configuration, without building a core."""
+    # entry register + row/column skew + forwarding to PE(rows-1, cols-1) + PE pipeline
+    return 1 + (cfg.rows - 1) + (cfg.cols - 1) + ProcessingElement.latency
+
+
+def core_latency(cfg: ArrayConfig) -> int:
+    """`Core.latency` of a configuration, without building a core."""
+    out_lat = RequantStage.latency if cfg.requant else 1
+    return core_drain_delay(cfg) + 1 + out_lat
+
+
 class Core(wiring.Component):
     """The unified compression PE array with stream interfaces.
 
@@ -210,16 +237,9 @@ class Core(wiring.Component):
 
     def __init__(self, cfg: ArrayConfig, *, pe_instances: bool = False):
         self._cfg = cfg
-        self._lay = lay = Layouts(cfg)
+        self._lay = Layouts(cfg)
         self._pe_instances = pe_instances
-        super().__init__({
-            "mode": In(lay.mode),
-            "prm": In(stream.Signature(data.ArrayLayout(lay.col_params, cfg.cols))),
-            "act": In(stream.Signature(lay.act_beat)),
-            "wgt": In(stream.Signature(lay.wgt_beat)),
-            "res": Out(stream.Signature(lay.res_beat)),
-            "busy": Out(1),
-        })
+        super().__init__(core_signature(cfg))
 
     @property
     def config(self) -> ArrayConfig:
@@ -228,15 +248,12 @@ class Core(wiring.Component):
     @property
     def drain_delay(self) -> int:
         """Cycles from taking a tile's last beat until every PE holds that tile's result."""
-        cfg = self._cfg
-        # entry register + row/column skew + forwarding to PE(rows-1, cols-1) + PE pipeline
-        return 1 + (cfg.rows - 1) + (cfg.cols - 1) + ProcessingElement.latency
+        return core_drain_delay(self._cfg)
 
     @property
     def latency(self) -> int:
         """Cycles from taking a tile's last beat to its first result row (no backpressure)."""
-        out_lat = RequantStage.latency if self._cfg.requant else 1
-        return self.drain_delay + 1 + out_lat
+        return core_latency(self._cfg)
 
     def elaborate(self, platform):
         cfg, lay = self._cfg, self._lay
