@@ -54,8 +54,9 @@ def cmd_run(args) -> int:
         if x_exp.dtype != np.uint8:
             raise UserError(f"activation exponents {args.x_exp} must be uint8, not {x_exp.dtype}")
     try:
+        waves = str(Path(args.out).with_suffix(".fst")) if args.waves else False
         result = run_layer(cfg, layer, x, x_exp=x_exp, out_stage=args.out_stage,
-                           waves=args.waves, progress=_progress)
+                           waves=waves, progress=_progress)
     except RunError as exc:
         raise UserError(str(exc)) from None
     out = Path(args.out)
@@ -69,6 +70,8 @@ def cmd_run(args) -> int:
     print(f"{rep['mode']}: M={rep['M']} N={rep['N']} K={rep['K']} on {rep['rows']}x{rep['cols']}"
           f" -> {rep['cycles']} cycles (ideal {rep['ideal_cycles']:.0f}, utilization "
           f"{rep['utilization']:.3f}), wrote {out}")
+    if rep.get("waves"):
+        print(f"waveform: {rep['waves']}")
     if rep["errors"]:
         print(f"python -m verif run: {rep['errors']} outputs carry the error flag (invalid code,"
               f" NaN scale or exponent window); see --err-out", file=sys.stderr)
@@ -88,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="result .npy (int64 raw, int8 requant)")
     p.add_argument("--err-out", help="write the per-output error flags (.npy, bool)")
     p.add_argument("--report", help="JSON report: cycles, ideal_cycles, utilization, ...")
-    p.add_argument("--waves", action="store_true", help="dump an FST waveform")
+    p.add_argument("--waves", action="store_true",
+                   help="dump an FST waveform beside the result (Y.fst; needs liblz4-dev)")
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -42,7 +43,8 @@ def _watch(path: Path, progress, stop: threading.Event) -> None:
 
 
 def run_cases(model: SimModel, cases: list[dict], *, workdir: str | Path | None = None,
-              seed: int | None = None, waves: bool = False, progress=None) -> dict:
+              seed: int | None = None, waves: bool = False, progress=None,
+              waves_to: str | Path | None = None) -> dict:
     """Run ``cases`` in one simulation of ``model``; return the report (cycles per case).
 
     Results of each case are returned under ``results[name] = (y, err)``. A mismatch against
@@ -122,6 +124,12 @@ def run_cases(model: SimModel, cases: list[dict], *, workdir: str | Path | None 
         with np.load(entry["out"]) as out:
             results[entry["name"]] = (out["y"], out["err"])
     report["results"] = results
+    dump = workdir / "dump.fst"
+    if waves and dump.exists():
+        if waves_to is not None:
+            shutil.copyfile(dump, waves_to)
+            dump = Path(waves_to)
+        report["waves"] = str(dump)
     if tmp is not None:
         tmp.cleanup()
     return report

@@ -61,9 +61,13 @@ def prepare_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray) -> tuple[Layer,
 
 
 def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
-              out_stage: str = "raw", waves: bool = False, progress=None,
+              out_stage: str = "raw", waves: bool | str = False, progress=None,
               sim: str = "verilator") -> RunResult:
-    """Run ``x @ layer`` on the RTL; return the result exactly as ``golden gemm`` would."""
+    """Run ``x @ layer`` on the RTL; return the result exactly as ``golden gemm`` would.
+
+    ``waves`` may be a path: the FST waveform is written there (else kept in the report's
+    ``waves`` entry only while the temporary run directory exists).
+    """
     from verif.launch import run_cases
     from verif.toolchain import build_model
 
@@ -89,12 +93,13 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
     t0 = time.monotonic()
     if progress:
         progress(f"model {cfg.name} ({cfg.rows}x{cfg.cols}, {sim})")
-    model = build_model(cfg, sim=sim, waves=waves, quiet=progress is None)
+    model = build_model(cfg, sim=sim, waves=bool(waves), quiet=progress is None)
     if progress:
         progress(f"simulating {len(prog.tiles)} tiles x {prog.k_beats} beats "
                  f"({prog.beats} beats) in mode {mode.name}")
     case = {"name": "run", "layer": padded, "x": xp, "x_exp": x_exp, "out_stage": out_stage}
-    report = run_cases(model, [case], waves=waves, progress=progress)
+    report = run_cases(model, [case], waves=bool(waves), progress=progress,
+                       waves_to=waves if isinstance(waves, str) else None)
     y, err = report["results"]["run"]
     entry = report["cases"][0]
     ideal = ideal_cycles(cfg, mode, M, N, K)
@@ -110,4 +115,6 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
         "acc_bits": cfg.acc_bits, "errors": int(np.asarray(err).sum()),
         "wall_seconds": round(time.monotonic() - t0, 2),
     }
+    if report.get("waves"):
+        summary["waves"] = report["waves"]
     return RunResult(y=y, err=err, report=summary)
