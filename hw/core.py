@@ -10,6 +10,7 @@ from amaranth.hdl import (
     ResetSignal,
     Signal,
     signed,
+    unsigned,
 )
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -30,10 +31,13 @@ class RequantStage(wiring.Component):
 
     ``y = sat8(RDBPOT(SRDHM(sat32(acc + bias) · 2^max(sh,0), M0), max(−sh,0)) + zp)`` with
     gemmlowp rounding; ``acc + bias`` shifted left that does not fit int32 saturates and raises
-    ``err``. Latency ``latency`` (4) cycles of ``advance``; one value per advancing cycle.
+    ``err``. Latency ``latency`` (8) cycles of ``advance``; one value per advancing cycle.
+    Stages: bias add; int32 range check and left shift; 32×32 product as two partial products;
+    their sum; SRDHM nudge; truncating division by 2^31; rounding right shift; zero point and
+    int8 saturation.
     """
 
-    latency = 4
+    latency = 8
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
@@ -50,53 +54,65 @@ class RequantStage(wiring.Component):
         m = Module()
         cfg = self._cfg
         adv = self.advance
-        # Stage 1: bias, left shift, int32 saturation.
-        accb = Signal(signed(max(cfg.acc_bits, 32) + 1))
-        m.d.comb += accb.eq(self.acc + self.params.bias)
+
+        def stage(name, value, shape=None):
+            """A register of this pipeline, loaded when it advances."""
+            reg = Signal(shape if shape is not None else value.shape(), name=name)
+            with m.If(adv):
+                m.d.sync += reg.eq(value)
+            return reg
+
         sh = self.params.shift
-        left = Signal(range(32))
-        m.d.comb += left.eq(Mux(sh > 0, sh, 0))
-        wide = Signal(signed(len(accb) + 31))
-        m.d.comb += wide.eq(accb << left)
-        v1 = Signal(signed(32))
-        err1 = Signal()
-        right1 = Signal(range(32))
-        mult1, zp1 = Signal(signed(32)), Signal(signed(32))
-        with m.If(adv):
-            m.d.sync += [
-                v1.eq(Mux(wide > INT32_MAX, INT32_MAX, Mux(wide < INT32_MIN, INT32_MIN, wide))),
-                err1.eq((wide > INT32_MAX) | (wide < INT32_MIN)),
-                right1.eq(Mux(sh < 0, -sh, 0)),
-                mult1.eq(self.params.mult), zp1.eq(self.params.zp),
-            ]
-        # Stage 2: the 32×32 product.
-        ab2 = Signal(signed(64))
-        err2, right2, zp2 = Signal(), Signal(range(32)), Signal(signed(32))
-        with m.If(adv):
-            m.d.sync += [ab2.eq(v1 * mult1), err2.eq(err1), right2.eq(right1), zp2.eq(zp1)]
-        # Stage 3: SRDHM = (ab + nudge) / 2^31, truncating toward zero.
-        nudged = Signal(signed(65))
-        m.d.comb += nudged.eq(ab2 + Mux(ab2 >= 0, 1 << 30, 1 - (1 << 30)))
-        hi3 = Signal(signed(33))
-        err3, right3, zp3 = Signal(), Signal(range(32)), Signal(signed(32))
-        with m.If(adv):
-            m.d.sync += [
-                hi3.eq((nudged + Mux(nudged < 0, (1 << 31) - 1, 0)) >> 31),
-                err3.eq(err2), right3.eq(right2), zp3.eq(zp2),
-            ]
-        # Stage 4: RDBPOT (round half away from zero), zero point, int8 saturation.
+        # Stage 1: bias.
+        accb = stage("accb1", self.acc + self.params.bias, signed(max(cfg.acc_bits, 32) + 1))
+        left1 = stage("left1", Mux(sh > 0, sh, 0), unsigned(5))
+        right1 = stage("right1", Mux(sh < 0, -sh, 0), unsigned(5))
+        mult1 = stage("mult1", self.params.mult)
+        zp1 = stage("zp1", self.params.zp)
+        # Stage 2: accb · 2^left fits int32 iff −2^(31−left) <= accb <= (2^31 − 1) >> left.
+        hi_bound = Signal(signed(33))
+        lo_bound = Signal(signed(33))
+        with m.Switch(left1):
+            for k in range(32):
+                with m.Case(k):
+                    m.d.comb += [hi_bound.eq(INT32_MAX >> k), lo_bound.eq(-(1 << (31 - k)))]
+        over, under = accb > hi_bound, accb < lo_bound
+        shifted = Signal(signed(32))
+        m.d.comb += shifted.eq(accb[:32] << left1)
+        v2 = stage("v2", Mux(over, INT32_MAX, Mux(under, INT32_MIN, shifted)), signed(32))
+        err2 = stage("err2", over | under)
+        right2, mult2, zp2 = stage("right2", right1), stage("mult2", mult1), stage("zp2", zp1)
+        # Stage 3: v · M0 as two 32×16 partial products (M0 is positive, below 2^31).
+        lo3 = stage("lo3", v2 * mult2[:16].as_unsigned(), signed(49))
+        hi3 = stage("hi3", v2 * mult2[16:32].as_signed(), signed(48))
+        err3, right3, zp3 = stage("err3", err2), stage("right3", right2), stage("zp3", zp2)
+        # Stage 4: the 64-bit product.
+        ab4 = stage("ab4", (hi3 << 16) + lo3, signed(64))
+        err4, right4, zp4 = stage("err4", err3), stage("right4", right3), stage("zp4", zp3)
+        # Stage 5: SRDHM nudge.
+        nudged5 = stage("nudged5", ab4 + Mux(ab4 >= 0, 1 << 30, 1 - (1 << 30)), signed(65))
+        err5, right5, zp5 = stage("err5", err4), stage("right5", right4), stage("zp5", zp4)
+        # Stage 6: division by 2^31 truncating toward zero.
+        high6 = stage("high6", (nudged5 + Mux(nudged5 < 0, (1 << 31) - 1, 0)) >> 31,
+                      signed(33))
+        err6, right6, zp6 = stage("err6", err5), stage("right6", right5), stage("zp6", zp5)
+        # Stage 7: RDBPOT (round half away from zero).
         mask = Signal(32)
-        m.d.comb += mask.eq((Const(1, 33) << right3) - 1)
+        m.d.comb += mask.eq((Const(1, 33) << right6) - 1)
         rem = Signal(32)
-        m.d.comb += rem.eq(hi3[:32] & mask)
+        m.d.comb += rem.eq(high6[:32] & mask)
         thresh = Signal(33)
-        m.d.comb += thresh.eq((mask >> 1) + (hi3 < 0))
-        rounded = Signal(signed(34))
-        m.d.comb += rounded.eq((hi3 >> right3) + (rem > thresh) + zp3)
+        m.d.comb += thresh.eq((mask >> 1) + (high6 < 0))
+        quot7 = stage("quot7", high6 >> right6, signed(33))
+        up7 = stage("up7", rem > thresh)
+        err7, zp7 = stage("err7", err6), stage("zp7", zp6)
+        # Stage 8: zero point and int8 saturation.
+        rounded = Signal(signed(35))
+        m.d.comb += rounded.eq(quot7 + up7 + zp7)
         with m.If(adv):
             m.d.sync += [
                 self.y.eq(Mux(rounded > 127, 127, Mux(rounded < -128, -128, rounded))),
-                self.err.eq(err3),
+                self.err.eq(err7),
             ]
         return m
 

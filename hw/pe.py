@@ -134,11 +134,24 @@ class ActivationSelect(wiring.Component):
             "fmt": In(lay.mode.members["fmt"]),
             "sparsity": In(lay.mode.members["sparsity"]),
             "x": Out(signed(8)),
+            "pos": Out(range(cfg.window)),
             "active": Out(1),
         }
         if cfg.idx_bits:
             ports["idx"] = In(lay.packet.members["idx"])
         super().__init__(ports)
+
+    @property
+    def reachable(self) -> list[int]:
+        """Window positions some enabled mode can select for this lane."""
+        return sorted({base + i for (_, base, mm) in self.routes().values() for i in range(mm)})
+
+    def select(self, m: Module, window, pos, x) -> None:
+        """Drive ``x`` with ``window[pos]``, wiring only the reachable positions."""
+        with m.Switch(pos):
+            for p in self.reachable:
+                with m.Case(p):
+                    m.d.comb += x.eq(window[p])
 
     def routes(self):
         """``{(fmt, pattern): (lane, base, m)}`` for every mode that uses this multiplier."""
@@ -156,10 +169,9 @@ class ActivationSelect(wiring.Component):
         m = Module()
         fmt_bits = len(self.fmt)
         routes = self.routes()
-        reachable = sorted({base + i for (_, base, mm) in routes.values() for i in range(mm)})
         # The mode picks a position (a constant block base with the lane's index bits below
         # it: bases are multiples of M, so no adder); one mux then serves every mode.
-        pos = Signal(range(self._cfg.window), name="pos")
+        pos = self.pos
         with m.Switch(Cat(self.fmt, self.sparsity)):
             for (fmt, pattern), (lane, base, mm) in routes.items():
                 with m.Case(FORMAT_CODES[fmt] | (SPARSITY_CODES[pattern] << fmt_bits)):
@@ -169,10 +181,7 @@ class ActivationSelect(wiring.Component):
                     else:
                         width = (mm - 1).bit_length()
                         m.d.comb += pos.eq(Cat(self.idx[lane][:width], Const(base >> width)))
-        with m.Switch(pos):
-            for p in reachable:
-                with m.Case(p):
-                    m.d.comb += self.x.eq(self.window[p])
+        self.select(m, self.window, pos, self.x)
         return m
 
 
@@ -181,21 +190,27 @@ class ProcessingElement(wiring.Component):
 
     Pipeline (one beat per cycle, never stalls; bubbles carry ``ctl.valid = 0``):
 
-    1. lane decode + activation select (registered)
-    2. lane products
-    3. beat partial (balanced adder tree over every lane)
-    4. group partial ``P_g`` (sum of the group's beats)
-    5. scale stage: ``none`` passes ``P_g``, ``int`` multiplies by the group scale, ``pow2``
-       shifts by ``t + frac_bits`` and raises the error flag for NaN or out-of-window exponents
-    6. wide accumulator; the tile's last contribution is copied to the result (shadow) register
+    1. lane decode and the N:M position of every lane's activation (registered)
+    2. activation select from the window, which the forwarding register has delayed by the
+       same cycle
+    3. lane products
+    4. first half of the balanced adder tree over the lanes
+    5. beat partial (rest of the tree)
+    6. group partial ``P_g``; in parallel the ``pow2`` shift amount and error checks of the
+       group's exponents
+    7. scale operation: ``int`` multiplies by the group scale as two narrower partial products,
+       ``pow2`` shifts by ``t + frac_bits``
+    8. contribution: the partial products summed, or the shifted value (0 when the exponent was
+       NaN or outside the window), or ``P_g`` for ``none``
+    9. wide accumulator; the tile's last contribution is copied to the result (shadow) register
        so the next tile accumulates while this one drains
 
-    ``latency`` (6) is the number of cycles from a beat on the inputs to its effect on
+    ``latency`` (9) is the number of cycles from a beat on the inputs to its effect on
     ``result``. Activations and control pass to the right, weight packets down, each through
     one register (``forward_latency`` = 1).
     """
 
-    latency = 6
+    latency = 9
     forward_latency = 1
 
     def __init__(self, cfg: ArrayConfig):
@@ -216,10 +231,11 @@ class ProcessingElement(wiring.Component):
         m = Module()
         mode = self.mode
 
-        # Systolic forwarding.
+        # Systolic forwarding. `row_out` is also this PE's window delayed by one cycle, which
+        # stage 2 selects from.
         m.d.sync += [self.row_out.eq(self.row_in), self.wgt_out.eq(self.wgt_in)]
 
-        # Stage 1: decode + select.
+        # Stage 1: decode + activation position.
         lanes = []
         invalid_terms = []
         for s in range(cfg.slots):
@@ -241,43 +257,60 @@ class ProcessingElement(wiring.Component):
                     m.d.comb += dec.zero.eq(self.wgt_in.zero)
                 if cfg.idx_bits:
                     m.d.comb += sel.idx.eq(self.wgt_in.idx)
-                w1 = Signal(signed(dec.value_bits), name=f"w_{s}_{q}")
-                x1 = Signal(signed(8), name=f"x_{s}_{q}")
-                m.d.sync += [
-                    w1.eq(Mux(sel.active, dec.value, 0)),
-                    x1.eq(Mux(sel.active, sel.x, 0)),
-                ]
+                w1 = Signal(signed(dec.value_bits), name=f"w1_{s}_{q}")
+                pos1 = Signal.like(sel.pos, name=f"pos1_{s}_{q}")
+                act1 = Signal(name=f"active1_{s}_{q}")
+                m.d.sync += [w1.eq(Mux(sel.active, dec.value, 0)), pos1.eq(sel.pos),
+                             act1.eq(sel.active)]
                 invalid_terms.append(dec.invalid & sel.active)
-                lanes.append((w1, x1))
+                lanes.append((sel, w1, pos1, act1))
 
-        ctl1, ctl2, ctl3, ctl4 = (Signal(lay.ctl, name=f"ctl{i}") for i in (1, 2, 3, 4))
-        inv1, inv2, inv3 = (Signal(name=f"invalid{i}") for i in (1, 2, 3))
+        stages = range(1, 7)
+        ctl = {i: Signal(lay.ctl, name=f"ctl{i}") for i in stages}
+        inv = {i: Signal(name=f"invalid{i}") for i in stages}
         scale_w = max(cfg.scale_field_bits, 1)
-        scale1, scale2, scale3 = (Signal(scale_w, name=f"scale{i}") for i in (1, 2, 3))
-        xexp1, xexp2, xexp3 = (Signal(8, name=f"xexp{i}", init=127) for i in (1, 2, 3))
+        scale = {i: Signal(scale_w, name=f"scale{i}") for i in stages}
+        xexp = {i: Signal(8, name=f"xexp{i}", init=127) for i in stages}
         m.d.sync += [
-            ctl1.eq(self.row_in.ctl),
-            inv1.eq(Cat(*invalid_terms).any() & self.row_in.ctl.valid),
+            ctl[1].eq(self.row_in.ctl),
+            inv[1].eq(Cat(*invalid_terms).any() & self.row_in.ctl.valid),
         ]
         if cfg.scale_field_bits:
-            m.d.sync += scale1.eq(self.wgt_in.scale)
+            m.d.sync += scale[1].eq(self.wgt_in.scale)
         if lay.has_x_exp:
-            m.d.sync += xexp1.eq(self.row_in.x_exp)
+            m.d.sync += xexp[1].eq(self.row_in.x_exp)
+        for i in range(2, 6):  # beat control travels with the data
+            m.d.sync += [ctl[i].eq(ctl[i - 1]), inv[i].eq(inv[i - 1]),
+                         scale[i].eq(scale[i - 1]), xexp[i].eq(xexp[i - 1])]
 
-        # Stage 2: products.
+        # Stage 2: select the activation from the delayed window.
+        pairs = []
+        for i, (sel, w1, pos1, act1) in enumerate(lanes):
+            x_sel = Signal(signed(8), name=f"x_sel{i}")
+            sel.select(m, self.row_out.x, pos1, x_sel)
+            x2 = Signal(signed(8), name=f"x2_{i}")
+            w2 = Signal.like(w1, name=f"w2_{i}")
+            m.d.sync += [x2.eq(Mux(act1, x_sel, 0)), w2.eq(w1)]
+            pairs.append((x2, w2))
+
+        # Stage 3: products.
         prods = []
-        for i, (w1, x1) in enumerate(lanes):
-            p = Signal(signed(8 + len(w1)), name=f"prod{i}")
-            m.d.sync += p.eq(x1 * w1)
+        for i, (x2, w2) in enumerate(pairs):
+            p = Signal(signed(8 + len(w2)), name=f"prod{i}")
+            m.d.sync += p.eq(x2 * w2)
             prods.append(p)
-        m.d.sync += [ctl2.eq(ctl1), inv2.eq(inv1), scale2.eq(scale1), xexp2.eq(xexp1)]
 
-        # Stage 3: beat partial.
+        # Stages 4 and 5: the adder tree, split in two halves.
+        quads = []
+        for i in range(0, len(prods), 4):
+            q = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}")
+            m.d.sync += q.eq(adder_tree(prods[i:i + 4]))
+            quads.append(q)
         beat = Signal(signed(cfg.beat_bits))
-        m.d.sync += [beat.eq(adder_tree(prods)), ctl3.eq(ctl2), inv3.eq(inv2),
-                     scale3.eq(scale2), xexp3.eq(xexp2)]
+        m.d.sync += beat.eq(adder_tree(quads))
 
-        # Stage 4: group partial.
+        # Stage 6: group partial; pow2 shift amount and checks from the group's exponents.
+        c5 = ctl[5]
         group_acc = Signal(signed(cfg.p_bits))
         group_err = Signal()
         group_tile_first = Signal()
@@ -285,78 +318,107 @@ class ProcessingElement(wiring.Component):
         err_sum = Signal()
         tile_first_sum = Signal()
         m.d.comb += [
-            p_sum.eq(Mux(ctl3.group_first, 0, group_acc) + beat),
-            err_sum.eq(Mux(ctl3.group_first, 0, group_err) | inv3),
-            tile_first_sum.eq(Mux(ctl3.group_first, ctl3.tile_first, group_tile_first)),
+            p_sum.eq(Mux(c5.group_first, 0, group_acc) + beat),
+            err_sum.eq(Mux(c5.group_first, 0, group_err) | inv[5]),
+            tile_first_sum.eq(Mux(c5.group_first, c5.tile_first, group_tile_first)),
         ]
-        with m.If(ctl3.valid):
+        with m.If(c5.valid):
             m.d.sync += [group_acc.eq(p_sum), group_err.eq(err_sum),
                          group_tile_first.eq(tile_first_sum)]
-        p4 = Signal(signed(cfg.p_bits))
-        err4 = Signal()
-        scale4 = Signal(scale_w)
-        xexp4 = Signal(8, init=127)
+        p6 = Signal(signed(cfg.p_bits))
+        err6 = Signal()
+        valid6, tile_first6, tile_last6 = Signal(), Signal(), Signal()
+        scale6 = Signal(scale_w)
         m.d.sync += [
-            ctl4.valid.eq(ctl3.valid & ctl3.group_last),
-            ctl4.tile_first.eq(tile_first_sum),
-            ctl4.tile_last.eq(ctl3.tile_last),
-            p4.eq(p_sum), err4.eq(err_sum), scale4.eq(scale3), xexp4.eq(xexp3),
+            valid6.eq(c5.valid & c5.group_last), tile_first6.eq(tile_first_sum),
+            tile_last6.eq(c5.tile_last), p6.eq(p_sum), err6.eq(err_sum), scale6.eq(scale[5]),
         ]
+        pow2 = "pow2" in cfg.scale_kinds
+        if pow2:
+            shift6, bad6 = self._pow2_params(m, scale[5], xexp[5])
 
-        # Stage 5: scale.
+        # Stage 7: the scale operation.
+        valid7, tile_first7, tile_last7, err7 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [valid7.eq(valid6), tile_first7.eq(tile_first6), tile_last7.eq(tile_last6),
+                     err7.eq(err6)]
+        p7 = Signal(signed(cfg.p_bits))
+        m.d.sync += p7.eq(p6)
+        if "int" in cfg.scale_kinds:
+            # P · s as two partial products (P's low 17 bits unsigned, the rest signed), so
+            # each fits one DSP multiplier and the sum gets its own stage.
+            lo_bits = min(17, cfg.p_bits - 1)
+            s_int = scale6[:cfg.scale_bits].as_signed()
+            prod_lo = Signal(signed(lo_bits + 1 + cfg.scale_bits))
+            prod_hi = Signal(signed(cfg.p_bits - lo_bits + cfg.scale_bits))
+            m.d.sync += [prod_lo.eq(p6[:lo_bits].as_unsigned() * s_int),
+                         prod_hi.eq(p6[lo_bits:].as_signed() * s_int)]
+        if pow2:
+            shifted7 = Signal(signed(cfg.acc_bits))
+            bad7 = Signal()
+            m.d.sync += [shifted7.eq(self._pow2_shift(m, p6, shift6)), bad7.eq(bad6)]
+
+        # Stage 8: the contribution.
         contrib = Signal(signed(cfg.acc_bits))
-        err5 = Signal()
-        valid5, tile_first5, tile_last5 = Signal(), Signal(), Signal()
-        m.d.sync += [valid5.eq(ctl4.valid), tile_first5.eq(ctl4.tile_first),
-                     tile_last5.eq(ctl4.tile_last)]
+        err8 = Signal()
+        valid8, tile_first8, tile_last8 = Signal(), Signal(), Signal()
+        m.d.sync += [valid8.eq(valid7), tile_first8.eq(tile_first7), tile_last8.eq(tile_last7),
+                     err8.eq(err7)]
         with m.Switch(mode.scale):
             if "none" in cfg.scale_kinds:
                 with m.Case(SCALE_CODES["none"]):
-                    m.d.sync += [contrib.eq(p4), err5.eq(err4)]
+                    m.d.sync += contrib.eq(p7)
             if "int" in cfg.scale_kinds:
                 with m.Case(SCALE_CODES["int"]):
-                    s_int = scale4[:cfg.scale_bits].as_signed()
-                    m.d.sync += [contrib.eq(p4 * s_int), err5.eq(err4)]
-            if "pow2" in cfg.scale_kinds:
+                    m.d.sync += contrib.eq((prod_hi << lo_bits) + prod_lo)
+            if pow2:
                 with m.Case(SCALE_CODES["pow2"]):
-                    self._pow2_stage(m, p4, err4, scale4, xexp4, contrib, err5)
+                    m.d.sync += [contrib.eq(Mux(bad7, 0, shifted7)), err8.eq(err7 | bad7)]
 
-        # Stage 6: wide accumulator with sticky error, shadow copy at the tile's end.
+        # Stage 9: wide accumulator with sticky error, shadow copy at the tile's end.
         acc = Signal(signed(cfg.acc_bits))
         acc_err = Signal()
         acc_next = Signal(signed(cfg.acc_bits))
         err_next = Signal()
         m.d.comb += [
-            acc_next.eq(Mux(tile_first5, 0, acc) + contrib),
-            err_next.eq(Mux(tile_first5, 0, acc_err) | err5),
+            acc_next.eq(Mux(tile_first8, 0, acc) + contrib),
+            err_next.eq(Mux(tile_first8, 0, acc_err) | err8),
         ]
-        with m.If(valid5):
+        with m.If(valid8):
             m.d.sync += [acc.eq(acc_next), acc_err.eq(err_next)]
-            with m.If(tile_last5):
+            with m.If(tile_last8):
                 m.d.sync += [self.result.eq(acc_next), self.result_err.eq(err_next)]
         return m
 
-    def _pow2_stage(self, m, p4, err4, scale4, xexp4, contrib, err5):
-        """``floor(P · 2^(t + frac_bits))`` with the SPEC §4 exponent adjustments."""
+    def _pow2_params(self, m, scale, xexp):
+        """Registered ``t + frac_bits`` and the error check of a group's exponents."""
         cfg, mode = self._cfg, self.mode
+        # Everything that depends only on the (static) mode is folded into one registered
+        # constant: adj − 254 + frac_bits − 6·mx_act.
         adj = Signal(signed(5))
         with m.Switch(mode.fmt):
             for fmt, value in FORMAT_POW2_ADJ.items():
                 if fmt in cfg.formats:
                     with m.Case(FORMAT_CODES[fmt]):
                         m.d.comb += adj.eq(value)
-        e_w = scale4[:8]
-        e_x = Mux(mode.mx_act, xexp4, 127)
-        t = Signal(signed(12))
-        m.d.comb += t.eq(e_w + e_x - 254 + adj - Mux(mode.mx_act, 6, 0))
-        nan = (e_w == 0xFF) | (mode.mx_act & (xexp4 == 0xFF))
-        out_of_window = (t < cfg.t_min) | (t > cfg.t_max)
+        offset = Signal(signed(11))
+        m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - Mux(mode.mx_act, 6, 0))
+        e_w = scale[:8]
+        e_x = Mux(mode.mx_act, xexp, 127)
         shift = Signal(signed(12))
-        m.d.comb += shift.eq(t + cfg.frac_bits)
+        m.d.comb += shift.eq(e_w + e_x + offset)
+        nan = (e_w == 0xFF) | (mode.mx_act & (xexp == 0xFF))
+        out_of_window = ((shift < cfg.t_min + cfg.frac_bits)
+                         | (shift > cfg.t_max + cfg.frac_bits))
+        shift6, bad6 = Signal(signed(12)), Signal()
+        m.d.sync += [shift6.eq(shift), bad6.eq(nan | out_of_window)]
+        return shift6, bad6
+
+    def _pow2_shift(self, m, p, shift):
+        """``floor(P · 2^shift)`` for shifts inside the configured window."""
+        cfg = self._cfg
         shifted = Signal(signed(cfg.acc_bits))
         if cfg.shift_max >= 0:
-            left_bits = max(cfg.shift_max.bit_length(), 1)
-            left = Signal(unsigned(left_bits))
+            left = Signal(range(max(cfg.shift_max, 1) + 1))
             m.d.comb += left.eq(Mux(shift > 0, shift, 0))
         if cfg.shift_min < 0:
             # A right shift by p_bits or more leaves only the sign: clamp it there (exact).
@@ -364,10 +426,9 @@ class ProcessingElement(wiring.Component):
             right = Signal(range(right_max + 1))
             m.d.comb += right.eq(Mux(shift < -right_max, right_max, Mux(shift < 0, -shift, 0)))
         if cfg.shift_max >= 0 and cfg.shift_min < 0:
-            m.d.comb += shifted.eq(Mux(shift >= 0, p4 << left, p4 >> right))
+            m.d.comb += shifted.eq(Mux(shift >= 0, p << left, p >> right))
         elif cfg.shift_max >= 0:
-            m.d.comb += shifted.eq(p4 << left)
+            m.d.comb += shifted.eq(p << left)
         else:
-            m.d.comb += shifted.eq(p4 >> right)
-        bad = nan | out_of_window
-        m.d.sync += [contrib.eq(Mux(bad, 0, shifted)), err5.eq(err4 | bad)]
+            m.d.comb += shifted.eq(p >> right)
+        return shifted

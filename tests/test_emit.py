@@ -58,4 +58,4 @@ def test_single_mode_preset_is_smaller(tmp_path):
     full_cfg, tern_cfg = PRESETS["default"], PRESETS["bitnet_ternary"]
     full = _pe_module_lines(emit(full_cfg, tmp_path / "f")["verilog"], f"{full_cfg.name}_pe")
     tern = _pe_module_lines(emit(tern_cfg, tmp_path / "t")["verilog"], f"{tern_cfg.name}_pe")
-    assert tern < 0.6 * full, (tern, full)
+    assert tern < 0.7 * full, (tern, full)
