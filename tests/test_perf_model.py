@@ -56,11 +56,12 @@ def test_manifest_timing_matches_config():
     """The manifest fields the model reads describe the configuration it was emitted from."""
     pytest.importorskip("amaranth")
     from gen.emit import manifest
+    from hw.core import RequantStage
 
     man = manifest(TINY)
     t = ArrayTiming.from_manifest(man)
     assert (t.rows, t.cols, t.slots, t.window) == (2, 2, 4, 16)
-    assert t.out_latency == 4  # the requant pipeline, in raw mode too
+    assert t.out_latency == RequantStage.latency  # the requant pipeline, in raw mode too
     for m in man["modes"]:
         assert t.step_k(m["format"], m["sparsity"]) == m["step_k"]
         assert t.lanes_used(m["format"], m["sparsity"]) == m["lanes_used"]
