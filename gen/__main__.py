@@ -87,10 +87,16 @@ def main(argv=None) -> int:
             print(cfg.to_json())
             return 0
         from gen.emit import emit  # Amaranth only when emitting
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the output directory {out}: "
+                              f"{exc.strerror or exc}") from None
         t0 = time.monotonic()
         print(f"[gen] {cfg.name}: {cfg.rows}x{cfg.cols} PEs, acc_bits={cfg.acc_bits}, "
               f"frac_bits={cfg.frac_bits} ...", flush=True)
-        paths = emit(cfg, Path(args.out))
+        paths = emit(cfg, out)
         for kind, path in paths.items():
             print(f"[gen] wrote {kind:8s} {path}")
         print(f"[gen] done in {time.monotonic() - t0:.1f} s")

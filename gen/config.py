@@ -403,7 +403,7 @@ class ArrayConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a configuration must be a mapping, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(repr(k) if not isinstance(k, str) else k for k in set(data) - known)
         if unknown:
             raise ConfigError(f"unknown configuration parameter(s): {', '.join(unknown)}")
         return cls(**data)
@@ -424,6 +424,9 @@ class ArrayConfig:
                 data = json.loads(text)
         except ValueError as exc:
             raise ConfigError(f"configuration {path} is not valid: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"configuration {path} must hold a mapping of parameters, not a "
+                              f"{type(data).__name__}")
         if isinstance(data, dict) and "config" in data and isinstance(data["config"], dict):
             data = data["config"]  # accept a manifest too
         merged = {**(base.to_dict() if base else {}), **data}

@@ -163,12 +163,14 @@ class Packer:
         Mp, Np = m_tiles * rows, n_tiles * cols
         xp = np.zeros((Mp, K), np.int64)
         xp[:M] = x
-        xe = np.full((Mp, max(K // MX_BLOCK, 1)), 127, np.int64)
+        # One exponent per 32-block (a partial last block when K is not a multiple of 32: only
+        # MXINT8 activations need whole blocks, and those are checked with the mode).
+        xe = np.full((Mp, -(-K // MX_BLOCK)), 127, np.int64)
         if x_exp is not None:
             x_exp = np.asarray(x_exp)
             if x_exp.shape != (M, K // MX_BLOCK):
                 raise PackError(f"x_exp has shape {x_exp.shape}, expected ({M}, {K // MX_BLOCK})")
-            xe[:M] = x_exp
+            xe[:M, :K // MX_BLOCK] = x_exp
 
         # Weight lanes per beat: [k_beats, lanes, Np].
         codes = np.zeros((K * n_sp // m_sp, Np), np.int64)

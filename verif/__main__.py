@@ -22,9 +22,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _load_npy(path: str, what: str) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {what} {path!r}: {exc}") from None
+    if not isinstance(data, np.ndarray):  # an .npz archive
+        data.close()
+        raise UserError(f"{what} {path!r} must be a single .npy array, not an .npz archive")
+    return data
 
 
 class UserError(Exception):
@@ -48,6 +52,14 @@ def cmd_run(args) -> int:
     if x.dtype != np.int8 or x.ndim != 2:
         raise UserError(f"activations {args.x} must be a 2-D int8 array, not {x.dtype} "
                         f"{x.shape}")
+    if x.shape[0] == 0:
+        raise UserError(f"activations {args.x} have no rows (shape {x.shape}): nothing to run")
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output directory {out.parent}: "
+                        f"{exc.strerror or exc}") from None
     x_exp = None
     if args.x_exp:
         x_exp = _load_npy(args.x_exp, "activation exponents")
@@ -59,8 +71,6 @@ def cmd_run(args) -> int:
                            waves=waves, progress=_progress)
     except RunError as exc:
         raise UserError(str(exc)) from None
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, result.y)
     if args.err_out:
         np.save(args.err_out, result.err)
