@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen.config import MX_BLOCK, ArrayConfig, Mode, preset
+from gen.config import FORMAT_POW2_ADJ, FORMAT_SCALES, MX_BLOCK, ArrayConfig, Mode, preset
 from golden.gemm import gemm
 from verif.cases import exhaustive_case, random_case
 
@@ -86,12 +86,15 @@ def plan(cfg_name: str) -> list[PlannedCase]:
     traffic = itertools.cycle(range(len(TRAFFIC)))
     for mode in cfg.modes:
         stages = ["raw"]
-        if cfg.requant and mode.scale_kind in ("int", "pow2"):
+        if cfg.requant:
             stages.append("requant")
         for stage in stages:
             m = Mode(mode.fmt, mode.sparsity, mode.scale_kind, mode.mx_act, stage)
             M, K, N = next(shapes)
-            for g in _groups(cfg, m, K):
+            groups = _groups(cfg, m, K)
+            if stage == "requant" and mode.scale_kind == "none":
+                groups = groups[:2]  # per channel and one grouped: the cross needs no more
+            for g in groups:
                 cases.append(PlannedCase(len(cases), m, M, K, N, g, next(traffic)))
     # Error-flag scenarios and reset in the middle of a GEMM.
     specials = []
@@ -104,8 +107,42 @@ def plan(cfg_name: str) -> list[PlannedCase]:
         specials.append((Mode(cfg.formats[0], "dense", "pow2"), ("window_overflow",)))
         if cfg.mx_activations:
             specials.append((Mode(cfg.formats[-1], "dense", "pow2", mx_act=True), ("nan_exp",)))
+        specials.append((Mode(cfg.formats[0], "dense", "pow2"), ("window_underflow",)))
     for mode, flags in specials:
         cases.append(PlannedCase(len(cases), mode, rows + 1, 64, cols, None, 1, flags))
+    # pow2 exponents exactly at both ends of the window, per format, with and without MXINT8
+    # activations (group 0 at t_min, group 1 at t_max).
+    for mode in cfg.modes:
+        if mode.scale_kind == "pow2" and mode.sparsity == "dense" and mode.out_stage == "raw":
+            cases.append(PlannedCase(len(cases), mode, rows + 1, 64, cols, None,
+                                     len(cases) % len(TRAFFIC), ("t_edges",)))
+    # Control edges: single-beat tiles (k_beats = group_beats = 1, every beat is a tile's last
+    # and is held while the previous tile drains), single-beat groups, K = k_max with the
+    # accumulator driven to its derived bound.
+    first = cfg.modes[0]
+    step = cfg.step_k(first.fmt, first.sparsity)
+    cases.append(PlannedCase(len(cases), first, 2 * rows + 1, step, 2 * cols + 1, None, 0))
+    cases.append(PlannedCase(len(cases), first, 2 * rows, step, cols, None, 1))
+    int_modes = [m for m in cfg.modes if m.scale_kind == "int"]
+    if int_modes:
+        m = int_modes[-1]
+        m = Mode(m.fmt, m.sparsity, "int", out_stage="requant" if cfg.requant else "raw")
+        step = cfg.step_k(m.fmt, m.sparsity)
+        cases.append(PlannedCase(len(cases), m, rows + 1, step, cols, None, 2))
+        cases.append(PlannedCase(len(cases), m, rows, 8 * step, cols + 1, step, 3))
+    # Requant parameters at the ends of their ranges (shift -31 and 30, M0 both ends).
+    if cfg.requant:
+        for m in cfg.modes:
+            if m.scale_kind in ("int", "pow2") and m.sparsity == "dense" and not m.mx_act:
+                cases.append(PlannedCase(len(cases), Mode(m.fmt, "dense", m.scale_kind,
+                                                          out_stage="requant"),
+                                         rows + 1, 64, cols + 1, None, 1, ("requant_edges",)))
+                break
+    fmt = "int8" if "int8" in cfg.formats else cfg.formats[0]
+    kind = "pow2" if "pow2" in FORMAT_SCALES[fmt] and "pow2" in cfg.scale_kinds else (
+        "int" if "int" in cfg.scale_kinds else "none")
+    cases.append(PlannedCase(len(cases), Mode(fmt, "dense", kind), rows, cfg.k_max, cols,
+                             None, 0, ("acc_extreme",)))
     if cfg_name == "default":
         for fmt in cfg.formats:
             if fmt != "mxint8":  # same decoder path as int8
@@ -122,18 +159,66 @@ def shard_cases(cfg_name: str, shard: int) -> list[PlannedCase]:
     return [c for c in plan(cfg_name) if c.index % n == shard]
 
 
+#: Flags handled here (by editing a random case) rather than by `verif.cases.random_case`.
+_EDITED_FLAGS = ("t_edges", "window_underflow", "acc_extreme", "requant_edges")
+#: Flags whose scenario must raise an error flag.
+_ERROR_FLAGS = ("invalid_ternary", "nan_scale", "window_overflow", "nan_exp", "window_underflow")
+
+
+def _pow2_exponent(cfg: ArrayConfig, mode: Mode, t: int) -> int:
+    """E8M0 weight exponent giving ``t`` with an activation exponent of 127."""
+    return 127 + t - FORMAT_POW2_ADJ.get(mode.fmt, 0) + (6 if mode.mx_act else 0)
+
+
+def _edit_case(cfg: ArrayConfig, case: PlannedCase, layer, x, x_exp):
+    """Apply the edge scenarios `verif.cases` does not generate itself."""
+    if "t_edges" in case.flags:
+        scales = layer.scales.copy()
+        scales[0] = _pow2_exponent(cfg, case.mode, cfg.t_min)
+        scales[-1] = _pow2_exponent(cfg, case.mode, cfg.t_max)
+        layer = layer.copy(scales=scales)
+        if x_exp is not None:
+            x_exp = x_exp.copy()
+            x_exp[:, 0] = x_exp[:, -1] = 127
+    if "window_underflow" in case.flags:
+        scales = layer.scales.copy()
+        scales[-1, 0] = _pow2_exponent(cfg, case.mode, cfg.t_min - 1)
+        layer = layer.copy(scales=scales)
+    if "requant_edges" in case.flags:
+        shift = layer.out_shift.copy()
+        shift[0], shift[-1] = -31, 30
+        mult = layer.out_mult.copy()
+        mult[0], mult[-1] = (1 << 31) - 1, 1 << 30
+        layer = layer.copy(out_shift=shift, out_mult=mult)
+    if "acc_extreme" in case.flags:
+        # Every product at its largest magnitude, both signs (column parity), the scale at its
+        # extreme: the accumulator reaches the bound its width was derived from.
+        x = np.full_like(x, -128)
+        codes = np.where(np.arange(layer.shape[1]) % 2 == 0, 0x80, 0x7F)
+        layer = layer.copy(codes=np.broadcast_to(codes, layer.codes.shape).astype(np.uint8))
+        if layer.scale_kind == "int":
+            layer = layer.copy(scales=np.full_like(layer.scales, -(1 << (cfg.scale_bits - 1))))
+        elif layer.scale_kind == "pow2":
+            layer = layer.copy(scales=np.full_like(
+                layer.scales, _pow2_exponent(cfg, case.mode, cfg.t_max)))
+    return layer, x, x_exp
+
+
 def materialize(cfg: ArrayConfig, case: PlannedCase, seed: int) -> dict:
     """Random data and the golden result of one planned case."""
     if "exhaustive" in case.flags:
         layer, x, x_exp = exhaustive_case(cfg, case.mode.fmt, M=case.M, K=case.K, N=case.N)
     else:
-        kw = {f: True for f in case.flags}
+        kw = {f: True for f in case.flags if f not in _EDITED_FLAGS}
         layer, x, x_exp = random_case(seed + case.index, cfg, case.mode, case.M, case.K,
                                       case.N, group=case.group, **kw)
+        layer, x, x_exp = _edit_case(cfg, case, layer, x, x_exp)
     y, err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
                   t_max=cfg.t_max, out_stage=case.mode.out_stage)
-    if case.flags and "exhaustive" not in case.flags:
+    if any(f in _ERROR_FLAGS for f in case.flags):
         assert err.any(), f"{case.name}: the scenario should raise an error flag"
+    if "acc_extreme" in case.flags:
+        assert np.abs(y).max() >= 1 << (cfg.acc_bits - 3), f"{case.name}: bound not reached"
     act_p, wgt_p, prm_p, out_p = TRAFFIC[case.traffic]
     return {"name": case.name, "layer": layer, "x": x, "x_exp": x_exp, "y": y,
             "err": np.asarray(err, bool), "out_stage": case.mode.out_stage,

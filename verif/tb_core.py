@@ -4,6 +4,12 @@ The test reads a job file (``UPE_JOB``) written by the pytest launcher or by the
 the manifest of the built core and a list of cases (activations, layer file, expected result,
 traffic patterns). Stimuli are packed through the hardware's own layouts (``gen.pack``), one
 whole word per stream per cycle.
+
+Functional coverage (`verif.coverage`) is sampled on the way: the cross and edge bins from
+each GEMM as packed, the traffic bins from the handshakes of every cycle; the shard's
+``coverage.json`` is written next to ``report.json``. Outputs that must never be X/Z under a
+4-state simulator (``res__valid``, ``busy``, the ``ready`` outputs) are checked after every
+reset, and ``res__valid`` on every cycle.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from gen.config import ArrayConfig
 from gen.pack import GemmProgram, Packer
+from verif.coverage import Coverage
 
 CLOCK_NS = 10
 
@@ -64,21 +71,27 @@ class StreamSink:
         self.gate = itertools.cycle(pattern)
         self._driven = None
 
-    def drive(self):
+    def drive(self) -> bool:
         ready = bool(next(self.gate))
         if ready != self._driven:
             self.ready.value = int(ready)
             self._driven = ready
+        return ready
 
 
 class TB:
     """Owns the clock, reset and the three streams of one core."""
 
-    def __init__(self, dut, cfg: ArrayConfig):
+    #: Outputs that must be 0/1 (never X/Z) once reset has been applied.
+    CONTROL_OUTPUTS = ("res__valid", "busy", "act__ready", "wgt__ready", "prm__ready")
+
+    def __init__(self, dut, cfg: ArrayConfig, coverage: Coverage | None = None):
         self.dut = dut
         self.cfg = cfg
         self.packer = Packer(cfg)
         self.log = dut._log
+        self.coverage = coverage
+        self._reset_done = False
 
     async def start(self):
         cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
@@ -92,12 +105,25 @@ class TB:
         d.res__ready.value = 0
 
     async def reset(self, cycles: int = 3):
+        if self._reset_done and self.coverage is not None and self.dut.busy.value == 1:
+            self.coverage.hit("traffic|reset_mid_gemm")
         self.idle_inputs()
         self.dut.rst.value = 1
         for _ in range(cycles):
             await RisingEdge(self.dut.clk)
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
+        await ReadOnly()
+        self.check_known()
+        await RisingEdge(self.dut.clk)
+        self._reset_done = True
+
+    def check_known(self):
+        """Fail if a control output is X or Z (only a 4-state simulator can show them)."""
+        for name in self.CONTROL_OUTPUTS:
+            value = getattr(self.dut, name).value
+            if not value.is_resolvable:
+                raise AssertionError(f"{name} is {value} after reset (must be 0 or 1)")
 
     async def run(self, prog: GemmProgram, *, in_pattern=(1,), wgt_pattern=None,
                   prm_pattern=(1,), out_pattern=(1,), expected=None, stop_after=None,
@@ -118,17 +144,48 @@ class TB:
         progress = os.environ.get("UPE_PROGRESS")
         results: list[int] = []
         cycle, first, last, idle = 0, None, None, 0
+        # Traffic coverage: plain local counters (cheap), folded into the bins at the end.
+        n_bp = n_b2b = n_aidle = n_widle = n_pidle = n_aonly = n_wonly = 0
+        n_held = n_pstall = n_overlap = 0
+        prev_r = False
         while len(results) < n_res:
             for src in (act, wgt, prm):
                 src.drive()
-            sink.drive()
+            r_ready = sink.drive()
             await ReadOnly()
-            take = act.presenting and wgt.presenting and d.act__ready.value == 1
-            p_take = prm.presenting and d.prm__ready.value == 1
-            r_take = d.res__valid.value == 1 and d.res__ready.value == 1
+            a_on, w_on, p_on = act.presenting, wgt.presenting, prm.presenting
+            take = a_on and w_on and d.act__ready.value == 1
+            p_take = p_on and d.prm__ready.value == 1
+            r_valid = d.res__valid.value
+            if not r_valid.is_resolvable:
+                raise AssertionError(f"res__valid is {r_valid} at cycle {cycle}")
+            r_valid = r_valid == 1
+            r_take = r_valid and r_ready
             word = int(d.res__payload.value) if r_take else None
             await RisingEdge(d.clk)
             cycle += 1
+            if a_on != w_on:
+                if a_on:
+                    n_aonly += 1
+                else:
+                    n_wonly += 1
+            elif a_on and not take:
+                n_held += 1
+            if not a_on and not act.done:
+                n_aidle += 1
+            if not w_on and not wgt.done:
+                n_widle += 1
+            if not p_on and not prm.done:
+                n_pidle += 1
+            elif p_on and not p_take:
+                n_pstall += 1
+            if r_valid and not r_ready:
+                n_bp += 1
+            if r_take and prev_r:
+                n_b2b += 1
+            if r_take and take:
+                n_overlap += 1
+            prev_r = r_take
             idle = 0 if (take or r_take) else idle + 1
             if take:
                 if first is None:
@@ -145,13 +202,24 @@ class TB:
             if progress and cycle % 4096 == 0:
                 Path(progress).write_text(f"{act.index} {len(act.words)} {len(results)} {n_res}")
             if stop_after is not None and cycle >= stop_after:
-                self.idle_inputs()
-                return results, cycle
+                break
             if idle > max_idle:
                 raise AssertionError(
                     f"no transfer for {idle} cycles: {act.index}/{len(act.words)} beats taken, "
                     f"{len(results)}/{n_res} results")
+        if self.coverage is not None:
+            err_mask = (1 << self.cfg.cols) - 1
+            err_off = self.packer._err_off
+            flagged = sum(1 for w in results if (w >> err_off) & err_mask)
+            stage = "error_requant" if prog.mode.out_stage == "requant" else "error_raw"
+            self.coverage.sample_traffic({
+                "res_backpressure": n_bp, "res_back_to_back": n_b2b, "act_idle": n_aidle,
+                "wgt_idle": n_widle, "prm_idle": n_pidle, "act_without_wgt": n_aonly,
+                "wgt_without_act": n_wonly, "beat_held": n_held, "prm_stall": n_pstall,
+                "beat_and_result": n_overlap, stage: flagged})
         self.idle_inputs()
+        if stop_after is not None and len(results) < n_res:
+            return results, cycle
         return results, (last - first + 1) if first is not None else 0
 
     def _check(self, prog: GemmProgram, i: int, word: int, expected) -> None:
@@ -191,7 +259,8 @@ async def run_job(dut):
     job = json.loads(job_path.read_text())
     manifest = json.loads(Path(job["manifest"]).read_text())
     cfg = ArrayConfig.from_dict(manifest["config"])
-    tb = TB(dut, cfg)
+    coverage = Coverage(cfg, sim=cocotb.SIM_NAME.split()[0].lower())
+    tb = TB(dut, cfg, coverage)
     await tb.start()
     report = {"cases": []}
     for case in job["cases"]:
@@ -222,10 +291,12 @@ async def run_job(dut):
             assert np.array_equal(y, arrays["y"].astype(y.dtype)), f"{case['name']}: mismatch"
             assert np.array_equal(err, arrays["err"]), f"{case['name']}: error flags differ"
             entry["checked"] = True
+        coverage.sample_case(layer, x, x_exp, prog.mode)
         report["cases"].append(entry)
         dut._log.info("case %s: %s, %d beats, %d cycles%s", entry["name"], entry["mode"],
                       entry["beats"], cycles, ", matches golden" if expected else "")
     Path(job["report"]).write_text(json.dumps(report, indent=2))
+    coverage.write(Path(job["report"]).with_name("coverage.json"))
 
 
 def _matches(expected, got) -> bool:

@@ -15,12 +15,33 @@ from pathlib import Path
 
 from gen.config import ArrayConfig
 
-__all__ = ["ROOT", "BUILD", "verilator_env", "SimModel", "build_model"]
+__all__ = ["ROOT", "BUILD", "SIMULATORS", "verilator_env", "default_sim", "simulator_missing",
+           "SimModel", "build_model"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("UPE_BUILD_DIR", ROOT / "build"))
 TIMESCALE = ("1ns", "1ps")  # Amaranth's Verilog carries no `timescale`
-BUILD_RECIPE = "2"  # bump when the way models are built changes
+BUILD_RECIPE = "3"  # bump when the way models are built changes
+SIMULATORS = ("verilator", "icarus")
+
+
+def default_sim() -> str:
+    """The simulator named by ``SIM`` (the Makefile exports it), Verilator when unset."""
+    sim = os.environ.get("SIM", "").strip().lower() or "verilator"
+    if sim not in SIMULATORS:
+        raise ValueError(f"SIM={sim!r} is not supported; choose from {', '.join(SIMULATORS)}")
+    return sim
+
+
+def simulator_missing(sim: str) -> str | None:
+    """Why ``sim`` cannot run here (None when it can)."""
+    if sim == "icarus":
+        for tool in ("iverilog", "vvp"):
+            if shutil.which(tool) is None:
+                return f"{tool} is not on PATH (Debian: apt-get install iverilog)"
+    elif sim != "verilator":
+        return f"unknown simulator {sim!r}; choose from {', '.join(SIMULATORS)}"
+    return None
 
 
 def verilator_env() -> dict[str, str]:
@@ -59,6 +80,27 @@ class SimModel:
         return self.cfg.name
 
 
+#: Verilog-2005 FST dump for Icarus (written into the simulation's working directory,
+#: where the cocotb runner expects ``<toplevel>.fst``).
+_ICARUS_DUMP = """module upe_iverilog_dump();
+initial begin
+    $dumpfile("{top}.fst");
+    $dumpvars(0, {top});
+end
+endmodule
+"""
+
+
+def _hardware_digest() -> str:
+    """Digest of every source the emitted Verilog depends on: a changed ``hw/`` (or emitter,
+    or configuration code) gives a new build directory instead of a stale cached model."""
+    h = hashlib.sha256()
+    for path in sorted([*(ROOT / "hw").glob("*.py"), ROOT / "gen" / "emit.py",
+                        ROOT / "gen" / "config.py"]):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,11 +121,15 @@ def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False
     """Emit and compile ``cfg`` once; later calls (any process) reuse the cached build."""
     from gen.emit import emit
 
+    why = simulator_missing(sim)
+    if why:
+        raise RuntimeError(f"cannot simulate on {sim}: {why}")
     verilator_env()
     # Generated C++ is large and most simulations are short: small arrays compile without
     # optimisation; from 3x3 up the faster simulation repays -O1's longer compile.
     opt = os.environ.get("UPE_SIM_OPT") or ("-O1" if cfg.rows * cfg.cols >= 9 else "-O0")
-    key = hashlib.sha256((cfg.to_json() + sim + str(waves) + opt + BUILD_RECIPE).encode())
+    key = hashlib.sha256((cfg.to_json() + sim + str(waves) + opt + BUILD_RECIPE
+                          + _hardware_digest()).encode())
     key = key.hexdigest()[:12]
     base = BUILD / "sim" / f"{cfg.name}-{sim}-{key}"
     stamp = base / "built.json"
@@ -106,15 +152,30 @@ def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False
                 build_args = ["-Wall"]
                 if waves:
                     build_args.append("--trace-fst")
+            elif sim == "icarus":
+                # Amaranth's Verilog has no `timescale: the runner's command file gives one.
+                # -g2005 overrides the runner's -g2012: under SystemVerilog rules a variable's
+                # declaration initialiser raises no event, so Yosys' combinational processes
+                # whose inputs keep their initial value are never evaluated and stay X
+                # (e.g. a case on a register that stays 0). Verilog-2005 rules evaluate them.
+                build_args = ["-g2005", "-Wall"]
+                if waves:  # the runner's own dump module is SystemVerilog: use a 2005 one
+                    dump = base / "rtl" / "upe_iverilog_dump.v"
+                    dump.write_text(_ICARUS_DUMP.format(top=cfg.name))
+                    sources.append(dump)
+                    build_args += ["-s", "upe_iverilog_dump"]
             saved = os.environ.get("MAKEFLAGS", "")
+            saved_waves = os.environ.pop("WAVES", None)  # the runner lets WAVES override
             os.environ["MAKEFLAGS"] = f"{saved} OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}"
             try:
                 runner.build(
                     sources=sources, hdl_toplevel=cfg.name, build_dir=base / "obj",
-                    build_args=build_args, waves=waves, timescale=TIMESCALE,
-                    log_file=base / "build.log")
+                    build_args=build_args, waves=waves and sim != "icarus",
+                    timescale=TIMESCALE, log_file=base / "build.log")
             finally:
                 os.environ["MAKEFLAGS"] = saved
+                if saved_waves is not None:
+                    os.environ["WAVES"] = saved_waves
             stamp.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1)}))
             if not quiet:
                 _log(f"built {cfg.name} in {time.monotonic() - t0:.0f} s -> {base}")
