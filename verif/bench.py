@@ -1,0 +1,383 @@
+"""``python -m verif.bench``: cycle-accurate throughput per mode on the RTL, beside the model.
+
+For each representative mode a configuration enables, a random GEMM with ``M = 2·rows``,
+``N = 2·cols`` (four tiles) and ``K = 1024`` (and 4096 with ``--long``) runs on the Verilator
+model through `verif.runner.run_layer` and is checked bit-exact against the golden model.
+Reported per mode: measured cycles, the analytic model's cycles (`golden.perf`), the ideal
+``M·N·K / (rows·cols·step)``, utilization, dense-equivalent MACs per cycle, the speedup over
+dense int8 measured in the same run on the same hardware, bits per weight (values, metadata,
+scales) beside the format's floor, and GOPS at the synthesized Fmax when
+``build/synth/<preset>-<device>.json`` exists. Results: ``build/bench/<preset>.json`` and
+``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gen.__main__ import add_config_args, config_from_args
+from gen.config import ConfigError, Mode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: (label, mode, group) in report order; group None = per-channel (K), pow2 uses 32.
+REPRESENTATIVE = [
+    ("dense int8", Mode("int8", "dense", "none"), None),
+    ("2:4 int8", Mode("int8", "2:4", "none"), None),
+    ("1:4 int8", Mode("int8", "1:4", "none"), None),
+    ("2:8 int8", Mode("int8", "2:8", "none"), None),
+    ("4:8 int8", Mode("int8", "4:8", "none"), None),
+    ("int4 per-channel", Mode("int4", "dense", "int"), None),
+    ("uint4 g128", Mode("uint4", "dense", "int"), 128),
+    ("2:4 int4", Mode("int4", "2:4", "int"), None),
+    ("4:8 int4", Mode("int4", "4:8", "int"), None),
+    ("int2 per-channel", Mode("int2", "dense", "int"), None),
+    ("ternary per-channel", Mode("ternary", "dense", "int"), None),
+    ("2:4 ternary", Mode("ternary", "2:4", "int"), None),
+    ("fp4 (MXFP4) pow2", Mode("fp4_e2m1", "dense", "pow2"), None),
+    ("fp4 pow2 + MXINT8 acts", Mode("fp4_e2m1", "dense", "pow2", mx_act=True), None),
+    ("mxint8 pow2 + MXINT8 acts", Mode("mxint8", "dense", "pow2", mx_act=True), None),
+]
+BASELINE = "dense int8"
+#: Value bits a format needs at least (ternary: log2 3).
+VALUE_FLOOR = {"ternary": math.log2(3)}
+
+
+def _progress(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+def select_modes(cfg, K: int, only: tuple[str, ...] | None = None):
+    """The representative modes ``cfg`` can run at this K (or the named ones)."""
+    out = []
+    for label, mode, group in REPRESENTATIVE:
+        g = group or (32 if mode.scale_kind == "pow2" else K)
+        if only and label not in only and mode.name not in only:
+            continue
+        try:
+            cfg.check_mode(mode, group=g, k=K)
+        except ConfigError:
+            continue
+        out.append((label, mode, g))
+    if not out and not only:  # a configuration outside the list: its first few modes
+        for mode in cfg.modes[:6]:
+            g = 32 if mode.scale_kind == "pow2" else K
+            try:
+                cfg.check_mode(mode, group=g, k=K)
+            except ConfigError:
+                continue
+            out.append((mode.name, mode, g))
+    return out
+
+
+def bits_entry(layer) -> dict:
+    from golden.metrics import bits_per_weight, metadata_floor
+    bpw = bits_per_weight(layer)
+    density = layer.n_sp / layer.m_sp
+    from golden.formats import format_info
+    values_floor = VALUE_FLOOR.get(layer.format, format_info(layer.format).bits) * density
+    meta_floor = metadata_floor(layer.n_sp, layer.m_sp) if layer.m_sp > 1 else 0.0
+    return {**{k: round(v, 4) for k, v in bpw.items()},
+            "floor": round(values_floor + meta_floor, 4),
+            "metadata_floor": round(meta_floor, 4)}
+
+
+def load_synth(tag: str, device: str) -> dict | None:
+    path = ROOT / "build" / "synth" / f"{tag}-{device}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def run_bench(cfg, *, tag: str, ks: list[int], device: str, synth_tag: str | None = None,
+              seed: int = 0,
+              only: tuple[str, ...] | None = None, m_tiles: int = 2, n_tiles: int = 2,
+              progress=_progress) -> dict:
+    """Run every selected mode at every K; return the report (see the module docstring)."""
+    from golden.gemm import gemm
+    from golden.perf import ArrayTiming, estimate_mode
+    from verif.cases import random_case
+    from verif.runner import run_layer
+    from verif.toolchain import build_model
+
+    t_start = time.monotonic()
+    progress(f"{tag}: building the Verilator model ({sim_opt()}; cached per configuration) "
+             f"...")
+    t0 = time.monotonic()
+    model = build_model(cfg)
+    build_s = time.monotonic() - t0
+    manifest = json.loads(model.manifest.read_text())
+    timing = ArrayTiming.from_manifest(manifest)
+    M, N = m_tiles * cfg.rows, n_tiles * cfg.cols
+    rows = []
+    for K in ks:
+        modes = select_modes(cfg, K, only)
+        if not modes:
+            progress(f"{tag}: no representative mode runs at K={K}; skipped")
+            continue
+        for i, (label, mode, group) in enumerate(modes):
+            layer, x, x_exp = random_case(seed + i, cfg, mode, M, K, N, group=group)
+            y_ref, err_ref = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits,
+                                  t_min=cfg.t_min, t_max=cfg.t_max)
+            t0 = time.monotonic()
+            res = run_layer(cfg, layer, x, x_exp=x_exp)
+            wall = time.monotonic() - t0
+            rep = res.report
+            exact = bool(np.array_equal(res.y, y_ref) and np.array_equal(res.err, err_ref))
+            est = estimate_mode(timing, M, N, K, mode.fmt, mode.sparsity, mode.scale_kind,
+                                group=group, mx_act=mode.mx_act)
+            row = {
+                "label": label, "mode": mode.name, "format": mode.fmt,
+                "sparsity": mode.sparsity, "scale_kind": mode.scale_kind,
+                "mx_act": mode.mx_act, "group": group, "M": M, "N": N, "K": K,
+                "step": rep["step_k"], "step_limit": timing.step_limiter(mode.fmt,
+                                                                         mode.sparsity),
+                "tiles": rep["tiles"], "beats": rep["beats"],
+                "cycles": rep["cycles"], "model_cycles": est.cycles,
+                "model_error": (est.cycles - rep["cycles"]) / rep["cycles"],
+                "model_limiter": est.limiter,
+                "ideal_cycles": rep["ideal_cycles"], "utilization": rep["utilization"],
+                "macs_per_cycle": rep["macs_per_cycle"],
+                "peak_macs_per_cycle": rep["step_k"] * cfg.rows * cfg.cols,
+                "bits_per_weight": bits_entry(layer),
+                "matches_golden": exact, "wall_seconds": round(wall, 2),
+            }
+            rows.append(row)
+            progress(f"{tag} K={K} [{i + 1}/{len(modes)}] {label:24s} {rep['cycles']:6d} cycles "
+                     f"(model {est.cycles}, ideal {rep['ideal_cycles']:.0f}), utilization "
+                     f"{rep['utilization']:.3f}, {row['macs_per_cycle']:.1f} MAC/cycle"
+                     f"{'' if exact else ', MISMATCH vs golden'} ({wall:.1f} s)")
+    # Speedups against dense int8 of the same K, measured in this run.
+    for row in rows:
+        base = next((r for r in rows if r["label"] == BASELINE and r["K"] == row["K"]), None)
+        row["speedup_vs_dense_int8"] = base["cycles"] / row["cycles"] if base else None
+    return refresh({
+        "tag": tag, "synth_tag": synth_tag or tag, "module": cfg.name,
+        "config": cfg.to_dict(), "latency": manifest["latency"], "device": device,
+        "sim_opt": sim_opt(), "model_build_seconds": round(build_s, 1),
+        "machine": machine(), "seconds": round(time.monotonic() - t_start, 1),
+        "rows": rows,
+        "decode_model": decode_table(timing, cfg, ks[-1]),
+    })
+
+
+def decode_table(timing, cfg, K: int, N: int = 4096, bws=(64, 128, 256, None)) -> list[dict]:
+    """Model only: one token (M = 1) through a K × N layer behind a weight interface."""
+    from golden.perf import estimate_mode, weight_bits_per_beat
+    out = []
+    for label, mode, group in select_modes(cfg, K):
+        if mode.mx_act:
+            continue
+        wb = weight_bits_per_beat(timing, mode.fmt, mode.sparsity, mode.scale_kind, group)
+        entry = {"label": label, "mode": mode.name,
+                 "weight_bits_per_beat": timing.cols * wb["total"], "by_bw": {}}
+        for bw in bws:
+            est = estimate_mode(timing, 1, N, K, mode.fmt, mode.sparsity, mode.scale_kind,
+                                group=group, weight_bw=bw)
+            entry["by_bw"]["ports" if bw is None else str(bw)] = {
+                "cycles": est.cycles, "macs_per_cycle": est.macs_per_cycle,
+                "limiter": est.limiter}
+        out.append(entry)
+    return out
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def refresh(rep: dict) -> dict:
+    """Re-read the synthesis result of a finished bench report (GOPS at the current Fmax)."""
+    stag = rep.get("synth_tag", rep["tag"])
+    synth = load_synth(stag, rep["device"])
+    fmax = synth.get("fmax_mhz") if synth else None
+    rep["synth"] = ({"fmax_mhz": fmax, "lut": synth.get("lut"), "ff": synth.get("ff"),
+                     "dsp": synth.get("dsp"), "bram": synth.get("bram"),
+                     "routed": synth.get("routed", True),
+                     "file": f"build/synth/{stag}-{rep['device']}.json"}
+                    if synth else None)
+    for row in rep["rows"]:
+        row.pop("gops", None)
+        if fmax:
+            row["gops"] = 2 * row["macs_per_cycle"] * fmax / 1e3
+    return rep
+
+
+def sim_opt() -> str:
+    """The C++ optimisation of the Verilator model (``UPE_SIM_OPT`` or the toolchain's)."""
+    opt = os.environ.get("UPE_SIM_OPT")
+    return f"UPE_SIM_OPT={opt}" if opt else "verif.toolchain's default optimisation"
+
+
+def _f(v, fmt="{:.3f}"):
+    return "n/a" if v is None else fmt.format(v)
+
+
+def markdown(rep: dict) -> str:
+    cfg = rep["config"]
+    syn = rep["synth"]
+    lines = [f"# Bench: `{rep['tag']}` ({cfg['rows']}×{cfg['cols']} PEs, slots={cfg['slots']}, "
+             f"window={cfg['window']})", ""]
+    r0 = rep["rows"][0] if rep["rows"] else {"M": 0, "N": 0}
+    lines.append(f"Verilator model ({rep['sim_opt']}), M = {r0['M']}, N = {r0['N']}"
+                 f" ({r0['M'] // cfg['rows']}×{r0['N'] // cfg['cols']} tiles), "
+                 f"random layers checked bit-exact against golden. Cycles from the first beat "
+                 f"taken to the last result row taken. Machine: {rep['machine']['nproc']} × "
+                 f"{rep['machine']['cpu']}; {rep['seconds']:.0f} s in all.")
+    lines.append("")
+    if syn:
+        kind = ("routed" if syn.get("routed", True)
+                else "nextpnr's post-placement estimate, not routed")
+        lines.append(f"GOPS at the synthesized Fmax {syn['fmax_mhz']:.1f} MHz ({kind}; "
+                     f"{syn['file']}; 2 ops per MAC, dense-equivalent).")
+    else:
+        stag = rep.get("synth_tag", rep["tag"])
+        lines.append(f"GOPS: no synthesis result for {stag} on {rep['device']} — run "
+                     f"`make synth PRESET={stag}`.")
+    lines += ["", "| mode | K | step | cycles | model | ideal | utilization | MAC/cycle | "
+              "× dense int8 | GOPS | bits/weight (values + meta + scales) | floor | exact |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    for r in rep["rows"]:
+        b = r["bits_per_weight"]
+        lines.append(
+            f"| {r['label']} (`{r['mode']}`) | {r['K']} | {r['step']} ({r['step_limit']}) | "
+            f"{r['cycles']} | {r['model_cycles']} | {r['ideal_cycles']:.0f} | "
+            f"{r['utilization']:.3f} | {r['macs_per_cycle']:.1f} / {r['peak_macs_per_cycle']}"
+            f" | {_f(r['speedup_vs_dense_int8'], '{:.2f}×')} | {_f(r.get('gops'), '{:.2f}')} | "
+            f"{b['total']:.3f} = {b['values']:.2f} + {b['metadata']:.3f} + {b['scales']:.3f} | "
+            f"{b['floor']:.3f} | {'yes' if r['matches_golden'] else 'NO'} |")
+    lines += ["", "step: dense-equivalent k per beat and what caps it (`lanes`: slots × lanes "
+              "per slot × M/N; `window`: the activation window). Floor: value bits × density "
+              "(log2 3 for ternary) + log2 C(M, N)/M metadata; scales excluded.", ""]
+    dec = rep.get("decode_model") or []
+    if dec:
+        bws = list(dec[0]["by_bw"])
+        lines += [f"## Decode (M = 1, N = 4096, K = {rep['rows'][-1]['K'] if rep['rows'] else ''})"
+                  " — analytic model only",
+                  "", "Dense-equivalent MAC/cycle behind a weight interface of W bits/cycle "
+                  "(compressed stream: used codes + N:M indices + amortised scales); `ports` = "
+                  "the core's full-width weight port. One token uses 1 of the rows.", "",
+                  "| mode | weight bits/beat | " + " | ".join(
+                      f"W={b}" if b != "ports" else "ports" for b in bws) + " |",
+                  "|---|---:|" + "---:|" * len(bws)]
+        for d in dec:
+            cells = []
+            for b in bws:
+                e = d["by_bw"][b]
+                tag = "" if e["limiter"] == "compute" else " (bw)"
+                cells.append(f"{e['macs_per_cycle']:.1f}{tag}")
+            lines.append(f"| {d['label']} | {d['weight_bits_per_beat']:.1f} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append("(bw): weight bandwidth, not the MACs, limits that mode at that width.")
+    return "\n".join(lines) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv=None) -> int:
+    p = _Parser(prog="python -m verif.bench", description=__doc__.splitlines()[0])
+    add_config_args(p)
+    p.add_argument("--long", action="store_true", help="also K = 4096")
+    p.add_argument("--k", type=int, action="append", help="K values (default 1024)")
+    p.add_argument("--modes", help="comma list of labels or mode names to run")
+    p.add_argument("--device", default="ecp5-85k", help="synthesis result to read Fmax from")
+    p.add_argument("--tag", help="result name (default: the preset name)")
+    p.add_argument("-o", "--out", default=str(ROOT / "build" / "bench"), metavar="DIR")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--refresh", action="store_true",
+                   help="no simulation: re-read the synthesis result into the existing "
+                        "build/bench/<preset>.json and rewrite the Markdown")
+    p.add_argument("--sim-opt", metavar="-On",
+                   help="C++ optimisation of the Verilator model (sets UPE_SIM_OPT; default: "
+                        "verif.toolchain's choice per array size)")
+    p.add_argument("--m-tiles", type=int, default=2, help="M = m_tiles · rows (default 2)")
+    p.add_argument("--n-tiles", type=int, default=2, help="N = n_tiles · cols (default 2)")
+    args = p.parse_args(argv)
+    from verif.runner import RunError
+    if args.sim_opt:
+        os.environ["UPE_SIM_OPT"] = args.sim_opt
+    try:
+        cfg = config_from_args(args)
+        from gen.synth import default_tag
+        synth_tag = default_tag(args, cfg)
+        tag = args.tag or synth_tag
+        if args.refresh:
+            path = Path(args.out) / f"{tag}.json"
+            try:
+                rep = refresh(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"--refresh needs a bench result {path}: {exc}") from None
+            path.write_text(json.dumps(rep, indent=2) + "\n")
+            path.with_suffix(".md").write_text(markdown(rep))
+            _progress(f"refreshed {path} and {path.with_suffix('.md')}")
+            return 0
+        ks = args.k or [1024]
+        if args.long and 4096 not in ks:
+            ks.append(4096)
+        too_long = [k for k in ks if k > cfg.k_max]
+        if too_long:
+            _progress(f"{tag}: K={too_long} exceed k_max={cfg.k_max}; skipped")
+            ks = [k for k in ks if k <= cfg.k_max]
+        if not ks:
+            raise ConfigError(f"no K to run (k_max={cfg.k_max})")
+        only = tuple(s.strip() for s in args.modes.split(",")) if args.modes else None
+        known = {label for label, _, _ in REPRESENTATIVE} | {m.name for _, m, _ in
+                                                              REPRESENTATIVE}
+        unknown = [o for o in only or () if o not in known]
+        if unknown:
+            raise ConfigError(f"unknown mode(s) {', '.join(unknown)}; choose from "
+                              + ", ".join(label for label, _, _ in REPRESENTATIVE))
+        if not any(select_modes(cfg, k, only) for k in ks):
+            raise ConfigError(f"{tag}: none of the selected modes runs on this configuration")
+        if args.m_tiles < 1 or args.n_tiles < 1:
+            raise ConfigError("--m-tiles and --n-tiles must be at least 1")
+        rep = run_bench(cfg, tag=tag, ks=ks, device=args.device, synth_tag=synth_tag,
+                        seed=args.seed, only=only,
+                        m_tiles=args.m_tiles, n_tiles=args.n_tiles)
+    except (ConfigError, RunError) as exc:
+        print(f"python -m verif.bench: error: {exc}", file=sys.stderr)
+        return 2
+    if not rep["rows"]:
+        print("python -m verif.bench: error: no mode ran", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{tag}.json").write_text(json.dumps(rep, indent=2) + "\n")
+    (out / f"{tag}.md").write_text(markdown(rep))
+    _progress(f"wrote {out / (tag + '.json')} and {out / (tag + '.md')} "
+              f"({rep['seconds']:.0f} s)")
+    bad = [r["label"] for r in rep["rows"] if not r["matches_golden"]]
+    if bad:
+        print(f"python -m verif.bench: error: RTL differs from golden in {', '.join(bad)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
