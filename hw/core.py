@@ -56,27 +56,35 @@ class RequantStage(wiring.Component):
         adv = self.advance
 
         def stage(name, value, shape=None):
-            """A register of this pipeline, loaded when it advances."""
-            reg = Signal(shape if shape is not None else value.shape(), name=name)
+            """A register of this pipeline, loaded when it advances (reset-less: the
+            output stage's valid bits say which values are real)."""
+            reg = Signal(shape if shape is not None else value.shape(), name=name,
+                         reset_less=True)
             with m.If(adv):
                 m.d.sync += reg.eq(value)
             return reg
 
         sh = self.params.shift
-        # Stage 1: bias.
+        # Stage 1: bias; the int32 bounds of the left shift, looked up from the parameters
+        # here so that stage 2 is only a compare (the lookup in series with the compare was
+        # the critical path of the int8 array).
         accb = stage("accb1", self.acc + self.params.bias, signed(max(cfg.acc_bits, 32) + 1))
-        left1 = stage("left1", Mux(sh > 0, sh, 0), unsigned(5))
+        left = Signal(unsigned(5))
+        m.d.comb += left.eq(Mux(sh > 0, sh, 0))
+        left1 = stage("left1", left)
         right1 = stage("right1", Mux(sh < 0, -sh, 0), unsigned(5))
         mult1 = stage("mult1", self.params.mult)
         zp1 = stage("zp1", self.params.zp)
-        # Stage 2: accb · 2^left fits int32 iff −2^(31−left) <= accb <= (2^31 − 1) >> left.
+        # accb · 2^left fits int32 iff −2^(31−left) <= accb <= (2^31 − 1) >> left.
         hi_bound = Signal(signed(33))
         lo_bound = Signal(signed(33))
-        with m.Switch(left1):
+        with m.Switch(left):
             for k in range(32):
                 with m.Case(k):
                     m.d.comb += [hi_bound.eq(INT32_MAX >> k), lo_bound.eq(-(1 << (31 - k)))]
-        over, under = accb > hi_bound, accb < lo_bound
+        hi1, lo1 = stage("hi1", hi_bound), stage("lo1", lo_bound)
+        # Stage 2: range check and left shift.
+        over, under = accb > hi1, accb < lo1
         shifted = Signal(signed(32))
         m.d.comb += shifted.eq(accb[:32] << left1)
         v2 = stage("v2", Mux(over, INT32_MAX, Mux(under, INT32_MIN, shifted)), signed(32))
@@ -92,17 +100,21 @@ class RequantStage(wiring.Component):
         # Stage 5: SRDHM nudge.
         nudged5 = stage("nudged5", ab4 + Mux(ab4 >= 0, 1 << 30, 1 - (1 << 30)), signed(65))
         err5, right5, zp5 = stage("err5", err4), stage("right5", right4), stage("zp5", zp4)
-        # Stage 6: division by 2^31 truncating toward zero.
+        # Stage 6: division by 2^31 truncating toward zero; the rounding mask of the right
+        # shift and its two thresholds (RDBPOT's mask >> 1, plus 1 for negative values).
         high6 = stage("high6", (nudged5 + Mux(nudged5 < 0, (1 << 31) - 1, 0)) >> 31,
                       signed(33))
         err6, right6, zp6 = stage("err6", err5), stage("right6", right5), stage("zp6", zp5)
+        mask5 = Signal(32)
+        m.d.comb += mask5.eq((Const(1, 33) << right5) - 1)
+        mask6 = stage("mask6", mask5)
+        half6 = stage("half6", mask5 >> 1, unsigned(33))
+        halfp6 = stage("halfp6", (mask5 >> 1) + 1, unsigned(33))
         # Stage 7: RDBPOT (round half away from zero).
-        mask = Signal(32)
-        m.d.comb += mask.eq((Const(1, 33) << right6) - 1)
         rem = Signal(32)
-        m.d.comb += rem.eq(high6[:32] & mask)
+        m.d.comb += rem.eq(high6[:32] & mask6)
         thresh = Signal(33)
-        m.d.comb += thresh.eq((mask >> 1) + (high6 < 0))
+        m.d.comb += thresh.eq(Mux(high6 < 0, halfp6, half6))
         quot7 = stage("quot7", high6 >> right6, signed(33))
         up7 = stage("up7", rem > thresh)
         err7, zp7 = stage("err7", err6), stage("zp7", zp6)
@@ -149,7 +161,7 @@ class OutputStage(wiring.Component):
         stage = self.i.payload
         valid = self.i.valid
         for k in range(lat):
-            nxt = Signal.like(self.i.payload, name=f"raw{k}")
+            nxt = Signal.like(self.i.payload, name=f"raw{k}", reset_less=True)
             nv = Signal(name=f"valid{k}")
             with m.If(adv):
                 m.d.sync += [nxt.eq(stage), nv.eq(valid)]
@@ -302,22 +314,27 @@ class Core(wiring.Component):
         # Entry register: one row beat per row, one packet per column.
         rows_in = []
         for r in range(cfg.rows):
-            rb = Signal(lay.row_beat, name=f"row_entry{r}")
-            m.d.sync += [rb.x.eq(self.act.payload.x[r]), rb.ctl.eq(ctl)]
+            # Data registers are reset-less, the beat control is reset.
+            rb = Signal(lay.row_beat, name=f"row_entry{r}", reset_less=True)
+            rb_ctl = Signal(lay.ctl, name=f"row_entry_ctl{r}")
+            m.d.sync += [rb.x.eq(self.act.payload.x[r]), rb_ctl.eq(ctl)]
             if lay.has_x_exp:
                 m.d.sync += rb.x_exp.eq(self.act.payload.x_exp[r])
             # Skew: row r enters r cycles later.
             for k in range(r):
-                nxt = Signal(lay.row_beat, name=f"row_skew{r}_{k}")
-                m.d.sync += nxt.eq(rb)
-                rb = nxt
-            rows_in.append(rb)
+                nxt = Signal(lay.row_beat, name=f"row_skew{r}_{k}", reset_less=True)
+                nxt_ctl = Signal(lay.ctl, name=f"row_skew_ctl{r}_{k}")
+                m.d.sync += [nxt.eq(rb), nxt_ctl.eq(rb_ctl)]
+                rb, rb_ctl = nxt, nxt_ctl
+            row = Signal(lay.row_beat, name=f"row_in{r}")
+            m.d.comb += [row.eq(rb), row.ctl.eq(rb_ctl)]
+            rows_in.append(row)
         cols_in = []
         for c in range(cfg.cols):
-            pk = Signal(lay.packet, name=f"col_entry{c}")
+            pk = Signal(lay.packet, name=f"col_entry{c}", reset_less=True)
             m.d.sync += pk.eq(self.wgt.payload[c])
             for k in range(c):
-                nxt = Signal(lay.packet, name=f"col_skew{c}_{k}")
+                nxt = Signal(lay.packet, name=f"col_skew{c}_{k}", reset_less=True)
                 m.d.sync += nxt.eq(pk)
                 pk = nxt
             cols_in.append(pk)
@@ -350,7 +367,7 @@ class Core(wiring.Component):
         m.submodules.output = out
         wiring.connect(m, out.o, wiring.flipped(self.res))
         m.d.comb += out.requant.eq(mode.requant)
-        prm_reg = Signal(data.ArrayLayout(lay.col_params, cfg.cols))
+        prm_reg = Signal(data.ArrayLayout(lay.col_params, cfg.cols), reset_less=True)
         prm_full = Signal()
         m.d.comb += self.prm.ready.eq(~prm_full)
         with m.If(self.prm.valid & ~prm_full):

@@ -232,8 +232,15 @@ class ProcessingElement(wiring.Component):
         mode = self.mode
 
         # Systolic forwarding. `row_out` is also this PE's window delayed by one cycle, which
-        # stage 2 selects from.
-        m.d.sync += [self.row_out.eq(self.row_in), self.wgt_out.eq(self.wgt_in)]
+        # stage 2 selects from. Only the beat control is reset: data registers are reset-less
+        # (a reset net reaching every datapath flip-flop set the routed Fmax of the array).
+        row_fwd = Signal(lay.row_beat, name="row_fwd", reset_less=True)
+        wgt_fwd = Signal(lay.packet, name="wgt_fwd", reset_less=True)
+        ctl_fwd = Signal(lay.ctl, name="ctl_fwd")
+        m.d.sync += [row_fwd.eq(self.row_in), wgt_fwd.eq(self.wgt_in),
+                     ctl_fwd.eq(self.row_in.ctl)]
+        m.d.comb += [self.row_out.eq(row_fwd), self.row_out.ctl.eq(ctl_fwd),
+                     self.wgt_out.eq(wgt_fwd)]
 
         # Stage 1: decode + activation position.
         lanes = []
@@ -257,9 +264,9 @@ class ProcessingElement(wiring.Component):
                     m.d.comb += dec.zero.eq(self.wgt_in.zero)
                 if cfg.idx_bits:
                     m.d.comb += sel.idx.eq(self.wgt_in.idx)
-                w1 = Signal(signed(dec.value_bits), name=f"w1_{s}_{q}")
-                pos1 = Signal.like(sel.pos, name=f"pos1_{s}_{q}")
-                act1 = Signal(name=f"active1_{s}_{q}")
+                w1 = Signal(signed(dec.value_bits), name=f"w1_{s}_{q}", reset_less=True)
+                pos1 = Signal.like(sel.pos, name=f"pos1_{s}_{q}", reset_less=True)
+                act1 = Signal(name=f"active1_{s}_{q}", reset_less=True)
                 m.d.sync += [w1.eq(Mux(sel.active, dec.value, 0)), pos1.eq(sel.pos),
                              act1.eq(sel.active)]
                 invalid_terms.append(dec.invalid & sel.active)
@@ -267,10 +274,10 @@ class ProcessingElement(wiring.Component):
 
         stages = range(1, 7)
         ctl = {i: Signal(lay.ctl, name=f"ctl{i}") for i in stages}
-        inv = {i: Signal(name=f"invalid{i}") for i in stages}
+        inv = {i: Signal(name=f"invalid{i}", reset_less=True) for i in stages}
         scale_w = max(cfg.scale_field_bits, 1)
-        scale = {i: Signal(scale_w, name=f"scale{i}") for i in stages}
-        xexp = {i: Signal(8, name=f"xexp{i}", init=127) for i in stages}
+        scale = {i: Signal(scale_w, name=f"scale{i}", reset_less=True) for i in stages}
+        xexp = {i: Signal(8, name=f"xexp{i}", init=127, reset_less=True) for i in stages}
         m.d.sync += [
             ctl[1].eq(self.row_in.ctl),
             inv[1].eq(Cat(*invalid_terms).any() & self.row_in.ctl.valid),
@@ -288,32 +295,33 @@ class ProcessingElement(wiring.Component):
         for i, (sel, w1, pos1, act1) in enumerate(lanes):
             x_sel = Signal(signed(8), name=f"x_sel{i}")
             sel.select(m, self.row_out.x, pos1, x_sel)
-            x2 = Signal(signed(8), name=f"x2_{i}")
-            w2 = Signal.like(w1, name=f"w2_{i}")
+            x2 = Signal(signed(8), name=f"x2_{i}", reset_less=True)
+            w2 = Signal.like(w1, name=f"w2_{i}", reset_less=True)
             m.d.sync += [x2.eq(Mux(act1, x_sel, 0)), w2.eq(w1)]
             pairs.append((x2, w2))
 
         # Stage 3: products.
         prods = []
         for i, (x2, w2) in enumerate(pairs):
-            p = Signal(signed(8 + len(w2)), name=f"prod{i}")
+            p = Signal(signed(8 + len(w2)), name=f"prod{i}", reset_less=True)
             m.d.sync += p.eq(x2 * w2)
             prods.append(p)
 
         # Stages 4 and 5: the adder tree, split in two halves.
         quads = []
         for i in range(0, len(prods), 4):
-            q = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}")
+            q = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
             m.d.sync += q.eq(adder_tree(prods[i:i + 4]))
             quads.append(q)
-        beat = Signal(signed(cfg.beat_bits))
+        beat = Signal(signed(cfg.beat_bits), reset_less=True)
         m.d.sync += beat.eq(adder_tree(quads))
 
         # Stage 6: group partial; pow2 shift amount and checks from the group's exponents.
         c5 = ctl[5]
-        group_acc = Signal(signed(cfg.p_bits))
-        group_err = Signal()
-        group_tile_first = Signal()
+        # Partial sums restart on a group's (tile's) first beat: no reset needed.
+        group_acc = Signal(signed(cfg.p_bits), reset_less=True)
+        group_err = Signal(reset_less=True)
+        group_tile_first = Signal(reset_less=True)
         p_sum = Signal(signed(cfg.p_bits))
         err_sum = Signal()
         tile_first_sum = Signal()
@@ -325,10 +333,10 @@ class ProcessingElement(wiring.Component):
         with m.If(c5.valid):
             m.d.sync += [group_acc.eq(p_sum), group_err.eq(err_sum),
                          group_tile_first.eq(tile_first_sum)]
-        p6 = Signal(signed(cfg.p_bits))
-        err6 = Signal()
+        p6 = Signal(signed(cfg.p_bits), reset_less=True)
+        err6 = Signal(reset_less=True)
         valid6, tile_first6, tile_last6 = Signal(), Signal(), Signal()
-        scale6 = Signal(scale_w)
+        scale6 = Signal(scale_w, reset_less=True)
         m.d.sync += [
             valid6.eq(c5.valid & c5.group_last), tile_first6.eq(tile_first_sum),
             tile_last6.eq(c5.tile_last), p6.eq(p_sum), err6.eq(err_sum), scale6.eq(scale[5]),
@@ -338,28 +346,29 @@ class ProcessingElement(wiring.Component):
             shift6, bad6 = self._pow2_params(m, scale[5], xexp[5])
 
         # Stage 7: the scale operation.
-        valid7, tile_first7, tile_last7, err7 = Signal(), Signal(), Signal(), Signal()
+        valid7, tile_first7, tile_last7 = Signal(), Signal(), Signal()
+        err7 = Signal(reset_less=True)
         m.d.sync += [valid7.eq(valid6), tile_first7.eq(tile_first6), tile_last7.eq(tile_last6),
                      err7.eq(err6)]
-        p7 = Signal(signed(cfg.p_bits))
+        p7 = Signal(signed(cfg.p_bits), reset_less=True)
         m.d.sync += p7.eq(p6)
         if "int" in cfg.scale_kinds:
             # P · s as two partial products (P's low 17 bits unsigned, the rest signed), so
             # each fits one DSP multiplier and the sum gets its own stage.
             lo_bits = min(17, cfg.p_bits - 1)
             s_int = scale6[:cfg.scale_bits].as_signed()
-            prod_lo = Signal(signed(lo_bits + 1 + cfg.scale_bits))
-            prod_hi = Signal(signed(cfg.p_bits - lo_bits + cfg.scale_bits))
+            prod_lo = Signal(signed(lo_bits + 1 + cfg.scale_bits), reset_less=True)
+            prod_hi = Signal(signed(cfg.p_bits - lo_bits + cfg.scale_bits), reset_less=True)
             m.d.sync += [prod_lo.eq(p6[:lo_bits].as_unsigned() * s_int),
                          prod_hi.eq(p6[lo_bits:].as_signed() * s_int)]
         if pow2:
-            shifted7 = Signal(signed(cfg.acc_bits))
-            bad7 = Signal()
+            shifted7 = Signal(signed(cfg.acc_bits), reset_less=True)
+            bad7 = Signal(reset_less=True)
             m.d.sync += [shifted7.eq(self._pow2_shift(m, p6, shift6)), bad7.eq(bad6)]
 
         # Stage 8: the contribution.
-        contrib = Signal(signed(cfg.acc_bits))
-        err8 = Signal()
+        contrib = Signal(signed(cfg.acc_bits), reset_less=True)
+        err8 = Signal(reset_less=True)
         valid8, tile_first8, tile_last8 = Signal(), Signal(), Signal()
         m.d.sync += [valid8.eq(valid7), tile_first8.eq(tile_first7), tile_last8.eq(tile_last7),
                      err8.eq(err7)]
@@ -375,18 +384,21 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += [contrib.eq(Mux(bad7, 0, shifted7)), err8.eq(err7 | bad7)]
 
         # Stage 9: wide accumulator with sticky error, shadow copy at the tile's end.
-        acc = Signal(signed(cfg.acc_bits))
-        acc_err = Signal()
+        acc = Signal(signed(cfg.acc_bits), reset_less=True)  # restarts on a tile's first beat
+        acc_err = Signal(reset_less=True)
         acc_next = Signal(signed(cfg.acc_bits))
         err_next = Signal()
         m.d.comb += [
             acc_next.eq(Mux(tile_first8, 0, acc) + contrib),
             err_next.eq(Mux(tile_first8, 0, acc_err) | err8),
         ]
+        result = Signal(signed(cfg.acc_bits), reset_less=True)  # read only once drained
+        result_err = Signal(reset_less=True)
+        m.d.comb += [self.result.eq(result), self.result_err.eq(result_err)]
         with m.If(valid8):
             m.d.sync += [acc.eq(acc_next), acc_err.eq(err_next)]
             with m.If(tile_last8):
-                m.d.sync += [self.result.eq(acc_next), self.result_err.eq(err_next)]
+                m.d.sync += [result.eq(acc_next), result_err.eq(err_next)]
         return m
 
     def _pow2_params(self, m, scale, xexp):
@@ -400,7 +412,7 @@ class ProcessingElement(wiring.Component):
                 if fmt in cfg.formats:
                     with m.Case(FORMAT_CODES[fmt]):
                         m.d.comb += adj.eq(value)
-        offset = Signal(signed(11))
+        offset = Signal(signed(11), reset_less=True)
         m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - Mux(mode.mx_act, 6, 0))
         e_w = scale[:8]
         e_x = Mux(mode.mx_act, xexp, 127)
@@ -409,7 +421,7 @@ class ProcessingElement(wiring.Component):
         nan = (e_w == 0xFF) | (mode.mx_act & (xexp == 0xFF))
         out_of_window = ((shift < cfg.t_min + cfg.frac_bits)
                          | (shift > cfg.t_max + cfg.frac_bits))
-        shift6, bad6 = Signal(signed(12)), Signal()
+        shift6, bad6 = Signal(signed(12), reset_less=True), Signal(reset_less=True)
         m.d.sync += [shift6.eq(shift), bad6.eq(nan | out_of_window)]
         return shift6, bad6
 
