@@ -66,10 +66,14 @@ def _points(arrays, combos) -> list[Point]:
     return [Point(r, c, s, w, f) for (r, c) in arrays for (s, w, f) in combos]
 
 
-#: Small default grid: 12 points, 2×2 and 2×4 arrays (small enough that the whole grid places
+#: ``quick`` (4 points, about 30 minutes placed on 2 cores) compares format sets at one array
+#: size. Small default grid: 12 points, 2×2 and 2×4 arrays (small enough that the whole grid places
 #: in about an hour on 2 cores), every format set at its natural window plus the unified PE at
 #: a narrower activation window (its 4× modes capped at 2×).
 GRIDS = {
+    # The dense int8 baseline against the compressed format sets on one 2x2 array.
+    "quick": _points(((2, 2),), (
+        (4, 4, "int8"), (4, 8, "int8_2:4"), (4, 16, "int4_2:4"), (4, 16, "ternary"))),
     "small": _points(((2, 2), (2, 4)), (
         (4, 4, "int8"), (4, 8, "int8_2:4"), (4, 16, "int4_2:4"), (4, 16, "ternary"),
         (4, 16, "unified"), (4, 8, "unified"))),

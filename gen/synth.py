@@ -70,10 +70,11 @@ class Device:
 
 
 DEVICES: dict[str, Device] = {
-    "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"),
-                       24288, 24288, 28, 56),
-    "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"),
-                       83640, 83640, 156, 208),
+    # router2: router1 stalled for over 10 minutes on a congested tiny (arcs left rising).
+    "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381", "--router",
+                                            "router2"), 24288, 24288, 28, 56),
+    "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381", "--router",
+                                            "router2"), 83640, 83640, 156, 208),
     "ice40-up5k": Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"),
                          5280, 5280, 8, 30),
 }
