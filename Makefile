@@ -57,8 +57,10 @@ soak: $(STAMP)
 	@$(TOOLENV) $(VPY) -m verif.soak --preset $(SOAK_PRESET) --macs $(MACS) \
 	  $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)) $(if $(MODES),--modes '$(MODES)')
 
+# SYNTH_ARGS adds options of python -m gen.synth (--no-route, --freq MHZ, --seed N, ...).
+SYNTH_ARGS ?=
 synth: $(STAMP)
-	@$(TOOLENV) $(VPY) -m gen.synth --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS)
+	@$(TOOLENV) $(VPY) -m gen.synth --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS) $(SYNTH_ARGS)
 
 # K = 1024 and 4096 on the RTL per representative mode; BENCH_ARGS adds options (--modes, ...).
 BENCH_ARGS ?=
