@@ -88,7 +88,7 @@ _ICE40_FF = ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS", "SB_DFFESR",
 
 
 class SynthError(RuntimeError):
-    """Synthesis or place-and-route failed; ``kind`` is ``'fit'`` or ``'tool'``."""
+    """Synthesis or place-and-route failed; ``kind`` is ``'fit'``, ``'timeout'`` or ``'tool'``."""
 
     def __init__(self, message: str, kind: str = "tool", log: Path | None = None):
         super().__init__(message)
@@ -120,8 +120,13 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def _run(cmd: list[str], log: Path, *, cwd: Path, what: str, progress, watch=None) -> float:
-    """Run ``cmd`` with stdout+stderr in ``log``; print a heartbeat; return seconds."""
+def _run(cmd: list[str], log: Path, *, cwd: Path, what: str, progress, watch=None,
+         timeout: float | None = None) -> float:
+    """Run ``cmd`` with stdout+stderr in ``log``; print a heartbeat; return seconds.
+
+    After ``timeout`` seconds the process is killed and `SynthError` (``kind='timeout'``)
+    raised.
+    """
     t0 = time.monotonic()
     stop = threading.Event()
 
@@ -139,7 +144,14 @@ def _run(cmd: list[str], log: Path, *, cwd: Path, what: str, progress, watch=Non
     thread.start()
     try:
         with open(log, "w") as fh:
-            rc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT).returncode
+            proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise SynthError(f"{what} stopped after {timeout:.0f} s (time limit); see {log}",
+                                 kind="timeout", log=log) from None
     except OSError as exc:
         raise SynthError(f"cannot run {cmd[0]}: {exc}") from None
     finally:
@@ -522,7 +534,8 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
 def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0,
                seed: int = 1, dsp_min_width: int | None | str = "default",
                pnr_extra: tuple[str, ...] = (), route: bool = True,
-               reuse_netlist: bool = False, progress=None) -> dict:
+               route_timeout: float | None = 900.0, reuse_netlist: bool = False,
+               progress=None) -> dict:
     """Synthesize ``cfg`` for ``device``; write ``<tag>-<device>.json`` and ``.md``.
 
     Parameters
@@ -547,6 +560,10 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
     route : bool
         False places only (nextpnr ``--no-route``): Fmax is then nextpnr's post-placement
         estimate, about half the run time (used by `gen.dse`).
+    route_timeout : float or None
+        Seconds place and route may take; when exceeded, the run is stopped and the design
+        placed again without routing (``routed: false`` and ``route_status`` in the report).
+        None waits for ever.
     progress : callable or None
         Called with one-line progress messages.
 
@@ -627,15 +644,29 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
     commands["nextpnr"] = " ".join([Path(cmd[0]).name] + cmd[1:])
     progress(f"{name}: {dev.pnr_tool} place{' and route' if route else ' (no routing)'} at "
              f"{freq:g} MHz ...")
+    route_status = "routed" if route else "not routed (--no-route)"
     try:
         times["nextpnr"] = _run(cmd, work / "nextpnr.log", cwd=work, what=f"{name}: nextpnr",
-                                progress=progress, watch=_pnr_phase)
+                                progress=progress, watch=_pnr_phase,
+                                timeout=route_timeout if route else None)
     except SynthError as exc:
         why = _fit_error(work / "nextpnr.log", dev)
         if why:
             raise SynthError(f"{cfg.name} does not fit {device}: {why}", kind="fit",
                              log=work / "nextpnr.log") from None
-        raise exc from None
+        if exc.kind != "timeout":
+            raise exc from None
+        # Routing did not finish in time: keep its log, place again (same seed, so the same
+        # placement) without routing and report the post-placement estimate.
+        (work / "nextpnr.log").rename(work / "nextpnr_route_timeout.log")
+        progress(f"{name}: routing did not finish in {route_timeout:.0f} s "
+                 f"(--route-timeout); placing again without routing for the post-placement "
+                 f"estimate (log of the stopped run: {work / 'nextpnr_route_timeout.log'})")
+        route, route_status = False, f"routing stopped after {route_timeout:.0f} s"
+        cmd.append("--no-route")
+        commands["nextpnr"] = " ".join([Path(cmd[0]).name] + cmd[1:])
+        times["nextpnr"] = _run(cmd, work / "nextpnr.log", cwd=work, what=f"{name}: nextpnr",
+                                progress=progress, watch=_pnr_phase)
     pnr_res = parse_nextpnr_report(json.loads((work / "report.json").read_text()), dev.family)
     if pnr_res["fmax_mhz"] is None:
         # Without routing the JSON report has no timing; the log has the placement estimate.
@@ -655,6 +686,7 @@ def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float =
         "fmax_mhz": pnr_res["fmax_mhz"], "fmax_target_mhz": pnr_res["fmax_target_mhz"],
         "timing_met": (pnr_res["fmax_mhz"] or 0) >= freq,
         "routed": route,
+        "route_status": route_status,
         "lut_total": pnr_res["lut"], "ff_total": pnr_res["ff"],
         "wrapper": {"lut": wrap["lut"], "ff": wrap["ff"], "dsp": wrap["dsp"],
                     "bram": wrap["bram"], "kind": "serial"},
@@ -725,7 +757,8 @@ def markdown_report(r: dict) -> str:
         + (f", {r['ff_total']} FF" if r.get("ff_total") is not None else "") + ".",
     ]
     if not r.get("routed", True):
-        lines += ["", "Placed only (`--no-route`): Fmax is nextpnr's post-placement estimate."]
+        lines += ["", f"Placed only ({r.get('route_status', 'not routed')}): Fmax is "
+                  "nextpnr's post-placement estimate."]
     cp = r.get("critical_path")
     if cp:
         lines += ["", f"Critical path: {cp['delay_ns']} ns ({cp['logic_ns']} ns logic, "
@@ -794,6 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "configuration (re-run place and route only)")
     p.add_argument("--no-route", action="store_true",
                    help="place only; report nextpnr's post-placement Fmax estimate")
+    p.add_argument("--route-timeout", type=float, default=900.0, metavar="SECONDS",
+                   help="stop routing after this long and report the post-placement estimate "
+                        "instead (default 900; 0: no limit)")
     return p
 
 
@@ -809,6 +845,7 @@ def main(argv=None) -> int:
         synthesize(cfg, args.device, args.out, tag=tag, freq=args.freq, seed=args.seed,
                    dsp_min_width=args.dsp_min_width, pnr_extra=tuple(args.pnr_arg),
                    route=not args.no_route, reuse_netlist=args.reuse_netlist,
+                   route_timeout=args.route_timeout or None,
                    progress=progress)
         return 0
     except ConfigError as exc:

@@ -186,3 +186,17 @@ def test_fmax_from_log(tmp_path):
     log.write_text("Info: nothing\n")
     assert synth.fmax_from_log(log) == (None, None)
     assert synth.fmax_from_log(tmp_path / "missing.log") == (None, None)
+
+
+def test_run_time_limit_stops_the_tool(tmp_path):
+    """A tool over its time limit is killed and reported as a timeout, not left running."""
+    with pytest.raises(synth.SynthError, match="time limit") as info:
+        synth._run(["sleep", "30"], tmp_path / "log", cwd=tmp_path, what="sleep",
+                   progress=lambda msg: None, timeout=0.5)
+    assert info.value.kind == "timeout"
+
+
+def test_route_timeout_option():
+    args = synth.build_parser().parse_args(["--preset", "tiny", "--route-timeout", "60"])
+    assert args.route_timeout == 60.0
+    assert synth.build_parser().parse_args(["--preset", "tiny"]).route_timeout == 900.0
