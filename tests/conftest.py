@@ -1,4 +1,4 @@
-"""Session hooks: merge the functional coverage of the cocotb shards that ran in this session.
+"""pytest hooks: merge the functional coverage of the cocotb shards that ran in this pytest run.
 
 Every regression shard records the path of its ``coverage.json`` as a test property (which
 pytest-xdist carries from the workers to the controller); at the end of the session the
