@@ -109,12 +109,10 @@ def load_grid(spec: str) -> list[Point]:
 def throughput_rows(point: Point, cfg: ArrayConfig, synth: dict, M: int, N: int,
                     K: int) -> list[dict]:
     """Analytic throughput of every runtime (format, sparsity) of a synthesized point."""
+    from gen.emit import manifest
     from golden.perf import ArrayTiming, estimate_mode
 
-    lat = synth["latency"]
-    timing = ArrayTiming(rows=cfg.rows, cols=cfg.cols, slots=cfg.slots, window=cfg.window,
-                         drain_delay=int(lat["drain_delay"]),
-                         out_latency=int(lat["first_result"]) - int(lat["drain_delay"]) - 1)
+    timing = ArrayTiming.from_manifest(manifest(cfg))
     fmax = synth.get("fmax_mhz") or 0.0
     out, seen = [], set()
     for mode in cfg.modes:

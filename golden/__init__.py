@@ -19,7 +19,7 @@ from .gemm import (  # the function gemm stays in golden.gemm: it would shadow t
     srdhm,
 )
 from .layer import Layer, LayerError, load_layer, save_layer, validate_layer
-from .metrics import bits_per_weight, metadata_floor, sqnr_db
+from .metrics import bits_floor, bits_per_weight, metadata_floor, sqnr_db
 from .quant import quantize_activations_int8, quantize_activations_mxint8
 from .sparsity import pack_nm, parse_sparsity, prune_nm, unpack_nm
 
@@ -28,6 +28,7 @@ __all__ = [
     "FormatInfo",
     "Layer",
     "LayerError",
+    "bits_floor",
     "bits_per_weight",
     "compress",
     "decode",

@@ -9,7 +9,7 @@ import numpy as np
 from .formats import format_info
 from .layer import Layer
 
-__all__ = ["bits_per_weight", "metadata_floor", "sqnr_db"]
+__all__ = ["bits_floor", "bits_per_weight", "metadata_floor", "sqnr_db"]
 
 DEFAULT_INT_SCALE_BITS = 16
 POW2_SCALE_BITS = 8
@@ -38,6 +38,16 @@ def sqnr_db(ref, test) -> float:
 def metadata_floor(n_sp: int, m_sp: int) -> float:
     """Information-theoretic index cost per dense weight: ``log2(C(M, N)) / M`` bits."""
     return math.log2(math.comb(m_sp, n_sp)) / m_sp
+
+
+def bits_floor(layer: Layer) -> float:
+    """Least bits per dense weight a layer's format and N:M pattern can be stored in.
+
+    Values at their information content (``log2 3`` for ternary, the code width otherwise)
+    times the density, plus `metadata_floor`; scales are not counted.
+    """
+    value_bits = math.log2(3) if layer.format == "ternary" else format_info(layer.format).bits
+    return value_bits * layer.n_sp / layer.m_sp + metadata_floor(layer.n_sp, layer.m_sp)
 
 
 def bits_per_weight(layer: Layer) -> dict[str, float]:

@@ -375,3 +375,16 @@ def test_int_path_group_by_group_matches_single_product(monkeypatch):
     monkeypatch.setattr(gemm_module, "_EXACT_FLOAT_BOUND", 0.0)
     grouped, _ = gemm_raw(x, layer)
     np.testing.assert_array_equal(single, grouped)
+
+
+def test_bits_floor_values_and_metadata():
+    """Ternary values at log2 3 bits, 2:4 metadata at log2(6)/4, scales not counted."""
+    import math
+
+    from golden.metrics import bits_floor
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(64, 4))
+    assert bits_floor(compress(w, fmt="int8", scale_kind="int")) == 8.0
+    tern = compress(w, fmt="ternary", sparsity="2:4", scale_kind="int")
+    assert bits_floor(tern) == pytest.approx(math.log2(3) / 2 + math.log2(6) / 4)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -48,8 +47,6 @@ REPRESENTATIVE = [
     ("mxint8 pow2 + MXINT8 acts", Mode("mxint8", "dense", "pow2", mx_act=True), None),
 ]
 BASELINE = "dense int8"
-#: Value bits a format needs at least (ternary: log2 3).
-VALUE_FLOOR = {"ternary": math.log2(3)}
 
 
 def _progress(msg: str) -> None:
@@ -80,15 +77,10 @@ def select_modes(cfg, K: int, only: tuple[str, ...] | None = None):
 
 
 def bits_entry(layer) -> dict:
-    from golden.metrics import bits_per_weight, metadata_floor
-    bpw = bits_per_weight(layer)
-    density = layer.n_sp / layer.m_sp
-    from golden.formats import format_info
-    values_floor = VALUE_FLOOR.get(layer.format, format_info(layer.format).bits) * density
-    meta_floor = metadata_floor(layer.n_sp, layer.m_sp) if layer.m_sp > 1 else 0.0
-    return {**{k: round(v, 4) for k, v in bpw.items()},
-            "floor": round(values_floor + meta_floor, 4),
-            "metadata_floor": round(meta_floor, 4)}
+    from golden.metrics import bits_floor, bits_per_weight, metadata_floor
+    return {**{k: round(v, 4) for k, v in bits_per_weight(layer).items()},
+            "floor": round(bits_floor(layer), 4),
+            "metadata_floor": round(metadata_floor(layer.n_sp, layer.m_sp), 4)}
 
 
 def load_synth(tag: str, device: str) -> dict | None:

@@ -69,8 +69,8 @@ def plan_mode(cfg: ArrayConfig, mode: Mode, macs: int, rng: np.random.Generator,
               any_k: bool = False) -> list[dict]:
     """Random GEMM specifications of one mode adding up to at least ``macs`` MACs.
 
-    K is a multiple of 32 unless ``any_k`` (then any multiple of the beat): gen/pack.py
-    cannot pack other K on configurations with MX exponents (reported bug).
+    K is a multiple of 32 (whole MX blocks, the same K set for every mode) unless ``any_k``
+    (any multiple of the beat; pow2 modes keep whole blocks).
     """
     specs, total = [], 0
     ks = _k_choices(cfg, mode, any_k)

@@ -208,9 +208,7 @@ class TB:
                     f"no transfer for {idle} cycles: {act.index}/{len(act.words)} beats taken, "
                     f"{len(results)}/{n_res} results")
         if self.coverage is not None:
-            err_mask = (1 << self.cfg.cols) - 1
-            err_off = self.packer._err_off
-            flagged = sum(1 for w in results if (w >> err_off) & err_mask)
+            flagged = sum(1 for w in results if any(self.packer.unpack_result(w)[1]))
             stage = "error_requant" if prog.mode.out_stage == "requant" else "error_raw"
             self.coverage.sample_traffic({
                 "res_backpressure": n_bp, "res_back_to_back": n_b2b, "act_idle": n_aidle,
