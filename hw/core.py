@@ -15,7 +15,7 @@ from amaranth.hdl import (
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.config import ArrayConfig
+from hw.config import ArrayConfig
 from hw.layouts import Layouts
 from hw.pe import ProcessingElement
 

@@ -7,7 +7,7 @@ Testbenches and the host-side packer build their stimuli through these same layo
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from gen.config import FORMAT_CODES, SCALE_CODES, SPARSITY_CODES, ArrayConfig
+from hw.config import FORMAT_CODES, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 
 __all__ = ["Layouts"]
 
@@ -22,7 +22,7 @@ class Layouts:
     Attributes
     ----------
     mode : StructLayout
-        Per-GEMM runtime mode: ``fmt``, ``sparsity``, ``scale`` (codes of ``gen.config``),
+        Per-GEMM runtime mode: ``fmt``, ``sparsity``, ``scale`` (codes of ``hw.config``),
         ``mx_act``, ``requant``, ``group_beats`` and ``k_beats`` (beats per group / per tile).
     col_params : StructLayout
         Output stage parameters of one column: ``bias``, ``mult`` (M0), ``shift``, ``zp``.

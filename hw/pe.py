@@ -12,14 +12,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.config import (
-    FORMAT_CODES,
-    FORMAT_POW2_ADJ,
-    SCALE_CODES,
-    SPARSITY_CODES,
-    ArrayConfig,
-    _parse_nm,
-)
+from golden.sparsity import parse_sparsity
+from hw.config import FORMAT_CODES, FORMAT_POW2_ADJ, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.layouts import Layouts
 
 __all__ = ["LaneDecoder", "ActivationSelect", "ProcessingElement", "adder_tree"]
@@ -160,7 +154,7 @@ class ActivationSelect(wiring.Component):
         for fmt, sub in _quarter_formats(cfg, self._quarter):
             lane = self._slot * cfg.lanes_per_slot(fmt) + sub
             for pattern in cfg.sparsity:
-                n, mm = _parse_nm(pattern)
+                n, mm = parse_sparsity(pattern)
                 if lane < cfg.lanes_used(fmt, pattern):
                     out[(fmt, pattern)] = (lane, (lane // n) * mm, mm)
         return out

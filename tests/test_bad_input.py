@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gen.config import ArrayConfig, ConfigError
 from golden.compress import compress
 from golden.layer import Layer, LayerError, load_layer, save_layer, validate_layer
+from hw.config import ArrayConfig, ConfigError
 from verif.toolchain import ROOT
 
 #: ``UPE_FUZZ_EXAMPLES=5000 pytest tests/test_bad_input.py -k fuzz`` fuzzes longer.

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from gen import dse
-from gen.config import ConfigError
-from verif import bench
+from flows import bench, dse
+from hw.config import ConfigError
 
 
 @pytest.mark.sim
@@ -78,7 +77,7 @@ def test_dse_throughput_rows_from_a_synthesis_result():
 
 
 def test_dse_failed_point_is_reported_not_fatal(tmp_path, monkeypatch):
-    from gen import synth
+    from flows import synth
 
     def boom(*args, **kwargs):
         raise synth.SynthError("nextpnr: design does not fit", kind="fit")

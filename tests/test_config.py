@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from gen.config import PRESETS, ArrayConfig, ConfigError, Mode, preset
+from gen.presets import PRESETS, preset
+from hw.config import ArrayConfig, ConfigError, Mode
 
 
 @pytest.mark.parametrize("changes, message", [

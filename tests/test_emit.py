@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from gen.config import PRESETS
 from gen.emit import WAIVED_WARNINGS, emit
+from gen.presets import PRESETS
 from verif.toolchain import verilator_env
 
 

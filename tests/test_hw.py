@@ -9,17 +9,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from gen.config import (
-    FORMAT_BITS,
-    FORMAT_CODES,
-    SPARSITY_CODES,
-    ArrayConfig,
-    Mode,
-    _parse_nm,
-    preset,
-)
+from gen.presets import preset
 from golden.formats import decode
 from golden.gemm import gemm, requantize
+from golden.sparsity import parse_sparsity
+from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig, Mode
 from hw.core import RequantStage
 from hw.pe import ActivationSelect, LaneDecoder
 from verif.amsim import run_gemm
@@ -83,7 +77,7 @@ def test_lane_decode_times_every_activation(fmt):
 @pytest.mark.parametrize("pattern", list(SPARSITY_CODES))
 def test_activation_select_every_mode(pattern):
     cfg = TINY
-    n, m = _parse_nm(pattern)
+    n, m = parse_sparsity(pattern)
     rng = np.random.default_rng(3)
     for s, q in itertools.product(range(cfg.slots), range(4)):
         sel = ActivationSelect(cfg, s, q)

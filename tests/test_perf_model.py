@@ -1,4 +1,4 @@
-"""The analytic performance model (`golden.perf`) against cycles measured on the RTL."""
+"""The analytic performance model (`flows.perf`) against cycles measured on the RTL."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import json
 
 import pytest
 
-from gen.config import Mode, preset
-from golden.perf import (
+from flows.perf import (
     ArrayTiming,
     act_bits_per_beat,
     estimate,
     estimate_mode,
     weight_bits_per_beat,
 )
+from gen.presets import preset
+from hw.config import Mode
 
 TINY = preset("tiny")
 

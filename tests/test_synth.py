@@ -1,4 +1,4 @@
-"""`gen.synth` without running the tools: report parsing, scripts, wrapper, errors."""
+"""`flows.synth` without running the tools: report parsing, scripts, wrapper, errors."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gen import synth
-from gen.config import preset
+from flows import synth
+from gen.presets import preset
 
 # A trimmed nextpnr-ecp5 --report (format of nextpnr 0.11 `Context::writeJsonReport`).
 ECP5_REPORT = {
@@ -157,7 +157,7 @@ def test_cli_errors_without_traceback(capsys):
 
 def test_default_tag():
     args = synth.build_parser().parse_args(["--preset", "tiny"])
-    from gen.__main__ import config_from_args
+    from gen.cli import config_from_args
     assert synth.default_tag(args, config_from_args(args)) == "tiny"
     args = synth.build_parser().parse_args(["--preset", "tiny", "--rows", "3"])
     assert synth.default_tag(args, config_from_args(args)).startswith("tiny-")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.__main__ import add_config_args, config_from_args
-from gen.config import ConfigError
+from gen.cli import add_config_args, config_from_args
+from hw.config import ConfigError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,8 +6,8 @@ import itertools
 
 from amaranth.sim import Simulator
 
-from gen.config import ArrayConfig
 from gen.pack import GemmProgram, Packer
+from hw.config import ArrayConfig
 from hw.core import Core
 
 __all__ = ["simulate_program"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen.config import FORMAT_BITS, FORMAT_POW2_ADJ, MX_BLOCK, ArrayConfig, Mode, _parse_nm
 from golden.layer import Layer
+from golden.sparsity import parse_sparsity
+from hw.config import FORMAT_BITS, FORMAT_POW2_ADJ, MX_BLOCK, ArrayConfig, Mode
 
 __all__ = ["random_layer", "random_activations", "random_case"]
 
@@ -38,7 +39,7 @@ def random_layer(rng: np.random.Generator, cfg: ArrayConfig, mode: Mode, K: int,
                  window_overflow: bool = False, mx_exp_center: int = 127) -> Layer:
     """A random layer in ``mode`` that ``cfg`` can run (or, with the flags, that sets errors)."""
     fmt, sparsity, kind = mode.fmt, mode.sparsity, mode.scale_kind
-    n_sp, m_sp = _parse_nm(sparsity)
+    n_sp, m_sp = parse_sparsity(sparsity)
     if group is None:
         group = MX_BLOCK if kind == "pow2" else K
     n_groups = K // group

@@ -31,14 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.config import (
-    FORMAT_BITS,
-    FORMAT_POW2_ADJ,
-    FORMAT_SCALES,
-    ArrayConfig,
-    Mode,
-    _parse_nm,
-)
+from golden.sparsity import parse_sparsity
+from hw.config import FORMAT_BITS, FORMAT_POW2_ADJ, FORMAT_SCALES, ArrayConfig, Mode
 
 __all__ = ["Coverage", "legal_bins", "merge", "render_markdown", "summary_lines", "TRAFFIC_BINS"]
 
@@ -97,7 +91,7 @@ def legal_bins(cfg: ArrayConfig) -> dict[str, set[str]]:
             edge.update({f"edge|code|{fmt}|-128", f"edge|code|{fmt}|127"})
         edge.update({f"edge|act|{fmt}|-128", f"edge|act|{fmt}|127"})
         for pattern in cfg.sparsity:
-            n_sp, _ = _parse_nm(pattern)
+            n_sp, _ = parse_sparsity(pattern)
             if pattern == "dense":
                 continue
             edge.add(f"edge|zero_block|{fmt}|{pattern}")
@@ -178,7 +172,7 @@ class Coverage:
         G = int(layer.group)
         self.hit(f"cross|{fmt}|{pattern}|{_scale_dim(mode)}|{_group_dim(kind, G, K)}|"
                  f"{mode.out_stage}")
-        n_sp, m_sp = _parse_nm(pattern)
+        n_sp, m_sp = parse_sparsity(pattern)
         codes = np.asarray(layer.codes, np.int64)
         lanes = cfg.lanes_used(fmt, pattern)
         lps = cfg.lanes_per_slot(fmt)

@@ -66,7 +66,9 @@ from amaranth.hdl import (
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig, _parse_nm, preset
+from gen.presets import preset
+from golden.sparsity import parse_sparsity
+from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig
 
 __all__ = ["PROOFS", "Proof", "run_proof", "solver_env", "main"]
 
@@ -140,7 +142,7 @@ class _Spec:
             m.d.comb += w2.eq(w - self.zero)
             w = w2
         bad = Array(Const(int(b), 1) for b in invalid)[code]
-        n, mm = _parse_nm(pattern)
+        n, mm = parse_sparsity(pattern)
         if mm == 1:
             pos = j
         else:

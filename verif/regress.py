@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen.config import FORMAT_POW2_ADJ, FORMAT_SCALES, MX_BLOCK, ArrayConfig, Mode, preset
+from gen.presets import preset
 from golden.gemm import gemm
+from hw.config import FORMAT_POW2_ADJ, FORMAT_SCALES, MX_BLOCK, ArrayConfig, Mode
 from verif.cases import exhaustive_case, random_case
 
 __all__ = ["REGRESSION_CONFIGS", "base_seed", "plan", "shard_cases"]

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen.config import ArrayConfig, ConfigError, Mode, _parse_nm
 from gen.pack import Packer, PackError
 from golden.layer import Layer
+from golden.sparsity import parse_sparsity
+from hw.config import ArrayConfig, ConfigError, Mode
 
 __all__ = ["RunError", "RunResult", "prepare_layer", "run_layer", "ideal_cycles"]
 
@@ -43,7 +44,7 @@ def prepare_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray) -> tuple[Layer,
     step = cfg.step_k(layer.format, layer.sparsity)
     if K % step == 0 or int(layer.group) != K or layer.scale_kind == "pow2":
         return layer, x
-    n_sp, m_sp = _parse_nm(layer.sparsity)
+    n_sp, m_sp = parse_sparsity(layer.sparsity)
     Kp = math.ceil(K / step) * step
     extra_slots = (Kp - K) * n_sp // m_sp
     N = int(layer.shape[1])

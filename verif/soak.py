@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.config import MX_BLOCK, ArrayConfig, ConfigError, Mode, preset
+from gen.presets import preset
+from hw.config import MX_BLOCK, ArrayConfig, ConfigError, Mode
 
 __all__ = ["random_traffic", "plan_mode", "run_mode", "main"]
 

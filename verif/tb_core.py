@@ -25,8 +25,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from gen.config import ArrayConfig
 from gen.pack import GemmProgram, Packer
+from hw.config import ArrayConfig
 from verif.coverage import Coverage
 
 CLOCK_NS = 10

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen.config import ArrayConfig
+from hw.config import ArrayConfig
 
 __all__ = ["ROOT", "BUILD", "SIMULATORS", "verilator_env", "default_sim", "simulator_missing",
            "SimModel", "build_model"]
@@ -95,8 +95,8 @@ def _hardware_digest() -> str:
     """Digest of every source the emitted Verilog depends on: a changed ``hw/`` (or emitter,
     or configuration code) gives a new build directory instead of a stale cached model."""
     h = hashlib.sha256()
-    for path in sorted([*(ROOT / "hw").glob("*.py"), ROOT / "gen" / "emit.py",
-                        ROOT / "gen" / "config.py"]):
+    for path in sorted([*(ROOT / "hw").glob("*.py"), *(ROOT / "golden").glob("*.py"),
+                        ROOT / "gen" / "emit.py"]):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 

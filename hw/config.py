@@ -1,4 +1,4 @@
-"""The generator configuration: one frozen dataclass, the single source of truth for every width.
+"""The array configuration: one frozen dataclass, the single source of truth for every width.
 
 Nothing here imports Amaranth, so the golden model, the packer, the testbenches and the synthesis
 scripts can all read a configuration (or its JSON manifest) without elaborating hardware.
@@ -13,9 +13,11 @@ import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golden.sparsity import parse_sparsity
+
 __all__ = [
     "FORMAT_CODES", "SPARSITY_CODES", "SCALE_CODES", "FORMAT_BITS", "FORMAT_WMAX",
-    "FORMAT_SCALES", "ConfigError", "ArrayConfig", "Mode", "PRESETS", "preset",
+    "FORMAT_SCALES", "ConfigError", "ArrayConfig", "Mode",
 ]
 
 # Runtime encodings of the per-GEMM mode fields (the hardware's `mode` port uses these codes).
@@ -53,13 +55,6 @@ ACT_MAX = 128  # |int8 activation| bound
 
 class ConfigError(ValueError):
     """An invalid or contradictory generator configuration (message names the parameter)."""
-
-
-def _parse_nm(pattern: str) -> tuple[int, int]:
-    if pattern == "dense":
-        return 1, 1
-    n, m = pattern.split(":")
-    return int(n), int(m)
 
 
 def _tuple_of(name, value, allowed):
@@ -201,7 +196,7 @@ class ArrayConfig:
             raise ConfigError(f"formats {bad} cannot use any enabled scale kind "
                               f"{list(self.scale_kinds)}")
         for pattern in self.sparsity:
-            n, m = _parse_nm(pattern)
+            n, m = parse_sparsity(pattern)
             if m > self.window:
                 raise ConfigError(f"sparsity {pattern} needs window >= {m}, not {self.window}")
             for fmt in self.formats:
@@ -242,17 +237,17 @@ class ArrayConfig:
 
     def step_k(self, fmt: str, sparsity: str = "dense") -> int:
         """Dense-equivalent k covered by one beat = peak MACs per PE per cycle in this mode."""
-        n, m = _parse_nm(sparsity)
+        n, m = parse_sparsity(sparsity)
         return min(self.window, (self.lanes_per_beat(fmt) // n) * m)
 
     def lanes_used(self, fmt: str, sparsity: str = "dense") -> int:
-        n, m = _parse_nm(sparsity)
+        n, m = parse_sparsity(sparsity)
         return self.step_k(fmt, sparsity) // m * n
 
     @property
     def idx_bits(self) -> int:
         """Width of one N:M index (0 when only dense is enabled)."""
-        m_max = max(_parse_nm(p)[1] for p in self.sparsity)
+        m_max = max(parse_sparsity(p)[1] for p in self.sparsity)
         return (m_max - 1).bit_length()
 
     @property
@@ -444,33 +439,6 @@ class ArrayConfig:
 def _signed_bits(bound: int) -> int:
     """Bits of a two's complement number holding every value in [−bound, bound]."""
     return max(int(bound).bit_length() + 1, 2)
-
-
-PRESETS: dict[str, ArrayConfig] = {
-    # 2×2, every mode, small K: fast tests.
-    "tiny": ArrayConfig(rows=2, cols=2, slots=4, window=16, k_max=1024, name="upe_tiny"),
-    # 4×4, every mode: int4/fp4 and 2:4 at 2×, int2/ternary and 2:4+int4 at 4× dense int8.
-    "default": ArrayConfig(rows=4, cols=4, slots=4, window=16, name="upe_default"),
-    # The baseline: same array, compression off.
-    "dense_int8": ArrayConfig(
-        rows=4, cols=4, slots=4, window=4, formats=("int8",), sparsity=("dense",),
-        scale_kinds=("none", "int"), mx_activations=False, name="upe_dense_int8"),
-    # BitNet b1.58: ternary weights, per-tensor/per-channel int scales.
-    "bitnet_ternary": ArrayConfig(
-        rows=4, cols=4, slots=4, window=16, formats=("ternary",), sparsity=("dense",),
-        scale_kinds=("int",), mx_activations=False, name="upe_bitnet_ternary"),
-    # OCP MXFP4 weights with int8 or MXINT8 activations.
-    "mxfp4": ArrayConfig(
-        rows=4, cols=4, slots=4, window=8, formats=("fp4_e2m1",), sparsity=("dense",),
-        scale_kinds=("pow2",), mx_activations=True, name="upe_mxfp4"),
-}
-
-
-def preset(name: str) -> ArrayConfig:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
 
 
 def ceil_log2(n: int) -> int:

@@ -33,8 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .formats import format_info
-from .sparsity import parse_sparsity
+from golden.formats import format_info
+from golden.sparsity import parse_sparsity
 
 __all__ = ["ArrayTiming", "PerfEstimate", "estimate", "estimate_mode", "weight_bits_per_beat",
            "act_bits_per_beat", "MX_BLOCK", "POW2_SCALE_BITS", "ZERO_POINT_BITS"]

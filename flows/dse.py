@@ -1,9 +1,9 @@
-"""``python -m gen.dse``: design-space exploration — area (synthesis) × throughput per mode.
+"""``python -m flows.dse``: design-space exploration — area (synthesis) × throughput per mode.
 
 Each point of a grid (rows × cols × slots × window × format set) is synthesized with
-`gen.synth` (Yosys + nextpnr, ``--jobs`` at a time; placed only, Fmax from nextpnr's
+`flows.synth` (Yosys + nextpnr, ``--jobs`` at a time; placed only, Fmax from nextpnr's
 post-placement estimate, unless ``--route``); its throughput in every runtime mode comes
-from the **analytic model** (`golden.perf`, validated cycle-exact against the RTL by
+from the **analytic model** (`flows.perf`, validated cycle-exact against the RTL by
 ``tests/test_perf_model.py``) for one GEMM (``M = N = 512, K = 4096`` by default) at the
 point's synthesized Fmax. Results: ``build/dse/dse.csv`` (one row per point and mode; a failed
 point is a row with its error, not a crash) and ``build/dse/dse.png`` (LUTs vs GOPS, the
@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen.config import ArrayConfig, ConfigError
+from hw.config import ArrayConfig, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "build" / "dse"
@@ -109,8 +109,8 @@ def load_grid(spec: str) -> list[Point]:
 def throughput_rows(point: Point, cfg: ArrayConfig, synth: dict, M: int, N: int,
                     K: int) -> list[dict]:
     """Analytic throughput of every runtime (format, sparsity) of a synthesized point."""
+    from flows.perf import ArrayTiming, estimate_mode
     from gen.emit import manifest
-    from golden.perf import ArrayTiming, estimate_mode
 
     timing = ArrayTiming.from_manifest(manifest(cfg))
     fmax = synth.get("fmax_mhz") or 0.0
@@ -143,7 +143,7 @@ def _step(msg: str) -> None:
 def run_point(point: Point, device: str, out: Path, freq: float, reuse: bool,
               gemm: tuple[int, int, int], route: bool = False) -> list[dict]:
     """Synthesize one point (or reuse its result) and return its CSV rows."""
-    from gen.synth import SynthError, synthesize
+    from flows.synth import SynthError, synthesize
 
     base = {"tag": point.tag, "fmt_set": point.fmt_set, "rows": point.rows,
             "cols": point.cols, "slots": point.slots, "window": point.window}
@@ -239,7 +239,7 @@ def plot(rows: list[dict], path: Path, device: str, gemm) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gen.dse", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m flows.dse", description=__doc__.splitlines()[0])
     p.add_argument("--grid", default="small",
                    help=f"{' | '.join(GRIDS)} | FILE.json (default small: "
                         f"{len(GRIDS['small'])} points)")
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--out", default=str(DEFAULT_OUT), metavar="DIR")
     args = p.parse_args(argv)
     try:
-        from gen.synth import DEVICES
+        from flows.synth import DEVICES
         if args.device not in DEVICES:
             raise ConfigError(f"unknown device {args.device!r}; choose from "
                               f"{', '.join(DEVICES)}")
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
         if args.jobs < 1:
             raise ConfigError("--jobs must be at least 1")
     except ValueError as exc:
-        print(f"python -m gen.dse: error: {exc}", file=sys.stderr)
+        print(f"python -m flows.dse: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

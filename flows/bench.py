@@ -1,9 +1,9 @@
-"""``python -m verif.bench``: cycle-accurate throughput per mode on the RTL, beside the model.
+"""``python -m flows.bench``: cycle-accurate throughput per mode on the RTL, beside the model.
 
 For each representative mode a configuration enables, a random GEMM with ``M = 2·rows``,
 ``N = 2·cols`` (four tiles) and ``K = 1024`` (and 4096 with ``--long``) runs on the Verilator
 model through `verif.runner.run_layer` and is checked bit-exact against the golden model.
-Reported per mode: measured cycles, the analytic model's cycles (`golden.perf`), the ideal
+Reported per mode: measured cycles, the analytic model's cycles (`flows.perf`), the ideal
 ``M·N·K / (rows·cols·step)``, utilization, dense-equivalent MACs per cycle, the speedup over
 dense int8 measured in the same run on the same hardware, bits per weight (values, metadata,
 scales) beside the format's floor, and GOPS at the synthesized Fmax when
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.__main__ import add_config_args, config_from_args
-from gen.config import ConfigError, Mode
+from gen.cli import add_config_args, config_from_args
+from hw.config import ConfigError, Mode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,8 +98,8 @@ def run_bench(cfg, *, tag: str, ks: list[int], device: str, synth_tag: str | Non
               only: tuple[str, ...] | None = None, m_tiles: int = 2, n_tiles: int = 2,
               progress=_progress) -> dict:
     """Run every selected mode at every K; return the report (see the module docstring)."""
+    from flows.perf import ArrayTiming, estimate_mode
     from golden.gemm import gemm
-    from golden.perf import ArrayTiming, estimate_mode
     from verif.cases import random_case
     from verif.runner import run_layer
     from verif.toolchain import build_model
@@ -167,7 +167,7 @@ def run_bench(cfg, *, tag: str, ks: list[int], device: str, synth_tag: str | Non
 
 def decode_table(timing, cfg, K: int, N: int = 4096, bws=(64, 128, 256, None)) -> list[dict]:
     """Model only: one token (M = 1) through a K × N layer behind a weight interface."""
-    from golden.perf import estimate_mode, weight_bits_per_beat
+    from flows.perf import estimate_mode, weight_bits_per_beat
     out = []
     for label, mode, group in select_modes(cfg, K):
         if mode.mx_act:
@@ -292,7 +292,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
-    p = _Parser(prog="python -m verif.bench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m flows.bench", description=__doc__.splitlines()[0])
     add_config_args(p)
     p.add_argument("--long", action="store_true", help="also K = 4096")
     p.add_argument("--k", type=int, action="append", help="K values (default 1024)")
@@ -315,7 +315,7 @@ def main(argv=None) -> int:
         os.environ["UPE_SIM_OPT"] = args.sim_opt
     try:
         cfg = config_from_args(args)
-        from gen.synth import default_tag
+        from flows.synth import default_tag
         synth_tag = default_tag(args, cfg)
         tag = args.tag or synth_tag
         if args.refresh:
@@ -352,10 +352,10 @@ def main(argv=None) -> int:
                         seed=args.seed, only=only,
                         m_tiles=args.m_tiles, n_tiles=args.n_tiles)
     except (ConfigError, RunError) as exc:
-        print(f"python -m verif.bench: error: {exc}", file=sys.stderr)
+        print(f"python -m flows.bench: error: {exc}", file=sys.stderr)
         return 2
     if not rep["rows"]:
-        print("python -m verif.bench: error: no mode ran", file=sys.stderr)
+        print("python -m flows.bench: error: no mode ran", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -365,7 +365,7 @@ def main(argv=None) -> int:
               f"({rep['seconds']:.0f} s)")
     bad = [r["label"] for r in rep["rows"] if not r["matches_golden"]]
     if bad:
-        print(f"python -m verif.bench: error: RTL differs from golden in {', '.join(bad)}",
+        print(f"python -m flows.bench: error: RTL differs from golden in {', '.join(bad)}",
               file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,1 @@
+"""Flows on top of the generator: synthesis, the sweep, benchmarks, the analytic model."""

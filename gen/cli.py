@@ -1,0 +1,63 @@
+"""Command-line options shared by every command that builds a configuration."""
+
+from __future__ import annotations
+
+import argparse
+
+from gen.presets import PRESETS, preset
+
+__all__ = ["add_config_args", "config_from_args"]
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _window(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = text.split(":")
+        return int(lo), int(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO:HI, not {text!r}") from None
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that builds a configuration."""
+    p.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--config", metavar="FILE", help=".json or .toml overriding the preset")
+    p.add_argument("--rows", type=int)
+    p.add_argument("--cols", type=int)
+    p.add_argument("--slots", type=int, help="8-bit weight slots per PE per cycle")
+    p.add_argument("--window", type=int, help="activation window (int8 per PE per cycle)")
+    p.add_argument("--formats", type=_csv, help="comma list, e.g. int8,int4,ternary")
+    p.add_argument("--sparsity", type=_csv, help="comma list, e.g. dense,2:4")
+    p.add_argument("--scale-kinds", type=_csv, help="comma list of none,int,pow2")
+    p.add_argument("--mx-activations", choices=("on", "off"))
+    p.add_argument("--requant", choices=("on", "off"))
+    p.add_argument("--scale-bits", type=int)
+    p.add_argument("--k-max", type=int)
+    p.add_argument("--frac-bits", type=int)
+    p.add_argument("--t-window", type=_window, metavar="LO:HI", help="pow2 exponent window")
+    p.add_argument("--acc-bits", type=int, help="default: the derived minimum safe width")
+    p.add_argument("--name", help="top module name")
+
+
+def config_from_args(args: argparse.Namespace):
+    cfg = preset(args.preset)
+    if args.config:
+        cfg = cfg.from_file(args.config, base=cfg)
+    changes = {}
+    for key in ("rows", "cols", "slots", "window", "formats", "sparsity", "scale_kinds",
+                "scale_bits", "k_max", "frac_bits", "acc_bits", "name"):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = value
+    for key in ("mx_activations", "requant"):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = value == "on"
+    if args.t_window is not None:
+        changes["t_min"], changes["t_max"] = args.t_window
+    if changes:
+        cfg = cfg.replace(**changes)
+    return cfg

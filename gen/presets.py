@@ -1,0 +1,33 @@
+"""Named configurations of the array (``--preset``)."""
+
+from __future__ import annotations
+
+from hw.config import ArrayConfig, ConfigError
+
+__all__ = ["PRESETS", "preset"]
+
+PRESETS: dict[str, ArrayConfig] = {
+    # 2×2, every mode, small K: fast tests.
+    "tiny": ArrayConfig(rows=2, cols=2, slots=4, window=16, k_max=1024, name="upe_tiny"),
+    # 4×4, every mode: int4/fp4 and 2:4 at 2×, int2/ternary and 2:4+int4 at 4× dense int8.
+    "default": ArrayConfig(rows=4, cols=4, slots=4, window=16, name="upe_default"),
+    # The baseline: same array, compression off.
+    "dense_int8": ArrayConfig(
+        rows=4, cols=4, slots=4, window=4, formats=("int8",), sparsity=("dense",),
+        scale_kinds=("none", "int"), mx_activations=False, name="upe_dense_int8"),
+    # BitNet b1.58: ternary weights, per-tensor/per-channel int scales.
+    "bitnet_ternary": ArrayConfig(
+        rows=4, cols=4, slots=4, window=16, formats=("ternary",), sparsity=("dense",),
+        scale_kinds=("int",), mx_activations=False, name="upe_bitnet_ternary"),
+    # OCP MXFP4 weights with int8 or MXINT8 activations.
+    "mxfp4": ArrayConfig(
+        rows=4, cols=4, slots=4, window=8, formats=("fp4_e2m1",), sparsity=("dense",),
+        scale_kinds=("pow2",), mx_activations=True, name="upe_mxfp4"),
+}
+
+
+def preset(name: str) -> ArrayConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
