@@ -15,6 +15,7 @@ from hw.core import (
     core_drain_delay,
     core_latency,
     core_signature,
+    output_latency,
     pe_module_name,
 )
 from hw.layouts import Layouts
@@ -111,6 +112,7 @@ def manifest(cfg: ArrayConfig) -> dict:
             "drain_delay": core_drain_delay(cfg),
             "first_result": core_latency(cfg),
             "requant": RequantStage.latency if cfg.requant else 0,
+            "output": output_latency(cfg),
         },
         "codes": {"format": FORMAT_CODES, "sparsity": SPARSITY_CODES, "scale": SCALE_CODES},
         "layouts": {

@@ -15,13 +15,12 @@ from amaranth.hdl import (
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import ArrayConfig
+from hw.config import FORMAT_CODES, MX_BLOCK, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.layouts import Layouts
 from hw.pe import ProcessingElement
 
 __all__ = ["RequantStage", "OutputStage", "Core", "pe_module_name", "core_signature",
-           "core_drain_delay",
-           "core_latency"]
+           "core_drain_delay", "core_latency", "output_latency", "legal_mode_terms"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -149,7 +148,8 @@ class OutputStage(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return RequantStage.latency if self._cfg.requant else 1
+        """Advancing cycles from ``i`` to ``o`` (`output_latency`)."""
+        return output_latency(self._cfg)
 
     def elaborate(self, platform):
         m = Module()
@@ -226,10 +226,30 @@ def core_drain_delay(cfg: ArrayConfig) -> int:
     return 1 + (cfg.rows - 1) + (cfg.cols - 1) + ProcessingElement.latency
 
 
+def output_latency(cfg: ArrayConfig) -> int:
+    """Latency of the `OutputStage`: the requant pipeline when generated (raw rows travel in
+    step with it), else one register."""
+    return RequantStage.latency if cfg.requant else 1
+
+
 def core_latency(cfg: ArrayConfig) -> int:
     """`Core.latency` of a configuration, without building a core."""
-    out_lat = RequantStage.latency if cfg.requant else 1
-    return core_drain_delay(cfg) + 1 + out_lat
+    return core_drain_delay(cfg) + 1 + output_latency(cfg)
+
+
+def legal_mode_terms(cfg: ArrayConfig):
+    """Every legal ``(fmt, sparsity, scale)`` code triple of ``cfg`` with its beat ``step``.
+
+    The core raises the error flag of every result of a GEMM whose mode word is not one of
+    these (or breaks the beat-count rules of `Core`): a build that does not enable a mode
+    never returns silent zeros for it.
+    """
+    seen = {}
+    for mode in cfg.modes:
+        key = (FORMAT_CODES[mode.fmt], SPARSITY_CODES[mode.sparsity],
+               SCALE_CODES[mode.scale_kind])
+        seen[key] = (mode, cfg.step_k(mode.fmt, mode.sparsity))
+    return seen
 
 
 class Core(wiring.Component):
@@ -288,11 +308,16 @@ class Core(wiring.Component):
         m = Module()
         mode = self.mode
 
+        # ---- mode check -------------------------------------------------------------------
+        mode_ok = Signal()
+        m.d.comb += mode_ok.eq(self._mode_legal(m))
+
         # ---- input join and beat counters -------------------------------------------------
         beat = Signal(lay.count_bits)
         gbeat = Signal(lay.count_bits)
         pending = Signal()  # a tile's last beat was taken and its results are not drained yet
-        is_last = beat == mode.k_beats - 1
+        # k_beats = 0 is illegal (flagged); each beat then closes a tile, so nothing hangs.
+        is_last = (beat == mode.k_beats - 1) | (mode.k_beats == 0)
         take = Signal()
         m.d.comb += take.eq(self.act.valid & self.wgt.valid & ~(is_last & pending))
         m.d.comb += [self.act.ready.eq(take), self.wgt.ready.eq(take)]
@@ -381,7 +406,7 @@ class Core(wiring.Component):
                 with m.Case(r):
                     for c in range(cfg.cols):
                         m.d.comb += [out.i.payload.value[c].eq(pes[r][c].result),
-                                     out.i.payload.err[c].eq(pes[r][c].result_err)]
+                                     out.i.payload.err[c].eq(pes[r][c].result_err | ~mode_ok)]
         m.d.comb += [out.i.valid.eq(draining & params_ok),
                      out.i.payload.last.eq(drain_row == cfg.rows - 1)]
 
@@ -399,3 +424,25 @@ class Core(wiring.Component):
 
         m.d.comb += self.busy.eq(pending | (beat != 0) | line.any())
         return m
+
+    def _mode_legal(self, m: Module):
+        """High when the (static) mode word is one this build can run (`legal_mode_terms`):
+        an enabled format × sparsity × scale kind, MX activations and requant only where
+        generated, ``1 <= group_beats <= k_beats``, ``k_beats · step <= k_max`` and
+        ``pow2`` groups of exactly one MX block."""
+        cfg, mode = self._cfg, self.mode
+        combo_ok = Signal()
+        fmt_bits, sp_bits = len(mode.fmt), len(mode.sparsity)
+        with m.Switch(Cat(mode.fmt, mode.sparsity, mode.scale)):
+            for (f, sp, sc), (md, step) in legal_mode_terms(cfg).items():
+                with m.Case(f | (sp << fmt_bits) | (sc << (fmt_bits + sp_bits))):
+                    ok = mode.k_beats <= cfg.k_max // step
+                    if md.scale_kind == "pow2":
+                        ok = ok & (mode.group_beats == MX_BLOCK // step)
+                    m.d.comb += combo_ok.eq(ok)
+        mx_ok = ~mode.mx_act | (mode.scale == SCALE_CODES["pow2"]) if cfg.mx_activations \
+            else ~mode.mx_act
+        requant_ok = Const(1) if cfg.requant else ~mode.requant
+        counts_ok = ((mode.group_beats != 0) & (mode.k_beats != 0)
+                     & (mode.group_beats <= mode.k_beats))
+        return combo_ok & mx_ok & requant_ok & counts_ok

@@ -9,14 +9,32 @@ as wide as the enabled formats that use it.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_CODES, FORMAT_POW2_ADJ, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.layouts import Layouts
 
-__all__ = ["LaneDecoder", "ActivationSelect", "ProcessingElement", "adder_tree"]
+__all__ = [
+    "LaneDecoder", "ActivationSelect", "LaneSelectStage", "LaneProducts", "AdderTree",
+    "GroupSum", "Pow2Exponent", "Scaler", "WideAccumulator", "ProcessingElement",
+    "adder_tree", "delay",
+]
+
+
+def delay(m: Module, value, depth: int, *, name: str, reset_less: bool = True):
+    """``value`` through ``depth`` registers (one per pipeline stage); the last one is returned.
+
+    The one way control and side data travel along a pipeline: every stage's copy is a
+    register named ``<name><stage>``. Beat control (``valid`` bits) is reset, datapath copies
+    are reset-less (see docs/ARCHITECTURE.md, reset policy).
+    """
+    for i in range(depth):
+        reg = Signal.like(value, name=f"{name}{i + 1}", reset_less=reset_less)
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
 
 
 def adder_tree(values):
@@ -179,140 +197,163 @@ class ActivationSelect(wiring.Component):
         return m
 
 
-class ProcessingElement(wiring.Component):
-    """One output-stationary PE of the array.
+def _lanes(cfg: ArrayConfig):
+    """Physical multipliers ``(slot, quarter)`` the enabled formats use, in PE order."""
+    return [(s, q) for s in range(cfg.slots) for q in range(4) if cfg.quarter_value_bits[q]]
 
-    Pipeline (one beat per cycle, never stalls; bubbles carry ``ctl.valid = 0``):
 
-    1. lane decode and the N:M position of every lane's activation (registered)
-    2. activation select from the window, which the forwarding register has delayed by the
-       same cycle
-    3. lane products
-    4. first half of the balanced adder tree over the lanes
-    5. beat partial (rest of the tree)
-    6. group partial ``P_g``; in parallel the ``pow2`` shift amount and error checks of the
-       group's exponents
-    7. scale operation: ``int`` multiplies by the group scale as two narrower partial products,
-       ``pow2`` shifts by ``t + frac_bits``
-    8. contribution: the partial products summed, or the shifted value (0 when the exponent was
-       NaN or outside the window), or ``P_g`` for ``none``
-    9. wide accumulator; the tile's last contribution is copied to the result (shadow) register
-       so the next tile accumulates while this one drains
+def _weight_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """Decoded weights of every lane, each as wide as the formats on its multiplier."""
+    return data.StructLayout({f"w{i}": signed(cfg.quarter_value_bits[q])
+                              for i, (_, q) in enumerate(_lanes(cfg))})
 
-    ``latency`` (9) is the number of cycles from a beat on the inputs to its effect on
-    ``result``. Activations and control pass to the right, weight packets down, each through
-    one register (``forward_latency`` = 1).
+
+def _product_layout(cfg: ArrayConfig) -> data.StructLayout:
+    return data.StructLayout({f"p{i}": signed(8 + cfg.quarter_value_bits[q])
+                              for i, (_, q) in enumerate(_lanes(cfg))})
+
+
+class LaneSelectStage(wiring.Component):
+    """Lane decode and N:M activation select of every lane: two stages.
+
+    1. every lane's code decoded (`LaneDecoder`, zero point subtracted) and its window
+       position chosen (`ActivationSelect`); lanes the mode leaves unused carry 0;
+    2. each lane's activation selected from ``window_delayed`` (the window one cycle later,
+       which the PE's forwarding register provides) through one mux over only the positions
+       some enabled mode can reach.
+
+    ``latency`` = 2 cycles from ``wgt``/``window`` to ``w``/``x``/``invalid``; one beat per cycle.
+    ``invalid`` is set when a used lane holds an invalid code (ternary ``10``).
     """
 
-    latency = 9
-    forward_latency = 1
+    latency = 2
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
-        self._lay = lay = Layouts(cfg)
+        lay = Layouts(cfg)
+        self._lanes = _lanes(cfg)
         super().__init__({
             "mode": In(lay.mode),
-            "row_in": In(lay.row_beat),
-            "wgt_in": In(lay.packet),
-            "row_out": Out(lay.row_beat),
-            "wgt_out": Out(lay.packet),
-            "result": Out(signed(cfg.acc_bits)),
-            "result_err": Out(1),
+            "wgt": In(lay.packet),
+            "window": In(lay.x_window),
+            "window_delayed": In(lay.x_window),
+            "w": Out(_weight_layout(cfg)),
+            "x": Out(data.ArrayLayout(signed(8), len(self._lanes))),
+            "invalid": Out(1),
         })
 
     def elaborate(self, platform):
-        cfg, lay = self._cfg, self._lay
+        cfg = self._cfg
         m = Module()
-        mode = self.mode
-
-        # Systolic forwarding. `row_out` is also this PE's window delayed by one cycle, which
-        # stage 2 selects from. Only the beat control is reset: data registers are reset-less
-        # (a reset net reaching every datapath flip-flop set the routed Fmax of the array).
-        row_fwd = Signal(lay.row_beat, name="row_fwd", reset_less=True)
-        wgt_fwd = Signal(lay.packet, name="wgt_fwd", reset_less=True)
-        ctl_fwd = Signal(lay.ctl, name="ctl_fwd")
-        m.d.sync += [row_fwd.eq(self.row_in), wgt_fwd.eq(self.wgt_in),
-                     ctl_fwd.eq(self.row_in.ctl)]
-        m.d.comb += [self.row_out.eq(row_fwd), self.row_out.ctl.eq(ctl_fwd),
-                     self.wgt_out.eq(wgt_fwd)]
-
-        # Stage 1: decode + activation position.
-        lanes = []
         invalid_terms = []
-        for s in range(cfg.slots):
-            for q in range(4):
-                if not cfg.quarter_value_bits[q]:
-                    continue
-                dec = LaneDecoder(cfg, q)
-                sel = ActivationSelect(cfg, s, q)
-                m.submodules[f"dec_{s}_{q}"] = dec
-                m.submodules[f"sel_{s}_{q}"] = sel
-                m.d.comb += [
-                    dec.slot.eq(self.wgt_in.codes[s]),
-                    dec.fmt.eq(mode.fmt),
-                    sel.window.eq(self.row_in.x),
-                    sel.fmt.eq(mode.fmt),
-                    sel.sparsity.eq(mode.sparsity),
-                ]
-                if cfg.has_zero_points:
-                    m.d.comb += dec.zero.eq(self.wgt_in.zero)
-                if cfg.idx_bits:
-                    m.d.comb += sel.idx.eq(self.wgt_in.idx)
-                w1 = Signal(signed(dec.value_bits), name=f"w1_{s}_{q}", reset_less=True)
-                pos1 = Signal.like(sel.pos, name=f"pos1_{s}_{q}", reset_less=True)
-                act1 = Signal(name=f"active1_{s}_{q}", reset_less=True)
-                m.d.sync += [w1.eq(Mux(sel.active, dec.value, 0)), pos1.eq(sel.pos),
-                             act1.eq(sel.active)]
-                invalid_terms.append(dec.invalid & sel.active)
-                lanes.append((sel, w1, pos1, act1))
-
-        stages = range(1, 7)
-        ctl = {i: Signal(lay.ctl, name=f"ctl{i}") for i in stages}
-        inv = {i: Signal(name=f"invalid{i}", reset_less=True) for i in stages}
-        scale_w = max(cfg.scale_field_bits, 1)
-        scale = {i: Signal(scale_w, name=f"scale{i}", reset_less=True) for i in stages}
-        xexp = {i: Signal(8, name=f"xexp{i}", init=127, reset_less=True) for i in stages}
-        m.d.sync += [
-            ctl[1].eq(self.row_in.ctl),
-            inv[1].eq(Cat(*invalid_terms).any() & self.row_in.ctl.valid),
-        ]
-        if cfg.scale_field_bits:
-            m.d.sync += scale[1].eq(self.wgt_in.scale)
-        if lay.has_x_exp:
-            m.d.sync += xexp[1].eq(self.row_in.x_exp)
-        for i in range(2, 6):  # beat control travels with the data
-            m.d.sync += [ctl[i].eq(ctl[i - 1]), inv[i].eq(inv[i - 1]),
-                         scale[i].eq(scale[i - 1]), xexp[i].eq(xexp[i - 1])]
-
-        # Stage 2: select the activation from the delayed window.
-        pairs = []
-        for i, (sel, w1, pos1, act1) in enumerate(lanes):
+        for i, (s, q) in enumerate(self._lanes):
+            dec = LaneDecoder(cfg, q)
+            sel = ActivationSelect(cfg, s, q)
+            m.submodules[f"dec_{s}_{q}"] = dec
+            m.submodules[f"sel_{s}_{q}"] = sel
+            m.d.comb += [
+                dec.slot.eq(self.wgt.codes[s]),
+                dec.fmt.eq(self.mode.fmt),
+                sel.window.eq(self.window),
+                sel.fmt.eq(self.mode.fmt),
+                sel.sparsity.eq(self.mode.sparsity),
+            ]
+            if cfg.has_zero_points:
+                m.d.comb += dec.zero.eq(self.wgt.zero)
+            if cfg.idx_bits:
+                m.d.comb += sel.idx.eq(self.wgt.idx)
+            invalid_terms.append(dec.invalid & sel.active)
+            # Stage 1: decoded weight, position and activity of the lane.
+            w1 = Signal(signed(dec.value_bits), name=f"w1_{s}_{q}", reset_less=True)
+            pos1 = Signal.like(sel.pos, name=f"pos1_{s}_{q}", reset_less=True)
+            act1 = Signal(name=f"active1_{s}_{q}", reset_less=True)
+            m.d.sync += [w1.eq(Mux(sel.active, dec.value, 0)), pos1.eq(sel.pos),
+                         act1.eq(sel.active)]
+            # Stage 2: the activation from the delayed window.
             x_sel = Signal(signed(8), name=f"x_sel{i}")
-            sel.select(m, self.row_out.x, pos1, x_sel)
-            x2 = Signal(signed(8), name=f"x2_{i}", reset_less=True)
-            w2 = Signal.like(w1, name=f"w2_{i}", reset_less=True)
-            m.d.sync += [x2.eq(Mux(act1, x_sel, 0)), w2.eq(w1)]
-            pairs.append((x2, w2))
+            sel.select(m, self.window_delayed, pos1, x_sel)
+            m.d.sync += [self.x[i].eq(Mux(act1, x_sel, 0)), self.w[f"w{i}"].eq(w1)]
+        invalid1 = Signal(name="invalid1", reset_less=True)
+        m.d.sync += [invalid1.eq(Cat(*invalid_terms).any()), self.invalid.eq(invalid1)]
+        return m
 
-        # Stage 3: products.
-        prods = []
-        for i, (x2, w2) in enumerate(pairs):
-            p = Signal(signed(8 + len(w2)), name=f"prod{i}", reset_less=True)
-            m.d.sync += p.eq(x2 * w2)
-            prods.append(p)
 
-        # Stages 4 and 5: the adder tree, split in two halves.
+class LaneProducts(wiring.Component):
+    """``x · w`` of every lane, registered: ``latency`` = 1, one beat per cycle."""
+
+    latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self._n = len(_lanes(cfg))
+        super().__init__({
+            "w": In(_weight_layout(cfg)),
+            "x": In(data.ArrayLayout(signed(8), self._n)),
+            "products": Out(_product_layout(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self._n):
+            m.d.sync += self.products[f"p{i}"].eq(self.x[i] * self.w[f"w{i}"])
+        return m
+
+
+class AdderTree(wiring.Component):
+    """Balanced sum of the lane products in two registered halves (quads, then their sum).
+
+    ``latency`` = 2, one beat per cycle; ``beat`` is ``beat_bits`` wide (exact).
+    """
+
+    latency = 2
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        self._n = len(_lanes(cfg))
+        super().__init__({
+            "products": In(_product_layout(cfg)),
+            "beat": Out(signed(cfg.beat_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        prods = [self.products[f"p{i}"] for i in range(self._n)]
         quads = []
         for i in range(0, len(prods), 4):
-            q = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
-            m.d.sync += q.eq(adder_tree(prods[i:i + 4]))
-            quads.append(q)
-        beat = Signal(signed(cfg.beat_bits), reset_less=True)
-        m.d.sync += beat.eq(adder_tree(quads))
+            quad = Signal(signed(self._cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
+            m.d.sync += quad.eq(adder_tree(prods[i:i + 4]))
+            quads.append(quad)
+        m.d.sync += self.beat.eq(adder_tree(quads))
+        return m
 
-        # Stage 6: group partial; pow2 shift amount and checks from the group's exponents.
-        c5 = ctl[5]
-        # Partial sums restart on a group's (tile's) first beat: no reset needed.
+
+def _group_ctl_layout() -> data.StructLayout:
+    """Control of one group contribution: valid at the group's end, its tile boundaries, err."""
+    return data.StructLayout({"valid": 1, "tile_first": 1, "tile_last": 1, "err": 1})
+
+
+class GroupSum(wiring.Component):
+    """Exact group partial ``P_g`` over a group's beats (``latency`` = 1).
+
+    A group restarts on its first beat (no reset needed); ``o_ctl.valid`` pulses with the
+    group's last beat, with ``P_g`` on ``p`` and the group's sticky error and tile boundaries.
+    """
+
+    latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        super().__init__({
+            "beat": In(signed(cfg.beat_bits)),
+            "ctl": In(lay.ctl),
+            "invalid": In(1),
+            "p": Out(signed(cfg.p_bits)),
+            "o_ctl": Out(_group_ctl_layout()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, ctl = self._cfg, self.ctl
         group_acc = Signal(signed(cfg.p_bits), reset_less=True)
         group_err = Signal(reset_less=True)
         group_tile_first = Signal(reset_less=True)
@@ -320,83 +361,49 @@ class ProcessingElement(wiring.Component):
         err_sum = Signal()
         tile_first_sum = Signal()
         m.d.comb += [
-            p_sum.eq(Mux(c5.group_first, 0, group_acc) + beat),
-            err_sum.eq(Mux(c5.group_first, 0, group_err) | inv[5]),
-            tile_first_sum.eq(Mux(c5.group_first, c5.tile_first, group_tile_first)),
+            p_sum.eq(Mux(ctl.group_first, 0, group_acc) + self.beat),
+            err_sum.eq(Mux(ctl.group_first, 0, group_err) | (self.invalid & ctl.valid)),
+            tile_first_sum.eq(Mux(ctl.group_first, ctl.tile_first, group_tile_first)),
         ]
-        with m.If(c5.valid):
+        with m.If(ctl.valid):
             m.d.sync += [group_acc.eq(p_sum), group_err.eq(err_sum),
                          group_tile_first.eq(tile_first_sum)]
-        p6 = Signal(signed(cfg.p_bits), reset_less=True)
-        err6 = Signal(reset_less=True)
-        valid6, tile_first6, tile_last6 = Signal(), Signal(), Signal()
-        scale6 = Signal(scale_w, reset_less=True)
+        p_out = Signal(signed(cfg.p_bits), name="p_out", reset_less=True)
+        err_out = Signal(name="err_out", reset_less=True)
+        valid_out, tile_first_out, tile_last_out = Signal(), Signal(), Signal()
         m.d.sync += [
-            valid6.eq(c5.valid & c5.group_last), tile_first6.eq(tile_first_sum),
-            tile_last6.eq(c5.tile_last), p6.eq(p_sum), err6.eq(err_sum), scale6.eq(scale[5]),
+            valid_out.eq(ctl.valid & ctl.group_last), tile_first_out.eq(tile_first_sum),
+            tile_last_out.eq(ctl.tile_last), p_out.eq(p_sum), err_out.eq(err_sum),
         ]
-        pow2 = "pow2" in cfg.scale_kinds
-        if pow2:
-            shift6, bad6 = self._pow2_params(m, scale[5], xexp[5])
-
-        # Stage 7: the scale operation.
-        valid7, tile_first7, tile_last7 = Signal(), Signal(), Signal()
-        err7 = Signal(reset_less=True)
-        m.d.sync += [valid7.eq(valid6), tile_first7.eq(tile_first6), tile_last7.eq(tile_last6),
-                     err7.eq(err6)]
-        p7 = Signal(signed(cfg.p_bits), reset_less=True)
-        m.d.sync += p7.eq(p6)
-        if "int" in cfg.scale_kinds:
-            # P · s as two partial products (P's low 17 bits unsigned, the rest signed), so
-            # each fits one DSP multiplier and the sum gets its own stage.
-            lo_bits = min(17, cfg.p_bits - 1)
-            s_int = scale6[:cfg.scale_bits].as_signed()
-            prod_lo = Signal(signed(lo_bits + 1 + cfg.scale_bits), reset_less=True)
-            prod_hi = Signal(signed(cfg.p_bits - lo_bits + cfg.scale_bits), reset_less=True)
-            m.d.sync += [prod_lo.eq(p6[:lo_bits].as_unsigned() * s_int),
-                         prod_hi.eq(p6[lo_bits:].as_signed() * s_int)]
-        if pow2:
-            shifted7 = Signal(signed(cfg.acc_bits), reset_less=True)
-            bad7 = Signal(reset_less=True)
-            m.d.sync += [shifted7.eq(self._pow2_shift(m, p6, shift6)), bad7.eq(bad6)]
-
-        # Stage 8: the contribution.
-        contrib = Signal(signed(cfg.acc_bits), reset_less=True)
-        err8 = Signal(reset_less=True)
-        valid8, tile_first8, tile_last8 = Signal(), Signal(), Signal()
-        m.d.sync += [valid8.eq(valid7), tile_first8.eq(tile_first7), tile_last8.eq(tile_last7),
-                     err8.eq(err7)]
-        with m.Switch(mode.scale):
-            if "none" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["none"]):
-                    m.d.sync += contrib.eq(p7)
-            if "int" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["int"]):
-                    m.d.sync += contrib.eq((prod_hi << lo_bits) + prod_lo)
-            if pow2:
-                with m.Case(SCALE_CODES["pow2"]):
-                    m.d.sync += [contrib.eq(Mux(bad7, 0, shifted7)), err8.eq(err7 | bad7)]
-
-        # Stage 9: wide accumulator with sticky error, shadow copy at the tile's end.
-        acc = Signal(signed(cfg.acc_bits), reset_less=True)  # restarts on a tile's first beat
-        acc_err = Signal(reset_less=True)
-        acc_next = Signal(signed(cfg.acc_bits))
-        err_next = Signal()
-        m.d.comb += [
-            acc_next.eq(Mux(tile_first8, 0, acc) + contrib),
-            err_next.eq(Mux(tile_first8, 0, acc_err) | err8),
-        ]
-        result = Signal(signed(cfg.acc_bits), reset_less=True)  # read only once drained
-        result_err = Signal(reset_less=True)
-        m.d.comb += [self.result.eq(result), self.result_err.eq(result_err)]
-        with m.If(valid8):
-            m.d.sync += [acc.eq(acc_next), acc_err.eq(err_next)]
-            with m.If(tile_last8):
-                m.d.sync += [result.eq(acc_next), result_err.eq(err_next)]
+        m.d.comb += [self.p.eq(p_out), self.o_ctl.valid.eq(valid_out),
+                     self.o_ctl.tile_first.eq(tile_first_out),
+                     self.o_ctl.tile_last.eq(tile_last_out), self.o_ctl.err.eq(err_out)]
         return m
 
-    def _pow2_params(self, m, scale, xexp):
-        """Registered ``t + frac_bits`` and the error check of a group's exponents."""
+
+class Pow2Exponent(wiring.Component):
+    """The ``pow2`` shift amount ``t + frac_bits`` of a group and its checks (``latency`` = 1).
+
+    ``t = (e_w − 127) + (e_x − 127) + adj`` (SPEC §4; ``e_x`` = 127 for plain int8
+    activations); ``bad`` is set for a NaN exponent (0xFF) or ``t`` outside
+    ``[t_min, t_max]``. Runs beside `GroupSum`, so both have the same latency.
+    """
+
+    latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        super().__init__({
+            "mode": In(lay.mode),
+            "e_w": In(8),
+            "e_x": In(8),
+            "shift": Out(signed(12)),
+            "bad": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
         cfg, mode = self._cfg, self.mode
         # Everything that depends only on the (static) mode is folded into one registered
         # constant: adj − 254 + frac_bits − 6·mx_act.
@@ -408,16 +415,87 @@ class ProcessingElement(wiring.Component):
                         m.d.comb += adj.eq(value)
         offset = Signal(signed(11), reset_less=True)
         m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - Mux(mode.mx_act, 6, 0))
-        e_w = scale[:8]
-        e_x = Mux(mode.mx_act, xexp, 127)
+        e_x = Mux(mode.mx_act, self.e_x, 127)
         shift = Signal(signed(12))
-        m.d.comb += shift.eq(e_w + e_x + offset)
-        nan = (e_w == 0xFF) | (mode.mx_act & (xexp == 0xFF))
+        m.d.comb += shift.eq(self.e_w + e_x + offset)
+        nan = (self.e_w == 0xFF) | (mode.mx_act & (self.e_x == 0xFF))
         out_of_window = ((shift < cfg.t_min + cfg.frac_bits)
                          | (shift > cfg.t_max + cfg.frac_bits))
-        shift6, bad6 = Signal(signed(12), reset_less=True), Signal(reset_less=True)
-        m.d.sync += [shift6.eq(shift), bad6.eq(nan | out_of_window)]
-        return shift6, bad6
+        shift_out = Signal(signed(12), name="shift_out", reset_less=True)
+        bad_out = Signal(name="bad_out", reset_less=True)
+        m.d.sync += [shift_out.eq(shift), bad_out.eq(nan | out_of_window)]
+        m.d.comb += [self.shift.eq(shift_out), self.bad.eq(bad_out)]
+        return m
+
+
+class Scaler(wiring.Component):
+    """A group's contribution to the accumulator: ``P_g · s``, ``floor(P_g · 2^shift)`` or
+    ``P_g`` by the mode's scale kind (``latency`` = 2, one group per cycle at most).
+
+    1. ``int``: ``P_g · s`` as two narrower partial products (``P_g``'s low 17 bits unsigned,
+       the rest signed, so each fits one DSP multiplier); ``pow2``: the shift (left, or
+       arithmetic right = floor);
+    2. the partial products summed, or the shifted value (0 and the error flag on a NaN or
+       out-of-window exponent), or ``P_g`` for ``none``.
+    """
+
+    latency = 2
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        ports = {
+            "mode": In(lay.mode),
+            "p": In(signed(cfg.p_bits)),
+            "i_ctl": In(_group_ctl_layout()),
+            "contrib": Out(signed(cfg.acc_bits)),
+            "o_ctl": Out(_group_ctl_layout()),
+        }
+        if "int" in cfg.scale_kinds:
+            ports["scale"] = In(signed(cfg.scale_bits))
+        if "pow2" in cfg.scale_kinds:
+            ports["shift"] = In(signed(12))
+            ports["bad"] = In(1)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, mode = self._cfg, self.mode
+        # Stage 1.
+        ctl1 = Signal(_group_ctl_layout(), name="ctl1")
+        m.d.sync += [ctl1.valid.eq(self.i_ctl.valid), ctl1.tile_first.eq(self.i_ctl.tile_first),
+                     ctl1.tile_last.eq(self.i_ctl.tile_last)]
+        err1 = Signal(name="err1", reset_less=True)
+        p1 = Signal(signed(cfg.p_bits), name="p1", reset_less=True)
+        m.d.sync += [err1.eq(self.i_ctl.err), p1.eq(self.p)]
+        if "int" in cfg.scale_kinds:
+            lo_bits = min(17, cfg.p_bits - 1)
+            prod_lo = Signal(signed(lo_bits + 1 + cfg.scale_bits), reset_less=True)
+            prod_hi = Signal(signed(cfg.p_bits - lo_bits + cfg.scale_bits), reset_less=True)
+            m.d.sync += [prod_lo.eq(self.p[:lo_bits].as_unsigned() * self.scale),
+                         prod_hi.eq(self.p[lo_bits:].as_signed() * self.scale)]
+        if "pow2" in cfg.scale_kinds:
+            shifted1 = Signal(signed(cfg.acc_bits), reset_less=True)
+            bad1 = Signal(reset_less=True)
+            m.d.sync += [shifted1.eq(self._pow2_shift(m, self.p, self.shift)), bad1.eq(self.bad)]
+        # Stage 2.
+        contrib = Signal(signed(cfg.acc_bits), name="contrib", reset_less=True)
+        err2 = Signal(name="err2", reset_less=True)
+        ctl2 = Signal(_group_ctl_layout(), name="ctl2")
+        m.d.sync += [ctl2.valid.eq(ctl1.valid), ctl2.tile_first.eq(ctl1.tile_first),
+                     ctl2.tile_last.eq(ctl1.tile_last), err2.eq(err1)]
+        with m.Switch(mode.scale):
+            if "none" in cfg.scale_kinds:
+                with m.Case(SCALE_CODES["none"]):
+                    m.d.sync += contrib.eq(p1)
+            if "int" in cfg.scale_kinds:
+                with m.Case(SCALE_CODES["int"]):
+                    m.d.sync += contrib.eq((prod_hi << lo_bits) + prod_lo)
+            if "pow2" in cfg.scale_kinds:
+                with m.Case(SCALE_CODES["pow2"]):
+                    m.d.sync += [contrib.eq(Mux(bad1, 0, shifted1)), err2.eq(err1 | bad1)]
+        m.d.comb += [self.contrib.eq(contrib), self.o_ctl.eq(ctl2), self.o_ctl.err.eq(err2)]
+        return m
 
     def _pow2_shift(self, m, p, shift):
         """``floor(P · 2^shift)`` for shifts inside the configured window."""
@@ -438,3 +516,135 @@ class ProcessingElement(wiring.Component):
         else:
             m.d.comb += shifted.eq(p >> right)
         return shifted
+
+
+class WideAccumulator(wiring.Component):
+    """The exact ``acc_bits`` accumulator with a sticky error bit (``latency`` = 1).
+
+    A tile restarts on its first contribution; its last one is copied to the result (shadow)
+    register, so the next tile accumulates while this one drains.
+    """
+
+    latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        super().__init__({
+            "contrib": In(signed(cfg.acc_bits)),
+            "i_ctl": In(_group_ctl_layout()),
+            "result": Out(signed(cfg.acc_bits)),
+            "result_err": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, ctl = self._cfg, self.i_ctl
+        acc = Signal(signed(cfg.acc_bits), reset_less=True)  # restarts on a tile's first beat
+        acc_err = Signal(reset_less=True)
+        acc_next = Signal(signed(cfg.acc_bits))
+        err_next = Signal()
+        m.d.comb += [
+            acc_next.eq(Mux(ctl.tile_first, 0, acc) + self.contrib),
+            err_next.eq(Mux(ctl.tile_first, 0, acc_err) | ctl.err),
+        ]
+        result = Signal(signed(cfg.acc_bits), reset_less=True)  # read only once drained
+        result_err = Signal(reset_less=True)
+        m.d.comb += [self.result.eq(result), self.result_err.eq(result_err)]
+        with m.If(ctl.valid):
+            m.d.sync += [acc.eq(acc_next), acc_err.eq(err_next)]
+            with m.If(ctl.tile_last):
+                m.d.sync += [result.eq(acc_next), result_err.eq(err_next)]
+        return m
+
+
+class ProcessingElement(wiring.Component):
+    """One output-stationary PE of the array, composed of stage components.
+
+    Pipeline (one beat per cycle, never stalls; bubbles carry ``ctl.valid = 0``):
+
+    ============================  =======  ==================================================
+    component                     latency  does
+    ============================  =======  ==================================================
+    `LaneSelectStage`             2        lane decode + N:M position; activation select
+    `LaneProducts`                1        lane products
+    `AdderTree`                   2        beat partial over all lanes
+    `GroupSum` ∥ `Pow2Exponent`   1        group partial ``P_g`` ∥ pow2 shift amount, checks
+    `Scaler`                      2        ``P_g · s`` / ``floor(P_g · 2^shift)`` / ``P_g``
+    `WideAccumulator`             1        exact accumulator, result (shadow) register
+    ============================  =======  ==================================================
+
+    ``latency`` (their sum, 9) is the number of cycles from a beat on the inputs to its effect
+    on ``result``. Activations and control pass to the right, weight packets down, each through
+    one register (``forward_latency`` = 1). The beat control, the lanes' error flag and the
+    group's scale travel beside the data through `delay`.
+    """
+
+    STAGES = (LaneSelectStage, LaneProducts, AdderTree, GroupSum, Scaler, WideAccumulator)
+    latency = sum(stage.latency for stage in STAGES)
+    forward_latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        self._lay = lay = Layouts(cfg)
+        super().__init__({
+            "mode": In(lay.mode),
+            "row_in": In(lay.row_beat),
+            "wgt_in": In(lay.packet),
+            "row_out": Out(lay.row_beat),
+            "wgt_out": Out(lay.packet),
+            "result": Out(signed(cfg.acc_bits)),
+            "result_err": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, lay = self._cfg, self._lay
+        m = Module()
+        mode = self.mode
+        assert Pow2Exponent.latency == GroupSum.latency  # parallel branches stay aligned
+
+        # Systolic forwarding. `row_out` is also this PE's window delayed by one cycle, which
+        # the lane select reads. Only the beat control is reset: data registers are
+        # reset-less (a reset net reaching every datapath flip-flop set the routed Fmax).
+        row_fwd = Signal(lay.row_beat, name="row_fwd", reset_less=True)
+        wgt_fwd = Signal(lay.packet, name="wgt_fwd", reset_less=True)
+        ctl_fwd = Signal(lay.ctl, name="ctl_fwd")
+        m.d.sync += [row_fwd.eq(self.row_in), wgt_fwd.eq(self.wgt_in),
+                     ctl_fwd.eq(self.row_in.ctl)]
+        m.d.comb += [self.row_out.eq(row_fwd), self.row_out.ctl.eq(ctl_fwd),
+                     self.wgt_out.eq(wgt_fwd)]
+
+        m.submodules.lanes = lanes = LaneSelectStage(cfg)
+        m.submodules.products = products = LaneProducts(cfg)
+        m.submodules.tree = tree = AdderTree(cfg)
+        m.submodules.group = group = GroupSum(cfg)
+        m.submodules.scaler = scaler = Scaler(cfg)
+        m.submodules.acc = acc = WideAccumulator(cfg)
+        m.d.comb += [
+            lanes.mode.eq(mode), lanes.wgt.eq(self.wgt_in), lanes.window.eq(self.row_in.x),
+            lanes.window_delayed.eq(self.row_out.x),
+            products.w.eq(lanes.w), products.x.eq(lanes.x),
+            tree.products.eq(products.products),
+            group.beat.eq(tree.beat),
+            scaler.mode.eq(mode), scaler.p.eq(group.p), scaler.i_ctl.eq(group.o_ctl),
+            acc.contrib.eq(scaler.contrib), acc.i_ctl.eq(scaler.o_ctl),
+            self.result.eq(acc.result), self.result_err.eq(acc.result_err),
+        ]
+        # Beat control and the group's scale, alongside the data up to the group sum.
+        to_group = LaneSelectStage.latency + LaneProducts.latency + AdderTree.latency
+        m.d.comb += [
+            group.ctl.eq(delay(m, self.row_in.ctl, to_group, name="ctl", reset_less=False)),
+            group.invalid.eq(delay(m, lanes.invalid, to_group - LaneSelectStage.latency,
+                                   name="invalid")),
+        ]
+        if cfg.scale_field_bits:
+            scale = delay(m, self.wgt_in.scale, to_group, name="scale")
+        if "int" in cfg.scale_kinds:
+            m.d.comb += scaler.scale.eq(
+                delay(m, scale, GroupSum.latency, name="scale_g")[:cfg.scale_bits].as_signed())
+        if "pow2" in cfg.scale_kinds:
+            m.submodules.pow2 = pow2 = Pow2Exponent(cfg)
+            m.d.comb += [pow2.mode.eq(mode), pow2.e_w.eq(scale[:8]),
+                         scaler.shift.eq(pow2.shift), scaler.bad.eq(pow2.bad)]
+            if lay.has_x_exp:
+                m.d.comb += pow2.e_x.eq(delay(m, self.row_in.x_exp, to_group, name="xexp"))
+        return m
