@@ -382,11 +382,14 @@ class GroupSum(wiring.Component):
 
 
 class Pow2Exponent(wiring.Component):
-    """The ``pow2`` shift amount ``t + frac_bits`` of a group and its checks (``latency`` = 1).
+    """The ``pow2`` shift of a group, as an offset into the window, and its checks
+    (``latency`` = 1).
 
     ``t = (e_w − 127) + (e_x − 127) + adj`` (SPEC §4; ``e_x`` = 127 for plain int8
-    activations); ``bad`` is set for a NaN exponent (0xFF) or ``t`` outside
-    ``[t_min, t_max]``. Runs beside `GroupSum`, so both have the same latency.
+    activations); the contribution is ``floor(P_g · 2^(t + frac_bits))``. ``u`` is that shift
+    minus the window's smallest, ``shift_min``, so ``0 <= u <= shift_max − shift_min`` for every
+    exponent inside ``[t_min, t_max]``; ``bad`` is set for a NaN exponent (0xFF) or ``t``
+    outside the window. Runs beside `GroupSum`, so both have the same latency.
     """
 
     latency = 1
@@ -398,7 +401,7 @@ class Pow2Exponent(wiring.Component):
             "mode": In(lay.mode),
             "e_w": In(8),
             "e_x": In(8),
-            "shift": Out(signed(12)),
+            "u": Out(range(cfg.shift_max - cfg.shift_min + 1)),
             "bad": Out(1),
         })
 
@@ -406,40 +409,49 @@ class Pow2Exponent(wiring.Component):
         m = Module()
         cfg, mode = self._cfg, self.mode
         # Everything that depends only on the (static) mode is folded into one registered
-        # constant: adj − 254 + frac_bits − 6·mx_act.
+        # constant: adj − 254 + frac_bits − 6·mx_act − shift_min.
         adj = Signal(signed(5))
         with m.Switch(mode.fmt):
             for fmt, value in FORMAT_POW2_ADJ.items():
                 if fmt in cfg.formats:
                     with m.Case(FORMAT_CODES[fmt]):
                         m.d.comb += adj.eq(value)
-        offset = Signal(signed(11), reset_less=True)
-        m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - Mux(mode.mx_act, 6, 0))
+        offset = Signal(signed(12), reset_less=True)
+        m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - cfg.shift_min
+                              - Mux(mode.mx_act, 6, 0))
         e_x = Mux(mode.mx_act, self.e_x, 127)
-        shift = Signal(signed(12))
-        m.d.comb += shift.eq(self.e_w + e_x + offset)
+        u = Signal(signed(12))
+        m.d.comb += u.eq(self.e_w + e_x + offset)
         nan = (self.e_w == 0xFF) | (mode.mx_act & (self.e_x == 0xFF))
-        out_of_window = ((shift < cfg.t_min + cfg.frac_bits)
-                         | (shift > cfg.t_max + cfg.frac_bits))
-        shift_out = Signal(signed(12), name="shift_out", reset_less=True)
+        out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
+        u_out = Signal.like(self.u, name="u_out", reset_less=True)
         bad_out = Signal(name="bad_out", reset_less=True)
-        m.d.sync += [shift_out.eq(shift), bad_out.eq(nan | out_of_window)]
-        m.d.comb += [self.shift.eq(shift_out), self.bad.eq(bad_out)]
+        m.d.sync += [u_out.eq(u), bad_out.eq(nan | out_of_window)]
+        m.d.comb += [self.u.eq(u_out), self.bad.eq(bad_out)]
         return m
 
 
 class Scaler(wiring.Component):
     """A group's contribution to the accumulator: ``P_g · s``, ``floor(P_g · 2^shift)`` or
-    ``P_g`` by the mode's scale kind (``latency`` = 2, one group per cycle at most).
+    ``P_g`` by the mode's scale kind, all on one pair of multipliers (``latency`` = 2, one
+    group per cycle at most).
 
-    1. ``int``: ``P_g · s`` as two narrower partial products (``P_g``'s low 17 bits unsigned,
-       the rest signed, so each fits one DSP multiplier); ``pow2``: the shift (left, or
-       arithmetic right = floor);
-    2. the partial products summed, or the shifted value (0 and the error flag on a NaN or
-       out-of-window exponent), or ``P_g`` for ``none``.
+    Every scale kind is a product ``P_g · b`` followed by a constant shift:
+
+    * ``none``: ``b = 1``; ``int``: ``b = s`` (the signed group scale);
+    * ``pow2``: ``b = 2^(u mod 16)`` and a shift by ``16·(u div 16) + shift_min``, chosen from
+      a handful of constants (`Pow2Exponent` gives ``u``); the arithmetic right shift of the
+      exact product is the SPEC's floor. No barrel shifter: the fine shift is the multiplier.
+
+    1. ``P_g · b`` as two narrower partial products (``P_g``'s low 17 bits unsigned, the rest
+       signed), so each fits one DSP multiplier;
+    2. their sum, shifted by the coarse constant (``pow2``), or 0 with the error flag on a NaN
+       or out-of-window exponent.
     """
 
     latency = 2
+    #: Width of the fine pow2 shift done by the multiplier (``b = 2^(u mod CHUNK)``).
+    CHUNK = 16
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
@@ -454,68 +466,79 @@ class Scaler(wiring.Component):
         if "int" in cfg.scale_kinds:
             ports["scale"] = In(signed(cfg.scale_bits))
         if "pow2" in cfg.scale_kinds:
-            ports["shift"] = In(signed(12))
+            ports["u"] = In(range(cfg.shift_max - cfg.shift_min + 1))
             ports["bad"] = In(1)
         super().__init__(ports)
+
+    @property
+    def operand_bits(self) -> int:
+        """Signed width of the multiplier operand ``b``."""
+        cfg = self._cfg
+        bits = 2
+        if "int" in cfg.scale_kinds:
+            bits = max(bits, cfg.scale_bits)
+        if "pow2" in cfg.scale_kinds:
+            bits = max(bits, min(self.CHUNK, cfg.shift_max - cfg.shift_min + 1) + 1)
+        return bits
 
     def elaborate(self, platform):
         m = Module()
         cfg, mode = self._cfg, self.mode
-        # Stage 1.
+        pow2 = "pow2" in cfg.scale_kinds
+        chunk = self.CHUNK
+        operand = Signal(signed(self.operand_bits))
+        with m.Switch(mode.scale):
+            if "none" in cfg.scale_kinds:
+                with m.Case(SCALE_CODES["none"]):
+                    m.d.comb += operand.eq(1)
+            if "int" in cfg.scale_kinds:
+                with m.Case(SCALE_CODES["int"]):
+                    m.d.comb += operand.eq(self.scale)
+            if pow2:
+                with m.Case(SCALE_CODES["pow2"]):
+                    m.d.comb += operand.eq(Const(1, unsigned(chunk + 1)) << (self.u % chunk))
+        # Stage 1: the two partial products.
         ctl1 = Signal(_group_ctl_layout(), name="ctl1")
         m.d.sync += [ctl1.valid.eq(self.i_ctl.valid), ctl1.tile_first.eq(self.i_ctl.tile_first),
                      ctl1.tile_last.eq(self.i_ctl.tile_last)]
         err1 = Signal(name="err1", reset_less=True)
-        p1 = Signal(signed(cfg.p_bits), name="p1", reset_less=True)
-        m.d.sync += [err1.eq(self.i_ctl.err), p1.eq(self.p)]
-        if "int" in cfg.scale_kinds:
-            lo_bits = min(17, cfg.p_bits - 1)
-            prod_lo = Signal(signed(lo_bits + 1 + cfg.scale_bits), reset_less=True)
-            prod_hi = Signal(signed(cfg.p_bits - lo_bits + cfg.scale_bits), reset_less=True)
-            m.d.sync += [prod_lo.eq(self.p[:lo_bits].as_unsigned() * self.scale),
-                         prod_hi.eq(self.p[lo_bits:].as_signed() * self.scale)]
-        if "pow2" in cfg.scale_kinds:
-            shifted1 = Signal(signed(cfg.acc_bits), reset_less=True)
-            bad1 = Signal(reset_less=True)
-            m.d.sync += [shifted1.eq(self._pow2_shift(m, self.p, self.shift)), bad1.eq(self.bad)]
-        # Stage 2.
+        m.d.sync += err1.eq(self.i_ctl.err)
+        lo_bits = min(17, cfg.p_bits - 1)
+        prod_lo = Signal(signed(lo_bits + 1 + self.operand_bits), reset_less=True)
+        prod_hi = Signal(signed(cfg.p_bits - lo_bits + self.operand_bits), reset_less=True)
+        m.d.sync += [prod_lo.eq(self.p[:lo_bits].as_unsigned() * operand),
+                     prod_hi.eq(self.p[lo_bits:].as_signed() * operand)]
+        if pow2:
+            n_coarse = (cfg.shift_max - cfg.shift_min) // chunk + 1
+            coarse1 = Signal(range(n_coarse + 1), name="coarse1", reset_less=True)
+            bad1 = Signal(name="bad1", reset_less=True)
+            is_pow2 = mode.scale == SCALE_CODES["pow2"]
+            # 0: no shift (none, int); 1 + h: a pow2 shift by chunk·h + shift_min.
+            m.d.sync += [coarse1.eq(Mux(is_pow2, self.u // chunk + 1, 0)),
+                         bad1.eq(self.bad & is_pow2)]
+        # Stage 2: the contribution.
+        full = Signal(signed(cfg.p_bits + self.operand_bits + 1))
+        m.d.comb += full.eq((prod_hi << lo_bits) + prod_lo)
         contrib = Signal(signed(cfg.acc_bits), name="contrib", reset_less=True)
         err2 = Signal(name="err2", reset_less=True)
         ctl2 = Signal(_group_ctl_layout(), name="ctl2")
         m.d.sync += [ctl2.valid.eq(ctl1.valid), ctl2.tile_first.eq(ctl1.tile_first),
                      ctl2.tile_last.eq(ctl1.tile_last), err2.eq(err1)]
-        with m.Switch(mode.scale):
-            if "none" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["none"]):
-                    m.d.sync += contrib.eq(p1)
-            if "int" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["int"]):
-                    m.d.sync += contrib.eq((prod_hi << lo_bits) + prod_lo)
-            if "pow2" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["pow2"]):
-                    m.d.sync += [contrib.eq(Mux(bad1, 0, shifted1)), err2.eq(err1 | bad1)]
+        if pow2:
+            with m.Switch(coarse1):
+                with m.Case(0):
+                    m.d.sync += contrib.eq(full)
+                for h in range(n_coarse):
+                    amount = chunk * h + cfg.shift_min
+                    with m.Case(h + 1):
+                        m.d.sync += contrib.eq(full << amount if amount >= 0
+                                               else full >> -amount)
+            with m.If(bad1):
+                m.d.sync += [contrib.eq(0), err2.eq(1)]
+        else:
+            m.d.sync += contrib.eq(full)
         m.d.comb += [self.contrib.eq(contrib), self.o_ctl.eq(ctl2), self.o_ctl.err.eq(err2)]
         return m
-
-    def _pow2_shift(self, m, p, shift):
-        """``floor(P · 2^shift)`` for shifts inside the configured window."""
-        cfg = self._cfg
-        shifted = Signal(signed(cfg.acc_bits))
-        if cfg.shift_max >= 0:
-            left = Signal(range(max(cfg.shift_max, 1) + 1))
-            m.d.comb += left.eq(Mux(shift > 0, shift, 0))
-        if cfg.shift_min < 0:
-            # A right shift by p_bits or more leaves only the sign: clamp it there (exact).
-            right_max = min(-cfg.shift_min, cfg.p_bits)
-            right = Signal(range(right_max + 1))
-            m.d.comb += right.eq(Mux(shift < -right_max, right_max, Mux(shift < 0, -shift, 0)))
-        if cfg.shift_max >= 0 and cfg.shift_min < 0:
-            m.d.comb += shifted.eq(Mux(shift >= 0, p << left, p >> right))
-        elif cfg.shift_max >= 0:
-            m.d.comb += shifted.eq(p << left)
-        else:
-            m.d.comb += shifted.eq(p >> right)
-        return shifted
 
 
 class WideAccumulator(wiring.Component):
@@ -613,12 +636,12 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [self.row_out.eq(row_fwd), self.row_out.ctl.eq(ctl_fwd),
                      self.wgt_out.eq(wgt_fwd)]
 
-        m.submodules.lanes = lanes = LaneSelectStage(cfg)
-        m.submodules.products = products = LaneProducts(cfg)
-        m.submodules.tree = tree = AdderTree(cfg)
-        m.submodules.group = group = GroupSum(cfg)
+        m.submodules.lane_select = lanes = LaneSelectStage(cfg)
+        m.submodules.lane_products = products = LaneProducts(cfg)
+        m.submodules.adder_tree = tree = AdderTree(cfg)
+        m.submodules.group_sum = group = GroupSum(cfg)
         m.submodules.scaler = scaler = Scaler(cfg)
-        m.submodules.acc = acc = WideAccumulator(cfg)
+        m.submodules.accumulator = acc = WideAccumulator(cfg)
         m.d.comb += [
             lanes.mode.eq(mode), lanes.wgt.eq(self.wgt_in), lanes.window.eq(self.row_in.x),
             lanes.window_delayed.eq(self.row_out.x),
@@ -642,9 +665,9 @@ class ProcessingElement(wiring.Component):
             m.d.comb += scaler.scale.eq(
                 delay(m, scale, GroupSum.latency, name="scale_g")[:cfg.scale_bits].as_signed())
         if "pow2" in cfg.scale_kinds:
-            m.submodules.pow2 = pow2 = Pow2Exponent(cfg)
+            m.submodules.pow2_exponent = pow2 = Pow2Exponent(cfg)
             m.d.comb += [pow2.mode.eq(mode), pow2.e_w.eq(scale[:8]),
-                         scaler.shift.eq(pow2.shift), scaler.bad.eq(pow2.bad)]
+                         scaler.u.eq(pow2.u), scaler.bad.eq(pow2.bad)]
             if lay.has_x_exp:
                 m.d.comb += pow2.e_x.eq(delay(m, self.row_in.x_exp, to_group, name="xexp"))
         return m
