@@ -24,6 +24,7 @@ from hw.config import (
     ConfigError,
     Mode,
 )
+from hw.lanemap import lane_map
 from hw.layouts import Layouts
 
 __all__ = ["PackError", "GemmProgram", "Packer"]
@@ -193,14 +194,18 @@ class Packer:
             zeros[:, :N] = layer.zeros
         codes = codes.reshape(k_beats, lanes, Np)
         idx = idx.reshape(k_beats, lanes, Np)
-        # Lanes into slot bytes.
-        slot_lanes = cfg.slots * lps
-        lane_codes = np.zeros((k_beats, slot_lanes, Np), np.int64)
-        lane_codes[:, :lanes] = codes
-        shifts = (np.arange(lps) * bits)[None, None, :, None]
-        slot_bytes = (lane_codes.reshape(k_beats, cfg.slots, lps, Np) << shifts).sum(axis=2)
+        # Logical lanes onto multipliers by the co-designed lane order (hw.lanemap): lane j's
+        # code goes to its multiplier's slot byte and quarter, its index to the multiplier's
+        # idx field, and beat-local k's activation to window position k_pos[k].
+        order = lane_map(cfg)
+        lanes_of_mode = order.modes[(layer.format, layer.sparsity)]
+        slot_bytes = np.zeros((k_beats, cfg.slots, Np), np.int64)
         lane_idx = np.zeros((k_beats, cfg.max_lanes, Np), np.int64)
-        lane_idx[:, :lanes] = idx
+        for j, (s, q) in enumerate(lanes_of_mode.lane_mult):
+            sub = q // (4 // lps)
+            slot_bytes[:, s] |= codes[:, j] << (sub * bits)
+            lane_idx[:, order.idx_index((s, q))] = idx[:, j]
+        k_pos = np.asarray(lanes_of_mode.k_pos)
         beat_group = (np.arange(k_beats) * step) // G
         beat_block = (np.arange(k_beats) * step) // MX_BLOCK
 
@@ -241,7 +246,7 @@ class Packer:
                 m0 = mt * rows
                 abits = np.zeros((k_beats, self.act_bits), np.uint8)
                 win = np.zeros((k_beats, rows, V), np.int64)
-                win[:, :, :step] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
+                win[:, :, k_pos] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
                 _place(abits, self._x_off, 8, 8, win.reshape(k_beats, rows * V))
                 if self._xexp_off is not None:
                     _place(abits, self._xexp_off, 8, 8, xe[m0:m0 + rows][:, beat_block].T)

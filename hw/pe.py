@@ -12,8 +12,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_CODES, FORMAT_POW2_ADJ, SCALE_CODES, SPARSITY_CODES, ArrayConfig
+from hw.lanemap import lane_map
 from hw.layouts import Layouts
 
 __all__ = [
@@ -127,11 +127,12 @@ class LaneDecoder(wiring.Component):
 
 
 class ActivationSelect(wiring.Component):
-    """Pick the activation of one lane from the window: ``x[(j // N)·M + idx_j]``.
+    """Pick the activation of one multiplier from the window, by the co-designed lane order.
 
-    Combinational (latency 0). The logical lane ``j`` of a physical multiplier depends on the
-    format; ``active`` is low when the mode leaves this lane unused (the window caps it).
-    Only the positions some enabled mode can reach are wired: the routing tax made explicit.
+    Combinational (latency 0). `hw.lanemap.LaneMap` says, per mode, which window block (and
+    N:M index) this multiplier reads; ``active`` is low when the mode leaves it unused. Only
+    the positions some enabled mode can reach are wired (`reachable`), and ``pos`` counts
+    among them: a multiplier with one reachable position has no mux at all.
     """
 
     latency = 0
@@ -140,13 +141,14 @@ class ActivationSelect(wiring.Component):
         self._cfg = cfg
         self._slot = slot
         self._quarter = quarter
+        self._map = lane_map(cfg)
         lay = Layouts(cfg)
         ports = {
             "window": In(lay.x_window),
             "fmt": In(lay.mode.members["fmt"]),
             "sparsity": In(lay.mode.members["sparsity"]),
             "x": Out(signed(8)),
-            "pos": Out(range(cfg.window)),
+            "pos": Out(range(max(len(self.reachable), 1))),
             "active": Out(1),
         }
         if cfg.idx_bits:
@@ -155,45 +157,46 @@ class ActivationSelect(wiring.Component):
 
     @property
     def reachable(self) -> list[int]:
-        """Window positions some enabled mode can select for this lane."""
-        return sorted({base + i for (_, base, mm) in self.routes().values() for i in range(mm)})
+        """Window positions some enabled mode can select for this multiplier."""
+        return self._map.reach((self._slot, self._quarter))
 
     def select(self, m: Module, window, pos, x) -> None:
-        """Drive ``x`` with ``window[pos]``, wiring only the reachable positions."""
+        """Drive ``x`` with ``window[reachable[pos]]``."""
+        reach = self.reachable
+        if len(reach) == 1:
+            m.d.comb += x.eq(window[reach[0]])
+            return
         with m.Switch(pos):
-            for p in self.reachable:
-                with m.Case(p):
+            for i, p in enumerate(reach):
+                with m.Case(i):
                     m.d.comb += x.eq(window[p])
 
     def routes(self):
-        """``{(fmt, pattern): (lane, base, m)}`` for every mode that uses this multiplier."""
-        cfg = self._cfg
-        out = {}
-        for fmt, sub in _quarter_formats(cfg, self._quarter):
-            lane = self._slot * cfg.lanes_per_slot(fmt) + sub
-            for pattern in cfg.sparsity:
-                n, mm = parse_sparsity(pattern)
-                if lane < cfg.lanes_used(fmt, pattern):
-                    out[(fmt, pattern)] = (lane, (lane // n) * mm, mm)
-        return out
+        """``{(fmt, pattern): (base, m)}`` for every mode that uses this multiplier."""
+        mult = (self._slot, self._quarter)
+        return {key: lanes.routes[mult] for key, lanes in self._map.modes.items()
+                if mult in lanes.routes}
 
     def elaborate(self, platform):
         m = Module()
         fmt_bits = len(self.fmt)
-        routes = self.routes()
-        # The mode picks a position (a constant block base with the lane's index bits below
-        # it: bases are multiples of M, so no adder); one mux then serves every mode.
-        pos = self.pos
+        reach = self.reachable
+        lane = self._map.idx_index((self._slot, self._quarter))
         with m.Switch(Cat(self.fmt, self.sparsity)):
-            for (fmt, pattern), (lane, base, mm) in routes.items():
+            for (fmt, pattern), (base, mm) in self.routes().items():
                 with m.Case(FORMAT_CODES[fmt] | (SPARSITY_CODES[pattern] << fmt_bits)):
                     m.d.comb += self.active.eq(1)
+                    first = reach.index(base)  # the block's positions are consecutive here
                     if mm == 1:
-                        m.d.comb += pos.eq(base)
+                        m.d.comb += self.pos.eq(first)
                     else:
                         width = (mm - 1).bit_length()
-                        m.d.comb += pos.eq(Cat(self.idx[lane][:width], Const(base >> width)))
-        self.select(m, self.window, pos, self.x)
+                        idx = self.idx[lane][:width]
+                        if first % mm == 0:
+                            m.d.comb += self.pos.eq(Cat(idx, Const(first >> width)))
+                        else:
+                            m.d.comb += self.pos.eq(first + idx)
+        self.select(m, self.window, self.pos, self.x)
         return m
 
 

@@ -15,6 +15,7 @@ from golden.gemm import gemm, requantize
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig, Mode
 from hw.core import RequantStage
+from hw.lanemap import lane_map
 from hw.pe import ActivationSelect, LaneDecoder
 from verif.amsim import run_gemm
 from verif.cases import random_case
@@ -76,30 +77,36 @@ def test_lane_decode_times_every_activation(fmt):
 
 @pytest.mark.parametrize("pattern", list(SPARSITY_CODES))
 def test_activation_select_every_mode(pattern):
+    """Each multiplier selects what the packer's lane order puts there (hw.lanemap).
+
+    Logical lane ``j`` of a mode (block ``j // N``, stored slot ``j % N``) sits on multiplier
+    ``lane_mult[j]``; its activation is beat-local ``k = (j // N)·M + idx`` (dense: ``k = j``),
+    which the packer writes at window position ``k_pos[k]``.
+    """
     cfg = TINY
     n, m = parse_sparsity(pattern)
+    order = lane_map(cfg)
     rng = np.random.default_rng(3)
     for s, q in itertools.product(range(cfg.slots), range(4)):
+        if not cfg.quarter_value_bits[q]:
+            continue
         sel = ActivationSelect(cfg, s, q)
 
         async def bench(ctx, sel=sel, s=s, q=q):
             ctx.set(sel.sparsity, SPARSITY_CODES[pattern])
             for fmt in cfg.formats:
-                lps = cfg.lanes_per_slot(fmt)
-                if q % (4 // lps):
-                    continue
-                lane = s * lps + q // (4 // lps)
+                lanes = order.modes[(fmt, pattern)]
                 ctx.set(sel.fmt, FORMAT_CODES[fmt])
+                j = lanes.lane_mult.index((s, q)) if (s, q) in lanes.lane_mult else None
                 for _ in range(8):
                     window = rng.integers(-128, 128, cfg.window)
                     idx = rng.integers(0, m, cfg.max_lanes)
                     ctx.set(sel.window, [int(v) for v in window])
                     ctx.set(sel.idx, [int(v) for v in idx])
-                    used = lane < cfg.lanes_used(fmt, pattern)
-                    assert ctx.get(sel.active) == int(used), (fmt, pattern, lane)
-                    if used:
-                        pos = (lane // n) * m + (idx[lane] if m > 1 else 0)
-                        assert ctx.get(sel.x) == window[pos], (fmt, pattern, lane)
+                    assert ctx.get(sel.active) == int(j is not None), (fmt, pattern, s, q)
+                    if j is not None:
+                        k = (j // n) * m + (idx[order.idx_index((s, q))] if m > 1 else 0)
+                        assert ctx.get(sel.x) == window[lanes.k_pos[k]], (fmt, pattern, j)
 
         _run_comb(sel, bench)
 

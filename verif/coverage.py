@@ -33,6 +33,7 @@ import numpy as np
 
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_BITS, FORMAT_POW2_ADJ, FORMAT_SCALES, ArrayConfig, Mode
+from hw.lanemap import lane_map
 
 __all__ = ["Coverage", "legal_bins", "merge", "render_markdown", "summary_lines", "TRAFFIC_BINS"]
 
@@ -84,8 +85,11 @@ def legal_bins(cfg: ArrayConfig) -> dict[str, set[str]]:
     for fmt in cfg.formats:
         lps = cfg.lanes_per_slot(fmt)
         if fmt in SMALL_FORMATS:
+            # The slot sub-positions the lane order uses in some mode of this format.
+            subs = sorted({q // (4 // lps) for pattern in cfg.sparsity
+                           for _, q in lane_map(cfg).modes[(fmt, pattern)].lane_mult})
             for code in range(1 << FORMAT_BITS[fmt]):
-                for sub in range(lps):
+                for sub in subs:
                     edge.add(f"edge|code|{fmt}|{code}|lane{sub}")
         else:
             edge.update({f"edge|code|{fmt}|-128", f"edge|code|{fmt}|127"})
@@ -177,7 +181,10 @@ class Coverage:
         lanes = cfg.lanes_used(fmt, pattern)
         lps = cfg.lanes_per_slot(fmt)
         if fmt in SMALL_FORMATS:
-            sub = (np.arange(codes.shape[0]) % lanes) % lps
+            # The slot sub-position (quarter) each stored slot lands on (hw.lanemap order).
+            lane_subs = np.array([q // (4 // lps)
+                                  for _, q in lane_map(cfg).modes[(fmt, pattern)].lane_mult])
+            sub = lane_subs[np.arange(codes.shape[0]) % lanes]
             keys = np.unique(codes * lps + sub[:, None])
             for key in keys.tolist():
                 self.hit(f"edge|code|{fmt}|{key // lps}|lane{key % lps}")

@@ -94,17 +94,16 @@ def _physical_lanes(cfg: ArrayConfig):
     return [(s, q) for s in range(cfg.slots) for q in range(4) if cfg.quarter_value_bits[q]]
 
 
-def _lane_of(cfg: ArrayConfig, fmt: str, slot: int, quarter: int) -> int | None:
-    """Logical lane of ``fmt`` the multiplier at ``(slot, quarter)`` serves (None: unused).
+def _lane_of(cfg: ArrayConfig, fmt: str, pattern: str, slot: int, quarter: int) -> int | None:
+    """Logical lane of a mode the multiplier at ``(slot, quarter)`` serves (None: unused).
 
-    The architectural contract (docs/ARCHITECTURE.md): lane ``j`` of a format with ``L``
-    lanes per slot sits in slot ``j // L``, bits ``(j % L)·8/L …``, on quarter ``(j % L)·4/L``.
+    The architectural contract is the co-designed lane order `hw.lanemap.LaneMap` (what the
+    packer writes): logical lane ``j`` sits on multiplier ``lane_mult[j]``.
     """
-    lps = cfg.lanes_per_slot(fmt)
-    stride = 4 // lps
-    if quarter % stride:
-        return None
-    return slot * lps + quarter // stride
+    from hw.lanemap import lane_map
+
+    lanes = lane_map(cfg).modes[(fmt, pattern)].lane_mult
+    return lanes.index((slot, quarter)) if (slot, quarter) in lanes else None
 
 
 class _Spec:
@@ -123,9 +122,15 @@ class _Spec:
     def lane(self, fmt: str, pattern: str, j: int):
         """(x, w, invalid) of logical lane ``j``: window[(j // N)·M + idx_j], table[code] − z."""
         cfg, m = self.cfg, self.m
+        from hw.lanemap import lane_map
+
+        order = lane_map(cfg)
+        lanes = order.modes[(fmt, pattern)]
+        slot, quarter = lanes.lane_mult[j]
         bits = FORMAT_BITS[fmt]
         lps = 8 // bits
-        code = Value.cast(self.codes[j // lps])[(j % lps) * bits:(j % lps + 1) * bits]
+        sub = quarter // (4 // lps)
+        code = Value.cast(self.codes[slot])[sub * bits:(sub + 1) * bits]
         values, invalid = self.tables[fmt]
         # As narrow as the values need (a wider spec operand only makes the solver's job
         # harder: its products would be wider multipliers than the hardware's).
@@ -143,12 +148,15 @@ class _Spec:
             w = w2
         bad = Array(Const(int(b), 1) for b in invalid)[code]
         n, mm = parse_sparsity(pattern)
+        # Beat-local k of the lane's activation, and where the packer puts it in the window.
+        k_pos = Array(Const(p, range(cfg.window)) for p in lanes.k_pos)
         if mm == 1:
-            pos = j
+            pos = lanes.k_pos[j]
         else:
             # The layer file guarantees idx < M (golden.layer validation).
-            m.d.comb += Assume(self.idx[j] < mm)
-            pos = (j // n) * mm + self.idx[j]
+            lane_idx = self.idx[order.idx_index((slot, quarter))]
+            m.d.comb += Assume(lane_idx < mm)
+            pos = k_pos[(j // n) * mm + lane_idx]
         x = Signal(signed(8), name=f"spec_x_{fmt}_{pattern}_{j}".replace(":", "_"))
         m.d.comb += x.eq(Array(self.window[v] for v in range(cfg.window))[pos])
         return x, w, bad
@@ -222,7 +230,7 @@ class LaneCheck(wiring.Component):
             with m.If(match):
                 bad_terms = []
                 for (s, q), (x_in, w_in) in operands.items():
-                    j = _lane_of(cfg, fmt, s, q)
+                    j = _lane_of(cfg, fmt, pattern, s, q)
                     if j is None or j >= lanes:
                         m.d.comb += Assert((x_in == 0) & (w_in == 0),
                                            f"{fmt} {pattern}: unused multiplier ({s},{q})")
