@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import FORMAT_CODES, MX_BLOCK, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.layouts import Layouts
-from hw.pe import ProcessingElement
+from hw.pe import LaneDecode, ProcessingElement, decoded_layout
 
 __all__ = ["RequantStage", "OutputStage", "Core", "pe_module_name", "core_signature",
            "core_drain_delay", "core_latency", "output_latency", "legal_mode_terms"]
@@ -190,9 +190,9 @@ class _PEInstance:
         lay = Layouts(cfg)
         self.mode = Signal(lay.mode, name=f"{name}_mode")
         self.row_in = Signal(lay.row_beat, name=f"{name}_row_in")
-        self.wgt_in = Signal(lay.packet, name=f"{name}_wgt_in")
+        self.wgt_in = Signal(decoded_layout(cfg), name=f"{name}_wgt_in")
         self.row_out = Signal(lay.row_beat, name=f"{name}_row_out")
-        self.wgt_out = Signal(lay.packet, name=f"{name}_wgt_out")
+        self.wgt_out = Signal(decoded_layout(cfg), name=f"{name}_wgt_out")
         self.result = Signal(signed(cfg.acc_bits), name=f"{name}_result")
         self.result_err = Signal(name=f"{name}_result_err")
         m.submodules[name] = Instance(
@@ -223,6 +223,7 @@ def core_signature(cfg: ArrayConfig) -> wiring.Signature:
 def core_drain_delay(cfg: ArrayConfig) -> int:
     """`Core.drain_delay` of a configuration, without building a core."""
     # entry register + row/column skew + forwarding to PE(rows-1, cols-1) + PE pipeline
+    # (which counts the column decoder, LaneDecode)
     return 1 + (cfg.rows - 1) + (cfg.cols - 1) + ProcessingElement.latency
 
 
@@ -362,7 +363,11 @@ class Core(wiring.Component):
                 nxt = Signal(lay.packet, name=f"col_skew{c}_{k}", reset_less=True)
                 m.d.sync += nxt.eq(pk)
                 pk = nxt
-            cols_in.append(pk)
+            # Decoded once per column; every PE of the column reads the decoded packet.
+            dec = LaneDecode(cfg)
+            m.submodules[f"col_decode{c}"] = dec
+            m.d.comb += [dec.mode.eq(mode), dec.packet.eq(pk)]
+            cols_in.append(dec.decoded)
 
         # ---- the PE grid ------------------------------------------------------------------
         pes = [[None] * cfg.cols for _ in range(cfg.rows)]

@@ -17,9 +17,9 @@ from hw.lanemap import lane_map
 from hw.layouts import Layouts
 
 __all__ = [
-    "LaneDecoder", "ActivationSelect", "LaneSelectStage", "LaneProducts", "AdderTree",
+    "LaneDecoder", "ActivationSelect", "LaneDecode", "LaneSelect", "LaneProducts", "AdderTree",
     "GroupSum", "Pow2Exponent", "Scaler", "WideAccumulator", "ProcessingElement",
-    "adder_tree", "delay",
+    "adder_tree", "decoded_layout", "delay",
 ]
 
 
@@ -148,7 +148,7 @@ class ActivationSelect(wiring.Component):
             "fmt": In(lay.mode.members["fmt"]),
             "sparsity": In(lay.mode.members["sparsity"]),
             "x": Out(signed(8)),
-            "pos": Out(range(max(len(self.reachable), 1))),
+            "pos": Out(range(max(len(self.reachable), 2))),
             "active": Out(1),
         }
         if cfg.idx_bits:
@@ -216,30 +216,95 @@ def _product_layout(cfg: ArrayConfig) -> data.StructLayout:
                               for i, (_, q) in enumerate(_lanes(cfg))})
 
 
-class LaneSelectStage(wiring.Component):
-    """Lane decode and N:M activation select of every lane: two stages.
+def decoded_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """A column's weight packet after `LaneDecode`: what travels down the column to every PE.
 
-    1. every lane's code decoded (`LaneDecoder`, zero point subtracted) and its window
-       position chosen (`ActivationSelect`); lanes the mode leaves unused carry 0;
-    2. each lane's activation selected from ``window_delayed`` (the window one cycle later,
-       which the PE's forwarding register provides) through one mux over only the positions
-       some enabled mode can reach.
+    ``w`` holds every lane's decoded weight (zero point subtracted, 0 on a lane the mode leaves
+    unused), ``pos`` every lane's window position (counted among the positions it can reach;
+    lanes with one reachable position have no field), ``invalid`` the packet's invalid-code
+    flag, ``scale`` the group scale.
+    """
+    sel = {mult: lane_map(cfg).reach(mult) for mult in _lanes(cfg)}
+    pos = {f"pos{i}": range(len(sel[mult])) for i, mult in enumerate(_lanes(cfg))
+           if len(sel[mult]) > 1}
+    fields = {"w": _weight_layout(cfg), "invalid": unsigned(1)}
+    if pos:
+        fields["pos"] = data.StructLayout(pos)
+    if cfg.scale_field_bits:
+        fields["scale"] = unsigned(cfg.scale_field_bits)
+    return data.StructLayout(fields)
 
-    ``latency`` = 2 cycles from ``wgt``/``window`` to ``w``/``x``/``invalid``; one beat per cycle.
-    ``invalid`` is set when a used lane holds an invalid code (ternary ``10``).
+
+class LaneDecode(wiring.Component):
+    """Decode a column's weight packet once, at the top of the column (``latency`` = 1).
+
+    Every PE of a column sees the same weight packet, so format decode, zero points, fp4 →
+    integer and the N:M window positions are computed here once per column instead of once
+    per PE (`LaneDecoder` and the position half of `ActivationSelect` for every lane); the PEs
+    keep only the activation mux (`LaneSelect`). Throughput one packet per cycle.
     """
 
-    latency = 2
+    latency = 1
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        super().__init__({
+            "mode": In(lay.mode),
+            "packet": In(lay.packet),
+            "decoded": Out(decoded_layout(cfg)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        invalid_terms = []
+        layout = decoded_layout(cfg)
+        has_pos = "pos" in dict(layout.members)
+        for i, (s, q) in enumerate(_lanes(cfg)):
+            dec = LaneDecoder(cfg, q)
+            sel = ActivationSelect(cfg, s, q)
+            m.submodules[f"dec_{s}_{q}"] = dec
+            m.submodules[f"sel_{s}_{q}"] = sel
+            m.d.comb += [
+                dec.slot.eq(self.packet.codes[s]),
+                dec.fmt.eq(self.mode.fmt),
+                sel.fmt.eq(self.mode.fmt),
+                sel.sparsity.eq(self.mode.sparsity),
+            ]
+            if cfg.has_zero_points:
+                m.d.comb += dec.zero.eq(self.packet.zero)
+            if cfg.idx_bits:
+                m.d.comb += sel.idx.eq(self.packet.idx)
+            invalid_terms.append(dec.invalid & sel.active)
+            m.d.sync += self.decoded.w[f"w{i}"].eq(Mux(sel.active, dec.value, 0))
+            if has_pos and f"pos{i}" in dict(layout.members["pos"].members):
+                m.d.sync += self.decoded.pos[f"pos{i}"].eq(sel.pos)
+        m.d.sync += self.decoded.invalid.eq(Cat(*invalid_terms).any())
+        if cfg.scale_field_bits:
+            m.d.sync += self.decoded.scale.eq(self.packet.scale)
+        return m
+
+
+class LaneSelect(wiring.Component):
+    """The N:M activation select of every lane, inside the PE (``latency`` = 1).
+
+    Each lane's activation is taken from ``window`` (the PE's window as its forwarding
+    register holds it, in step with the decoded packet, which arrives `LaneDecode.latency`
+    cycles after the raw beat) through one mux over only the positions some enabled mode can
+    reach (`ActivationSelect.reachable`). The decoded weight passes alongside; an unused lane
+    carries weight 0, so its product is 0 whatever it selects.
+    """
+
+    latency = 1
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
         lay = Layouts(cfg)
         self._lanes = _lanes(cfg)
         super().__init__({
-            "mode": In(lay.mode),
-            "wgt": In(lay.packet),
+            "decoded": In(decoded_layout(cfg)),
             "window": In(lay.x_window),
-            "window_delayed": In(lay.x_window),
             "w": Out(_weight_layout(cfg)),
             "x": Out(data.ArrayLayout(signed(8), len(self._lanes))),
             "invalid": Out(1),
@@ -248,36 +313,21 @@ class LaneSelectStage(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        invalid_terms = []
-        for i, (s, q) in enumerate(self._lanes):
-            dec = LaneDecoder(cfg, q)
-            sel = ActivationSelect(cfg, s, q)
-            m.submodules[f"dec_{s}_{q}"] = dec
-            m.submodules[f"sel_{s}_{q}"] = sel
-            m.d.comb += [
-                dec.slot.eq(self.wgt.codes[s]),
-                dec.fmt.eq(self.mode.fmt),
-                sel.window.eq(self.window),
-                sel.fmt.eq(self.mode.fmt),
-                sel.sparsity.eq(self.mode.sparsity),
-            ]
-            if cfg.has_zero_points:
-                m.d.comb += dec.zero.eq(self.wgt.zero)
-            if cfg.idx_bits:
-                m.d.comb += sel.idx.eq(self.wgt.idx)
-            invalid_terms.append(dec.invalid & sel.active)
-            # Stage 1: decoded weight, position and activity of the lane.
-            w1 = Signal(signed(dec.value_bits), name=f"w1_{s}_{q}", reset_less=True)
-            pos1 = Signal.like(sel.pos, name=f"pos1_{s}_{q}", reset_less=True)
-            act1 = Signal(name=f"active1_{s}_{q}", reset_less=True)
-            m.d.sync += [w1.eq(Mux(sel.active, dec.value, 0)), pos1.eq(sel.pos),
-                         act1.eq(sel.active)]
-            # Stage 2: the activation from the delayed window.
+        order = lane_map(cfg)
+        for i, mult in enumerate(self._lanes):
+            reach = order.reach(mult)
+            if not reach:
+                continue
             x_sel = Signal(signed(8), name=f"x_sel{i}")
-            sel.select(m, self.window_delayed, pos1, x_sel)
-            m.d.sync += [self.x[i].eq(Mux(act1, x_sel, 0)), self.w[f"w{i}"].eq(w1)]
-        invalid1 = Signal(name="invalid1", reset_less=True)
-        m.d.sync += [invalid1.eq(Cat(*invalid_terms).any()), self.invalid.eq(invalid1)]
+            if len(reach) == 1:
+                m.d.comb += x_sel.eq(self.window[reach[0]])
+            else:
+                with m.Switch(self.decoded.pos[f"pos{i}"]):
+                    for k, p in enumerate(reach):
+                        with m.Case(k):
+                            m.d.comb += x_sel.eq(self.window[p])
+            m.d.sync += self.x[i].eq(x_sel)
+        m.d.sync += [self.w.eq(self.decoded.w), self.invalid.eq(self.decoded.invalid)]
         return m
 
 
@@ -591,22 +641,28 @@ class ProcessingElement(wiring.Component):
     ============================  =======  ==================================================
     component                     latency  does
     ============================  =======  ==================================================
-    `LaneSelectStage`             2        lane decode + N:M position; activation select
+    (`LaneDecode`, column edge)   1        lane decode + N:M position, once per column
+    `LaneSelect`                  1        activation select from the window
     `LaneProducts`                1        lane products
     `AdderTree`                   2        beat partial over all lanes
-    `GroupSum` ∥ `Pow2Exponent`   1        group partial ``P_g`` ∥ pow2 shift amount, checks
-    `Scaler`                      2        ``P_g · s`` / ``floor(P_g · 2^shift)`` / ``P_g``
+    `GroupSum` ∥ `Pow2Exponent`   1        group partial ``P_g`` ∥ pow2 shift offset, checks
+    `Scaler`                      2        ``P_g · b`` on the multipliers, coarse shift
     `WideAccumulator`             1        exact accumulator, result (shadow) register
     ============================  =======  ==================================================
 
-    ``latency`` (their sum, 9) is the number of cycles from a beat on the inputs to its effect
-    on ``result``. Activations and control pass to the right, weight packets down, each through
-    one register (``forward_latency`` = 1). The beat control, the lanes' error flag and the
-    group's scale travel beside the data through `delay`.
+    ``wgt_in`` is the column's decoded packet (`decoded_layout`), which the core's
+    `LaneDecode` at the top of the column delivers ``LaneDecode.latency`` cycles after the
+    raw beat, i.e. in step with this PE's forwarded window (``row_out``).
+
+    ``latency`` (the sum, 9) is the number of cycles from a beat entering the column decoder
+    and ``row_in`` to its effect on ``result``. Activations and control pass to the right,
+    decoded weight packets down, each through one register (``forward_latency`` = 1). The
+    beat control, the lanes' error flag and the group's scale travel beside the data through
+    `delay`.
     """
 
-    STAGES = (LaneSelectStage, LaneProducts, AdderTree, GroupSum, Scaler, WideAccumulator)
-    latency = sum(stage.latency for stage in STAGES)
+    STAGES = (LaneSelect, LaneProducts, AdderTree, GroupSum, Scaler, WideAccumulator)
+    latency = LaneDecode.latency + sum(stage.latency for stage in STAGES)
     forward_latency = 1
 
     def __init__(self, cfg: ArrayConfig):
@@ -615,9 +671,9 @@ class ProcessingElement(wiring.Component):
         super().__init__({
             "mode": In(lay.mode),
             "row_in": In(lay.row_beat),
-            "wgt_in": In(lay.packet),
+            "wgt_in": In(decoded_layout(cfg)),
             "row_out": Out(lay.row_beat),
-            "wgt_out": Out(lay.packet),
+            "wgt_out": Out(decoded_layout(cfg)),
             "result": Out(signed(cfg.acc_bits)),
             "result_err": Out(1),
         })
@@ -632,22 +688,21 @@ class ProcessingElement(wiring.Component):
         # the lane select reads. Only the beat control is reset: data registers are
         # reset-less (a reset net reaching every datapath flip-flop set the routed Fmax).
         row_fwd = Signal(lay.row_beat, name="row_fwd", reset_less=True)
-        wgt_fwd = Signal(lay.packet, name="wgt_fwd", reset_less=True)
+        wgt_fwd = Signal(decoded_layout(cfg), name="wgt_fwd", reset_less=True)
         ctl_fwd = Signal(lay.ctl, name="ctl_fwd")
         m.d.sync += [row_fwd.eq(self.row_in), wgt_fwd.eq(self.wgt_in),
                      ctl_fwd.eq(self.row_in.ctl)]
         m.d.comb += [self.row_out.eq(row_fwd), self.row_out.ctl.eq(ctl_fwd),
                      self.wgt_out.eq(wgt_fwd)]
 
-        m.submodules.lane_select = lanes = LaneSelectStage(cfg)
+        m.submodules.lane_select = lanes = LaneSelect(cfg)
         m.submodules.lane_products = products = LaneProducts(cfg)
         m.submodules.adder_tree = tree = AdderTree(cfg)
         m.submodules.group_sum = group = GroupSum(cfg)
         m.submodules.scaler = scaler = Scaler(cfg)
         m.submodules.accumulator = acc = WideAccumulator(cfg)
         m.d.comb += [
-            lanes.mode.eq(mode), lanes.wgt.eq(self.wgt_in), lanes.window.eq(self.row_in.x),
-            lanes.window_delayed.eq(self.row_out.x),
+            lanes.decoded.eq(self.wgt_in), lanes.window.eq(self.row_out.x),
             products.w.eq(lanes.w), products.x.eq(lanes.x),
             tree.products.eq(products.products),
             group.beat.eq(tree.beat),
@@ -655,11 +710,13 @@ class ProcessingElement(wiring.Component):
             acc.contrib.eq(scaler.contrib), acc.i_ctl.eq(scaler.o_ctl),
             self.result.eq(acc.result), self.result_err.eq(acc.result_err),
         ]
-        # Beat control and the group's scale, alongside the data up to the group sum.
-        to_group = LaneSelectStage.latency + LaneProducts.latency + AdderTree.latency
+        # Beat control and the group's scale, alongside the data up to the group sum. The
+        # decoded packet (and its scale) is LaneDecode.latency behind the row beat.
+        to_group = LaneSelect.latency + LaneProducts.latency + AdderTree.latency
         m.d.comb += [
-            group.ctl.eq(delay(m, self.row_in.ctl, to_group, name="ctl", reset_less=False)),
-            group.invalid.eq(delay(m, lanes.invalid, to_group - LaneSelectStage.latency,
+            group.ctl.eq(delay(m, self.row_in.ctl, LaneDecode.latency + to_group, name="ctl",
+                               reset_less=False)),
+            group.invalid.eq(delay(m, lanes.invalid, to_group - LaneSelect.latency,
                                    name="invalid")),
         ]
         if cfg.scale_field_bits:
@@ -672,5 +729,6 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [pow2.mode.eq(mode), pow2.e_w.eq(scale[:8]),
                          scaler.u.eq(pow2.u), scaler.bad.eq(pow2.bad)]
             if lay.has_x_exp:
-                m.d.comb += pow2.e_x.eq(delay(m, self.row_in.x_exp, to_group, name="xexp"))
+                m.d.comb += pow2.e_x.eq(delay(m, self.row_in.x_exp, LaneDecode.latency + to_group,
+                                              name="xexp"))
         return m

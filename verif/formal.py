@@ -269,13 +269,16 @@ class PECheck(wiring.Component):
         super().__init__(ports)
 
     def elaborate(self, platform):
-        from hw.pe import ProcessingElement
+        from hw.pe import LaneDecode, ProcessingElement
 
         cfg = self._cfg
         m = Module()
         m.submodules.pe = pe = ProcessingElement(cfg)
-        m.d.comb += [pe.mode.eq(self.mode), pe.row_in.eq(self.row_in), pe.wgt_in.eq(self.wgt_in),
-                     self.result.eq(pe.result)]
+        # The PE reads the decoded packet, as the core's column decoder delivers it.
+        m.submodules.decode = decode = LaneDecode(cfg)
+        m.d.comb += [decode.mode.eq(self.mode), decode.packet.eq(self.wgt_in),
+                     pe.mode.eq(self.mode), pe.row_in.eq(self.row_in),
+                     pe.wgt_in.eq(decode.decoded), self.result.eq(pe.result)]
         # Environment: scale none, the mode held; every beat is a whole group (the group and
         # tile flags are free otherwise: other tiles come and go around the checked beat).
         mode_q = Signal.like(self.mode)
