@@ -32,8 +32,8 @@ class RequantStage(wiring.Component):
     gemmlowp rounding; ``acc + bias`` shifted left that does not fit int32 saturates and raises
     ``err``. Latency ``latency`` (8) cycles of ``advance``; one value per advancing cycle.
     Stages: bias add; int32 range check and left shift; 32×32 product as two partial products;
-    their sum; SRDHM nudge; truncating division by 2^31; rounding right shift; zero point and
-    int8 saturation.
+    their sum; SRDHM (one add and a shift, see below); RDBPOT's rounding bias; its right
+    shift; zero point and int8 saturation.
     """
 
     latency = 8
@@ -96,30 +96,26 @@ class RequantStage(wiring.Component):
         # Stage 4: the 64-bit product.
         ab4 = stage("ab4", (hi3 << 16) + lo3, signed(64))
         err4, right4, zp4 = stage("err4", err3), stage("right4", right3), stage("zp4", zp3)
-        # Stage 5: SRDHM nudge.
-        nudged5 = stage("nudged5", ab4 + Mux(ab4 >= 0, 1 << 30, 1 - (1 << 30)), signed(65))
+        # Stage 5: SRDHM, (ab + nudge) / 2^31 truncating toward zero. With the nudge
+        # 2^30 for ab >= 0 and 1 − 2^30 below, both cases equal floor((ab + 2^30) / 2^31):
+        # one adder and an arithmetic shift. The RDBPOT rounding constant is looked up here,
+        # a stage ahead of its use.
+        high5 = stage("high5", (ab4 + (1 << 30)) >> 31, signed(33))
         err5, right5, zp5 = stage("err5", err4), stage("right5", right4), stage("zp5", zp4)
-        # Stage 6: division by 2^31 truncating toward zero; the rounding mask of the right
-        # shift and its two thresholds (RDBPOT's mask >> 1, plus 1 for negative values).
-        high6 = stage("high6", (nudged5 + Mux(nudged5 < 0, (1 << 31) - 1, 0)) >> 31,
-                      signed(33))
+        half = Signal(unsigned(31))
+        m.d.comb += half.eq(Mux(right4 == 0, 0, Const(1, 32) << (right4 - 1)[:5]))
+        half5 = stage("half5", half)
+        # Stage 6: RDBPOT (round half away from zero) as one biased add: x / 2^e rounds to
+        # floor((x + 2^(e−1) − [x < 0]) / 2^e) for e >= 1, and x for e = 0.
+        neg = (high5 < 0) & (right5 != 0)
+        biased6 = stage("biased6", high5 + half5 - neg, signed(34))
         err6, right6, zp6 = stage("err6", err5), stage("right6", right5), stage("zp6", zp5)
-        mask5 = Signal(32)
-        m.d.comb += mask5.eq((Const(1, 33) << right5) - 1)
-        mask6 = stage("mask6", mask5)
-        half6 = stage("half6", mask5 >> 1, unsigned(33))
-        halfp6 = stage("halfp6", (mask5 >> 1) + 1, unsigned(33))
-        # Stage 7: RDBPOT (round half away from zero).
-        rem = Signal(32)
-        m.d.comb += rem.eq(high6[:32] & mask6)
-        thresh = Signal(33)
-        m.d.comb += thresh.eq(Mux(high6 < 0, halfp6, half6))
-        quot7 = stage("quot7", high6 >> right6, signed(33))
-        up7 = stage("up7", rem > thresh)
+        # Stage 7: the rounding shift.
+        quot7 = stage("quot7", biased6 >> right6, signed(34))
         err7, zp7 = stage("err7", err6), stage("zp7", zp6)
         # Stage 8: zero point and int8 saturation.
         rounded = Signal(signed(35))
-        m.d.comb += rounded.eq(quot7 + up7 + zp7)
+        m.d.comb += rounded.eq(quot7 + zp7)
         with m.If(adv):
             m.d.sync += [
                 self.y.eq(Mux(rounded > 127, 127, Mux(rounded < -128, -128, rounded))),

@@ -100,8 +100,10 @@ def plan(cfg_name: str) -> list[PlannedCase]:
     # Error-flag scenarios and reset in the middle of a GEMM.
     specials = []
     if "ternary" in cfg.formats:
-        specials.append((Mode("ternary", cfg.sparsity[-1], cfg.scale_kinds[0]),
-                         ("invalid_ternary",)))
+        # Dense puts codes on every quarter of a slot, N:M modes on the lower-ranked ones only
+        # (hw.lanemap): both, so the invalid code reaches every lane position.
+        for pattern in dict.fromkeys(("dense", cfg.sparsity[-1])):
+            specials.append((Mode("ternary", pattern, cfg.scale_kinds[0]), ("invalid_ternary",)))
     if "pow2" in cfg.scale_kinds:
         fmt = "fp4_e2m1" if "fp4_e2m1" in cfg.formats else cfg.formats[0]
         specials.append((Mode(fmt, "dense", "pow2"), ("nan_scale",)))
