@@ -102,7 +102,7 @@ def plan(cfg_name: str) -> list[PlannedCase]:
     if "ternary" in cfg.formats:
         # Dense puts codes on every quarter of a slot, N:M modes on the lower-ranked ones only
         # (hw.lanemap): both, so the invalid code reaches every lane position.
-        for pattern in dict.fromkeys(("dense", cfg.sparsity[-1])):
+        for pattern in dict.fromkeys(p for p in ("dense", cfg.sparsity[-1]) if p in cfg.sparsity):
             specials.append((Mode("ternary", pattern, cfg.scale_kinds[0]), ("invalid_ternary",)))
     if "pow2" in cfg.scale_kinds:
         fmt = "fp4_e2m1" if "fp4_e2m1" in cfg.formats else cfg.formats[0]
