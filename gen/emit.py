@@ -18,6 +18,7 @@ from hw.core import (
     output_latency,
     pe_module_name,
 )
+from hw.lanemap import lane_map
 from hw.layouts import Layouts
 from hw.pe import ProcessingElement
 
@@ -115,6 +116,9 @@ def manifest(cfg: ArrayConfig) -> dict:
             "output": output_latency(cfg),
         },
         "codes": {"format": FORMAT_CODES, "sparsity": SPARSITY_CODES, "scale": SCALE_CODES},
+        # The co-designed lane order (hw.lanemap): per mode, the multiplier (slot, quarter) of
+        # every stored slot of a beat and the window position of every beat-local k.
+        "lane_map": lane_map(cfg).to_json(),
         "layouts": {
             "mode": _layout_json(lay.mode),
             "col_params": _layout_json(lay.col_params),
