@@ -3,8 +3,9 @@
 Two series on the 2×2 array (``make ablation``):
 
 * **add**: from the 2×2 int8 array (int8, dense, no scales, window 4, no requant) add one
-  feature: each narrow format family, zero points, fp4, MXINT8, each N:M pattern (with the
-  window it needs), wider windows, int scales, the pow2 scale path, MX activations, requant;
+  feature: each narrow format family, zero points, fp4 (each with the window its lanes need),
+  MXINT8, each N:M pattern (likewise), wider windows alone, int scales, the pow2 scale path, MX
+  activations, requant;
 * **remove**: from the unified 2×2 array (`tiny`: every format, pattern and scale kind) take
   one feature away.
 
@@ -72,10 +73,11 @@ POINTS: tuple[Point, ...] = (
     Point("reference", "2x2 int8 (none/int, requant)", INT8_REFERENCE),
     Point("reference", "2x2 unified (tiny)", {}),
     _add("int8 base"),
-    _add("+ int4", formats=["int8", "int4"]),
-    _add("+ uint4 (zero points)", formats=["int8", "uint4"]),
-    _add("+ int2, ternary", formats=["int8", "int2", "ternary"]),
-    _add("+ fp4_e2m1", formats=["int8", "fp4_e2m1"]),
+    _add("+ int4 (window 8)", formats=["int8", "int4"], window=8),
+    _add("+ uint4, zero points (window 8)", formats=["int8", "uint4"], window=8),
+    _add("+ int4, uint4 (window 8)", formats=["int8", "int4", "uint4"], window=8),
+    _add("+ fp4_e2m1 (window 8)", formats=["int8", "fp4_e2m1"], window=8),
+    _add("+ int2, ternary (window 16)", formats=["int8", "int2", "ternary"], window=16),
     _add("+ mxint8", formats=["int8", "mxint8"]),
     _add("+ 1:4 (window 4)", sparsity=["dense", "1:4"]),
     _add("+ 2:4 (window 4)", sparsity=["dense", "2:4"]),
