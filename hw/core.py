@@ -105,10 +105,10 @@ class RequantStage(wiring.Component):
         half = Signal(unsigned(31))
         m.d.comb += half.eq(Mux(right4 == 0, 0, Const(1, 32) << (right4 - 1)[:5]))
         half5 = stage("half5", half)
+        half_m1_5 = stage("half_m1_5", half - (right4 != 0), unsigned(31))
         # Stage 6: RDBPOT (round half away from zero) as one biased add: x / 2^e rounds to
-        # floor((x + 2^(e−1) − [x < 0]) / 2^e) for e >= 1, and x for e = 0.
-        neg = (high5 < 0) & (right5 != 0)
-        biased6 = stage("biased6", high5 + half5 - neg, signed(34))
+        # floor((x + 2^(e−1) − [x < 0]) / 2^e) for e >= 1, and x for e = 0 (both biases 0).
+        biased6 = stage("biased6", high5 + Mux(high5 < 0, half_m1_5, half5), signed(34))
         err6, right6, zp6 = stage("err6", err5), stage("right6", right5), stage("zp6", zp5)
         # Stage 7: the rounding shift.
         quot7 = stage("quot7", biased6 >> right6, signed(34))

@@ -19,7 +19,7 @@ from hw.layouts import Layouts
 __all__ = [
     "LaneDecoder", "ActivationSelect", "LaneDecode", "LaneSelect", "LaneProducts", "AdderTree",
     "GroupSum", "Pow2Exponent", "Scaler", "WideAccumulator", "ProcessingElement",
-    "adder_tree", "decoded_layout", "delay",
+    "adder_tree", "decoded_layout", "delay", "shift_add_product",
 ]
 
 
@@ -37,17 +37,62 @@ def delay(m: Module, value, depth: int, *, name: str, reset_less: bool = True):
     return value
 
 
-def adder_tree(values):
-    """Balanced sum of Amaranth values (a chain would make the critical path linear)."""
+#: Attribute of every intermediate sum: Yosys' ``alumacc`` would otherwise merge a tree of
+#: additions into one multi-operand ``$macc``, which it maps to LUT logic instead of carry
+#: chains (twice the LUTs of the same adders on CCU2C, measured on the lane products).
+KEEP = {"keep": 1}
+
+
+def adder_tree(values, m: Module | None = None, *, name: str = "sum"):
+    """Balanced sum of Amaranth values (a chain would make the critical path linear).
+
+    With a module ``m``, every intermediate sum is a kept signal of its own (`KEEP`), so each
+    addition maps to one carry chain.
+    """
     values = list(values)
     if not values:
         return Const(0, signed(2))
+    level = 0
     while len(values) > 1:
-        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+        nxt = []
+        for i in range(0, len(values) - 1, 2):
+            total = values[i] + values[i + 1]
+            if m is not None:
+                sig = Signal(total.shape(), name=f"{name}_l{level}_{i // 2}", attrs=KEEP)
+                m.d.comb += sig.eq(total)
+                total = sig
+            nxt.append(total)
         if len(values) % 2:
             nxt.append(values[-1])
         values = nxt
+        level += 1
     return values[0]
+
+
+def shift_add_product(m: Module, x, w, *, name: str):
+    """``x · w`` for a narrow signed ``w`` as a balanced sum of shifted copies of ``x``.
+
+    Two's complement: ``w = −w[b−1]·2^(b−1) + Σ_j w[j]·2^j``, so the product is a sum of
+    ``b`` partial products (the top one subtracted), each ``x << j`` or 0, added on carry chains
+    (`adder_tree` with kept sums). Yosys' own soft multiplier maps a signed 8×5 product to
+    about 160 LUT4s; this form to about 80.
+    """
+    bits = len(w)
+    width = len(x) + bits
+    terms = []
+    for j in range(bits):
+        sig = Signal(signed(width), name=f"{name}_pp{j}")
+        m.d.comb += sig.eq(Mux(w[j], x.as_signed() << j, 0))
+        terms.append(sig)
+    top = terms.pop()
+    if not terms:  # a 1-bit weight: 0 or −1
+        return -top
+    # The top term is subtracted by its pair's adder (a subtraction is one carry chain).
+    head = terms.pop()
+    diff = Signal(signed(width + 1), name=f"{name}_top", attrs=KEEP)
+    m.d.comb += diff.eq(head - top)
+    terms.append(diff)
+    return adder_tree(terms, m, name=name)
 
 
 def _quarter_formats(cfg: ArrayConfig, quarter: int):
@@ -344,10 +389,19 @@ class LaneProducts(wiring.Component):
             "products": Out(_product_layout(cfg)),
         })
 
+    #: Lanes with a weight narrower than this are shift-add products in LUTs; wider ones
+    #: (int8) a plain product, which synthesis maps to a DSP multiplier.
+    SHIFT_ADD_BELOW = 8
+
     def elaborate(self, platform):
         m = Module()
         for i in range(self._n):
-            m.d.sync += self.products[f"p{i}"].eq(self.x[i] * self.w[f"w{i}"])
+            x, w = self.x[i], self.w[f"w{i}"]
+            if len(w) < self.SHIFT_ADD_BELOW:
+                product = shift_add_product(m, x, w, name=f"lane{i}")
+            else:
+                product = x * w
+            m.d.sync += self.products[f"p{i}"].eq(product)
         return m
 
 
@@ -373,9 +427,9 @@ class AdderTree(wiring.Component):
         quads = []
         for i in range(0, len(prods), 4):
             quad = Signal(signed(self._cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
-            m.d.sync += quad.eq(adder_tree(prods[i:i + 4]))
+            m.d.sync += quad.eq(adder_tree(prods[i:i + 4], m, name=f"quad{i // 4}"))
             quads.append(quad)
-        m.d.sync += self.beat.eq(adder_tree(quads))
+        m.d.sync += self.beat.eq(adder_tree(quads, m, name="beat"))
         return m
 
 
@@ -473,8 +527,9 @@ class Pow2Exponent(wiring.Component):
         m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - cfg.shift_min
                               - Mux(mode.mx_act, 6, 0))
         e_x = Mux(mode.mx_act, self.e_x, 127)
+        exps = Signal(unsigned(9), attrs=KEEP)  # one carry chain per addition (see KEEP)
         u = Signal(signed(12))
-        m.d.comb += u.eq(self.e_w + e_x + offset)
+        m.d.comb += [exps.eq(self.e_w + e_x), u.eq(exps + offset)]
         nan = (self.e_w == 0xFF) | (mode.mx_act & (self.e_x == 0xFF))
         out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
         u_out = Signal.like(self.u, name="u_out", reset_less=True)
