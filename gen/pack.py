@@ -7,7 +7,10 @@ testbench assigns one word per stream per cycle.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from amaranth.hdl import Const
@@ -26,7 +29,7 @@ from hw.config import (
 )
 from hw.layouts import Layouts
 
-__all__ = ["PackError", "GemmProgram", "Packer"]
+__all__ = ["PackError", "GemmProgram", "BeatFiles", "Packer"]
 
 
 class PackError(ValueError):
@@ -65,6 +68,18 @@ def _to_ints(bits: np.ndarray) -> list[int]:
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
+def _hex_lines(bits: np.ndarray) -> bytes:
+    """Rows of bits (LSB first) → ``$readmemh`` lines, exactly ``ceil(width / 4)`` digits."""
+    n, width = bits.shape
+    digits = -(-width // 4)
+    packed = np.packbits(bits, axis=1, bitorder="little")[:, ::-1]  # most significant first
+    text = np.frombuffer(packed.tobytes().hex().encode(), np.uint8).reshape(n, -1)
+    lines = np.empty((n, digits + 1), np.uint8)
+    lines[:, :digits] = text[:, text.shape[1] - digits:]
+    lines[:, digits] = ord("\n")
+    return lines.tobytes()
+
+
 @dataclass
 class GemmProgram:
     """Everything a driver streams into the core for one GEMM, and how to read the results."""
@@ -86,6 +101,53 @@ class GemmProgram:
         return len(self.act_beats)
 
 
+@dataclass
+class BeatFiles:
+    """The ``$readmemh`` files of one GEMM (`Packer.write_beat_files`) and how to read back
+    its results (`Packer.assemble` takes it like a `GemmProgram`)."""
+
+    directory: Path
+    mode: Mode
+    mode_word: int
+    step: int
+    k_beats: int
+    group_beats: int
+    M: int
+    N: int
+    m_tiles: int
+    n_tiles: int
+    rows: int
+    tiles: list[tuple[int, int]] = field(repr=False)
+
+    @property
+    def beats(self) -> int:
+        """Beats streamed (every tile's, in stream order)."""
+        return len(self.tiles) * self.k_beats
+
+    @property
+    def result_rows(self) -> int:
+        return len(self.tiles) * self.rows
+
+
+@dataclass
+class _TilePlan:
+    """A checked GEMM laid out for packing, tile by tile."""
+
+    mode: Mode
+    mode_word: int
+    step: int
+    k_beats: int
+    group_beats: int
+    M: int
+    N: int
+    m_tiles: int
+    n_tiles: int
+    requant: bool
+    act_bits: Callable[[int], np.ndarray]
+    wgt_bits: Callable[[int], np.ndarray]
+    prm_word: Callable[[int], int]
+
+
 class Packer:
     """Packs GEMMs for one configuration."""
 
@@ -95,6 +157,8 @@ class Packer:
         self.act_bits = lay.act_beat.size
         self.wgt_bits = lay.wgt_beat.size
         self.res_bits = lay.res_beat.size
+        self.prm_bits = lay.col_params.size * cfg.cols
+        self.mode_bits = lay.mode.size
         self._x_off, _ = _offset(lay.act_beat, "x")
         self._xexp_off = _offset(lay.act_beat, "x_exp")[0] if lay.has_x_exp else None
         self._pkt_size = lay.packet.size
@@ -137,6 +201,78 @@ class Packer:
 
         M and N are padded up to whole tiles (zero activations, zero-valued weight columns).
         """
+        plan = self._plan(layer, x, x_exp, out_stage)
+        act_blocks = [_to_ints(plan.act_bits(mt)) for mt in range(plan.m_tiles)]
+        act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
+        for nt in range(plan.n_tiles):
+            w_ints = _to_ints(plan.wgt_bits(nt))
+            for mt in range(plan.m_tiles):
+                act_beats += act_blocks[mt]
+                wgt_beats += w_ints
+                tiles.append((mt * self.cfg.rows, nt * self.cfg.cols))
+                if plan.requant:
+                    prm_beats.append(plan.prm_word(nt))
+        return GemmProgram(
+            mode=plan.mode, mode_word=plan.mode_word, step=plan.step, k_beats=plan.k_beats,
+            group_beats=plan.group_beats, M=plan.M, N=plan.N, tiles=tiles,
+            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats)
+
+    def write_beat_files(self, layer, x: np.ndarray, out_dir, *,
+                         x_exp: np.ndarray | None = None, out_stage: str = "raw") -> BeatFiles:
+        """Write the GEMM's beats as ``$readmemh`` files plus ``index.json`` into ``out_dir``.
+
+        Unlike `pack`, every activation row tile and weight column tile is written once
+        (``act.hex``: ``m_tiles × k_beats`` words, ``wgt.hex``: ``n_tiles × k_beats``,
+        ``prm.hex``: one word per column tile in requant mode); a reader replays them in the
+        stream order of `pack` (column tile by column tile, the row tiles inside).
+        ``header.hex`` holds the mode word, ``k_beats``, ``m_tiles``, ``n_tiles`` and the
+        requant flag, one a line.
+        """
+        plan = self._plan(layer, x, x_exp, out_stage)
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PackError(f"cannot create the output directory {out}: "
+                            f"{exc.strerror or exc}") from None
+        with open(out / "act.hex", "wb") as fh:
+            for mt in range(plan.m_tiles):
+                fh.write(_hex_lines(plan.act_bits(mt)))
+        with open(out / "wgt.hex", "wb") as fh:
+            for nt in range(plan.n_tiles):
+                fh.write(_hex_lines(plan.wgt_bits(nt)))
+        prm_digits = -(-self.prm_bits // 4)
+        with open(out / "prm.hex", "w") as fh:
+            if plan.requant:
+                for nt in range(plan.n_tiles):
+                    fh.write(f"{plan.prm_word(nt):0{prm_digits}x}\n")
+        header = [plan.mode_word, plan.k_beats, plan.m_tiles, plan.n_tiles, int(plan.requant)]
+        (out / "header.hex").write_text("".join(f"{v:016x}\n" for v in header))
+        files = BeatFiles(
+            directory=out, mode=plan.mode, mode_word=plan.mode_word, step=plan.step,
+            k_beats=plan.k_beats, group_beats=plan.group_beats, M=plan.M, N=plan.N,
+            m_tiles=plan.m_tiles, n_tiles=plan.n_tiles, rows=self.cfg.rows,
+            tiles=[(mt * self.cfg.rows, nt * self.cfg.cols) for nt in range(plan.n_tiles)
+                   for mt in range(plan.m_tiles)])
+        index = {
+            "config": self.cfg.name, "rows": self.cfg.rows, "cols": self.cfg.cols,
+            "mode": plan.mode.name, "out_stage": plan.mode.out_stage,
+            "mode_word": f"{plan.mode_word:x}", "M": plan.M, "N": plan.N, "step": plan.step,
+            "k_beats": plan.k_beats, "group_beats": plan.group_beats,
+            "m_tiles": plan.m_tiles, "n_tiles": plan.n_tiles, "beats": files.beats,
+            "result_rows": files.result_rows,
+            "bits": {"act": self.act_bits, "wgt": self.wgt_bits, "prm": self.prm_bits,
+                     "res": self.res_bits, "mode": self.mode_bits},
+            "files": {"header": "header.hex", "act": "act.hex", "wgt": "wgt.hex",
+                      "prm": "prm.hex"},
+            "stream_order": "tile t = nt * m_tiles + mt; act word mt * k_beats + beat, "
+                            "wgt word nt * k_beats + beat, prm word nt",
+        }
+        (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+        return files
+
+    def _plan(self, layer, x, x_exp, out_stage: str) -> _TilePlan:
+        """Check the GEMM and lay out its arrays; tiles are packed on demand."""
         cfg = self.cfg
         K, N = (int(v) for v in layer.shape)
         x = np.asarray(x)
@@ -204,8 +340,8 @@ class Packer:
         beat_group = (np.arange(k_beats) * step) // G
         beat_block = (np.arange(k_beats) * step) // MX_BLOCK
 
-        act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
         requant = out_stage == "requant"
+        prm = None
         if requant:
             for key in ("out_mult", "out_shift"):
                 if getattr(layer, key, None) is None:
@@ -220,9 +356,9 @@ class Packer:
             zp = np.zeros(Np, np.int64)
             if layer.out_zp is not None:
                 zp[:N] = np.broadcast_to(np.asarray(layer.out_zp, np.int64), (N,))
+            prm = (bias, mult, shift, zp)
 
-        V = cfg.window
-        for nt in range(n_tiles):
+        def wgt_bits(nt: int) -> np.ndarray:
             n0 = nt * cols
             wbits = np.zeros((k_beats, self.wgt_bits), np.uint8)
             for c in range(cols):
@@ -236,25 +372,28 @@ class Packer:
                            scales[beat_group, n0 + c])
                 if self._zero_off is not None:
                     _place(wbits, base + self._zero_off, 4, 0, zeros[beat_group, n0 + c])
-            w_ints = _to_ints(wbits)
-            for mt in range(m_tiles):
-                m0 = mt * rows
-                abits = np.zeros((k_beats, self.act_bits), np.uint8)
-                win = np.zeros((k_beats, rows, V), np.int64)
-                win[:, :, :step] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
-                _place(abits, self._x_off, 8, 8, win.reshape(k_beats, rows * V))
-                if self._xexp_off is not None:
-                    _place(abits, self._xexp_off, 8, 8, xe[m0:m0 + rows][:, beat_block].T)
-                act_beats += _to_ints(abits)
-                wgt_beats += w_ints
-                tiles.append((m0, n0))
-                if requant:
-                    prm_beats.append(self.prm_word(bias[n0:n0 + cols], mult[n0:n0 + cols],
-                                                   shift[n0:n0 + cols], zp[n0:n0 + cols]))
-        return GemmProgram(
-            mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats), step=step,
-            k_beats=k_beats, group_beats=group_beats, M=M, N=N, tiles=tiles,
-            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats)
+            return wbits
+
+        V = cfg.window
+
+        def act_bits(mt: int) -> np.ndarray:
+            m0 = mt * rows
+            abits = np.zeros((k_beats, self.act_bits), np.uint8)
+            win = np.zeros((k_beats, rows, V), np.int64)
+            win[:, :, :step] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
+            _place(abits, self._x_off, 8, 8, win.reshape(k_beats, rows * V))
+            if self._xexp_off is not None:
+                _place(abits, self._xexp_off, 8, 8, xe[m0:m0 + rows][:, beat_block].T)
+            return abits
+
+        def prm_word(nt: int) -> int:
+            sl = slice(nt * cols, nt * cols + cols)
+            return self.prm_word(*(a[sl] for a in prm))
+
+        return _TilePlan(mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats),
+                         step=step, k_beats=k_beats, group_beats=group_beats, M=M, N=N,
+                         m_tiles=m_tiles, n_tiles=n_tiles, requant=requant,
+                         act_bits=act_bits, wgt_bits=wgt_bits, prm_word=prm_word)
 
     # -- results ---------------------------------------------------------------------------
 

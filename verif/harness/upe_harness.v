@@ -1,0 +1,213 @@
+// Stand-alone harness of the unified compression PE array core: a plain-Verilog example of
+// driving it, and the native simulation path of the verification flow.
+//
+// The beats come from `$readmemh` files in the working directory, written by
+// `python -m gen pack` (see its index.json):
+//   header.hex  mode word, k_beats, m_tiles, n_tiles, requant (one value a line)
+//   act.hex     activation beats of every row tile:  m_tiles x k_beats words
+//   wgt.hex     weight beats of every column tile:   n_tiles x k_beats words
+//   prm.hex     requant parameters of every column tile (requant only): n_tiles words
+// Tiles stream column tile by column tile, the row tiles inside (tile t = nt * m_tiles + mt),
+// so a stream's word is read at (tile's row/column tile) * k_beats + beat.
+//
+// Every stream is throttled by its own 16-bit Galois LFSR (polynomial x^16+x^14+x^13+x^11+1):
+// a source that is not presenting a beat draws one LFSR step and presents when the low byte of
+// the state is below its duty (0..256, 256 = always); the result sink draws every cycle and is
+// ready on the same rule. A presented beat stays valid until taken. Plusargs (all optional):
+//   +act_seed= +wgt_seed= +prm_seed= +res_seed=   LFSR seeds (1..65535; 0 counts as 1)
+//   +act_duty= +wgt_duty= +prm_duty= +res_duty=   duties (default 256)
+//   +max_idle=N   give up after N cycles without a transfer (default 100000)
+// Output, result.txt: one result beat a line (hex), then
+//   "cycles C first F last L" (C = L - F + 1, from the first beat taken to the last result row)
+// or a line starting with "error".
+//
+// Widths and memory depths come from macros (-D), the core's module name from UPE_CORE.
+
+module upe_harness (
+    input wire clk
+);
+    parameter ACT_BITS  = `UPE_ACT_BITS;
+    parameter WGT_BITS  = `UPE_WGT_BITS;
+    parameter PRM_BITS  = `UPE_PRM_BITS;
+    parameter RES_BITS  = `UPE_RES_BITS;
+    parameter MODE_BITS = `UPE_MODE_BITS;
+    parameter ACT_DEPTH = `UPE_ACT_DEPTH;
+    parameter WGT_DEPTH = `UPE_WGT_DEPTH;
+    parameter PRM_DEPTH = `UPE_PRM_DEPTH;
+
+    reg [ACT_BITS-1:0] act_mem [0:ACT_DEPTH-1];
+    reg [WGT_BITS-1:0] wgt_mem [0:WGT_DEPTH-1];
+    reg [PRM_BITS-1:0] prm_mem [0:PRM_DEPTH-1];
+    reg [63:0]         header  [0:4];
+
+    reg [MODE_BITS-1:0] mode;
+    reg [31:0] k_beats, m_tiles, n_tiles, n_act, n_prm, n_res;
+    reg        requant;
+    reg [8:0]  act_duty, wgt_duty, prm_duty, res_duty;
+    reg [15:0] act_lfsr, wgt_lfsr, prm_lfsr, res_lfsr;
+    reg [31:0] max_idle;
+    integer    fd, value;
+
+    // ---- the core ------------------------------------------------------------------------
+    reg  [2:0] rst_count = 3'd4;
+    wire       rst = rst_count != 3'd0;
+    wire       running = !rst;
+    wire [ACT_BITS-1:0] act_payload;
+    wire [WGT_BITS-1:0] wgt_payload;
+    wire [PRM_BITS-1:0] prm_payload;
+    wire [RES_BITS-1:0] res_payload;
+    wire act_valid, wgt_valid, prm_valid, res_ready;
+    wire act_ready, wgt_ready, prm_ready, res_valid, busy;
+
+    `UPE_CORE core (
+        .clk(clk), .rst(rst), .mode(mode),
+        .act__payload(act_payload), .act__valid(act_valid), .act__ready(act_ready),
+        .wgt__payload(wgt_payload), .wgt__valid(wgt_valid), .wgt__ready(wgt_ready),
+        .prm__payload(prm_payload), .prm__valid(prm_valid), .prm__ready(prm_ready),
+        .res__payload(res_payload), .res__valid(res_valid), .res__ready(res_ready),
+        .busy(busy)
+    );
+
+    // ---- stimulus: act and wgt share the beat counters (taken together) --------------------
+    reg [31:0] taken = 0;        // beats taken
+    reg [31:0] beat = 0;         // beat within the tile
+    reg [31:0] mt = 0;           // row tile of the current tile
+    reg [31:0] act_base = 0;     // mt * k_beats
+    reg [31:0] wgt_base = 0;     // nt * k_beats
+    reg        act_on = 0, wgt_on = 0;   // presenting a beat (held until taken)
+    wire       beats_done = taken == n_act;
+    wire       act_gate = {1'b0, act_lfsr[7:0]} < act_duty;
+    wire       wgt_gate = {1'b0, wgt_lfsr[7:0]} < wgt_duty;
+    assign act_valid = running && !beats_done && (act_on || act_gate);
+    assign wgt_valid = running && !beats_done && (wgt_on || wgt_gate);
+    assign act_payload = act_mem[act_base + beat];
+    assign wgt_payload = wgt_mem[wgt_base + beat];
+    wire take = act_valid && wgt_valid && act_ready;
+
+    reg [31:0] prm_taken = 0;
+    reg [31:0] prm_m = 0;        // row tile of the tile this parameter beat belongs to
+    reg [31:0] prm_n = 0;        // its column tile (the word read)
+    reg        prm_on = 0;
+    wire       prm_done = prm_taken == n_prm;
+    wire       prm_gate = {1'b0, prm_lfsr[7:0]} < prm_duty;
+    assign prm_valid = running && !prm_done && (prm_on || prm_gate);
+    assign prm_payload = prm_mem[prm_n];
+    wire prm_take = prm_valid && prm_ready;
+
+    assign res_ready = running && ({1'b0, res_lfsr[7:0]} < res_duty);
+    wire res_take = res_valid && res_ready;
+
+    function [15:0] lfsr_next(input [15:0] s);
+        lfsr_next = s[0] ? ((s >> 1) ^ 16'hB400) : (s >> 1);
+    endfunction
+
+    // ---- bookkeeping ----------------------------------------------------------------------
+    reg [31:0] cycle = 0, first = 0, last = 0, results = 0, idle = 0;
+    reg        started = 0;
+
+    initial begin
+        $readmemh("header.hex", header);
+        mode    = header[0][MODE_BITS-1:0];
+        k_beats = header[1][31:0];
+        m_tiles = header[2][31:0];
+        n_tiles = header[3][31:0];
+        requant = header[4][0];
+        n_act   = k_beats * m_tiles * n_tiles;
+        n_prm   = requant ? m_tiles * n_tiles : 0;
+        n_res   = m_tiles * n_tiles * `UPE_ROWS;
+        $readmemh("act.hex", act_mem, 0, m_tiles * k_beats - 1);
+        $readmemh("wgt.hex", wgt_mem, 0, n_tiles * k_beats - 1);
+        if (requant)
+            $readmemh("prm.hex", prm_mem, 0, n_tiles - 1);
+        act_lfsr = 16'd1; wgt_lfsr = 16'd1; prm_lfsr = 16'd1; res_lfsr = 16'd1;
+        act_duty = 9'd256; wgt_duty = 9'd256; prm_duty = 9'd256; res_duty = 9'd256;
+        if ($value$plusargs("act_seed=%d", value) && value % 65536 != 0) act_lfsr = value[15:0];
+        if ($value$plusargs("wgt_seed=%d", value) && value % 65536 != 0) wgt_lfsr = value[15:0];
+        if ($value$plusargs("prm_seed=%d", value) && value % 65536 != 0) prm_lfsr = value[15:0];
+        if ($value$plusargs("res_seed=%d", value) && value % 65536 != 0) res_lfsr = value[15:0];
+        if ($value$plusargs("act_duty=%d", value)) act_duty = value[8:0];
+        if ($value$plusargs("wgt_duty=%d", value)) wgt_duty = value[8:0];
+        if ($value$plusargs("prm_duty=%d", value)) prm_duty = value[8:0];
+        if ($value$plusargs("res_duty=%d", value)) res_duty = value[8:0];
+        max_idle = 100000;
+        if ($value$plusargs("max_idle=%d", value)) max_idle = value;
+        fd = $fopen("result.txt", "w");
+    end
+
+    always @(posedge clk) begin
+        if (rst) begin
+            rst_count <= rst_count - 3'd1;
+        end else begin
+            cycle <= cycle + 1;
+            // Sources: a draw of the gate whenever not presenting; held until taken.
+            if (!act_on && !beats_done) act_lfsr <= lfsr_next(act_lfsr);
+            if (!wgt_on && !beats_done) wgt_lfsr <= lfsr_next(wgt_lfsr);
+            if (!prm_on && !prm_done) prm_lfsr <= lfsr_next(prm_lfsr);
+            res_lfsr <= lfsr_next(res_lfsr);
+            act_on <= act_valid && !take;
+            wgt_on <= wgt_valid && !take;
+            prm_on <= prm_valid && !prm_take;
+            if (take) begin
+                if (!started) begin
+                    started <= 1;
+                    first <= cycle + 1;
+                end
+                taken <= taken + 1;
+                if (beat == k_beats - 1) begin
+                    beat <= 0;
+                    if (mt == m_tiles - 1) begin
+                        mt <= 0;
+                        act_base <= 0;
+                        wgt_base <= wgt_base + k_beats;
+                    end else begin
+                        mt <= mt + 1;
+                        act_base <= act_base + k_beats;
+                    end
+                end else begin
+                    beat <= beat + 1;
+                end
+            end
+            if (prm_take) begin
+                prm_taken <= prm_taken + 1;
+                if (prm_m == m_tiles - 1) begin
+                    prm_m <= 0;
+                    prm_n <= prm_n + 1;
+                end else begin
+                    prm_m <= prm_m + 1;
+                end
+            end
+            idle <= (take || res_take) ? 0 : idle + 1;
+            if (res_valid !== 1'b0 && res_valid !== 1'b1) begin
+                $fwrite(fd, "error: res__valid is %b at cycle %0d\n", res_valid, cycle);
+                $fclose(fd);
+                $finish;
+            end
+            if (res_take) begin
+                $fwrite(fd, "%h\n", res_payload);
+                results <= results + 1;
+                last <= cycle + 1;
+                if (results + 1 == n_res) begin
+                    $fwrite(fd, "cycles %0d first %0d last %0d\n", cycle + 1 - first + 1,
+                            first, cycle + 1);
+                    $fclose(fd);
+                    $finish;
+                end
+            end
+            if (idle > max_idle) begin
+                $fwrite(fd, "error: no transfer for %0d cycles: %0d/%0d beats taken, %0d/%0d %s\n",
+                        idle, taken, n_act, results, n_res, "result rows");
+                $fclose(fd);
+                $finish;
+            end
+        end
+    end
+endmodule
+
+`ifndef VERILATOR
+// Clock for event-driven simulators (Verilator's C++ main toggles clk itself).
+module upe_harness_tb;
+    reg clk = 0;
+    always #5 clk = !clk;
+    upe_harness harness (.clk(clk));
+endmodule
+`endif
