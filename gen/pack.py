@@ -117,6 +117,7 @@ class BeatFiles:
     m_tiles: int
     n_tiles: int
     rows: int
+    offsets: tuple[int, int, int]   # first word in act.hex, wgt.hex, prm.hex
     tiles: list[tuple[int, int]] = field(repr=False)
 
     @property
@@ -219,57 +220,80 @@ class Packer:
 
     def write_beat_files(self, layer, x: np.ndarray, out_dir, *,
                          x_exp: np.ndarray | None = None, out_stage: str = "raw") -> BeatFiles:
-        """Write the GEMM's beats as ``$readmemh`` files plus ``index.json`` into ``out_dir``.
+        """Write one GEMM's beats as ``$readmemh`` files plus ``index.json`` into ``out_dir``
+        (`write_gemms` with one GEMM)."""
+        gemm = {"layer": layer, "x": x, "x_exp": x_exp, "out_stage": out_stage}
+        return self.write_gemms([gemm], out_dir)[0]
+
+    def write_gemms(self, gemms: list[dict], out_dir) -> list[BeatFiles]:
+        """Write GEMMs (dicts of ``layer``, ``x``, ``x_exp``, ``out_stage``) run one after the
+        other as ``$readmemh`` files plus ``index.json`` into ``out_dir``.
 
         Unlike `pack`, every activation row tile and weight column tile is written once
-        (``act.hex``: ``m_tiles × k_beats`` words, ``wgt.hex``: ``n_tiles × k_beats``,
-        ``prm.hex``: one word per column tile in requant mode); a reader replays them in the
-        stream order of `pack` (column tile by column tile, the row tiles inside).
-        ``header.hex`` holds the mode word, ``k_beats``, ``m_tiles``, ``n_tiles`` and the
-        requant flag, one a line.
+        (``act.hex``: ``m_tiles × k_beats`` words per GEMM, ``wgt.hex``: ``n_tiles ×
+        k_beats``, ``prm.hex``: one word per column tile in requant mode); a reader replays
+        them in the stream order of `pack` (column tile by column tile, the row tiles inside).
+        ``header.hex``: the number of GEMMs, then per GEMM the mode word, ``k_beats``,
+        ``m_tiles``, ``n_tiles``, the requant flag and its first word in each of act.hex,
+        wgt.hex and prm.hex, one a line.
         """
-        plan = self._plan(layer, x, x_exp, out_stage)
+        plans = [self._plan(g["layer"], g["x"], g.get("x_exp"), g.get("out_stage", "raw"))
+                 for g in gemms]
+        if not plans:
+            raise PackError("no GEMM to write")
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PackError(f"cannot create the output directory {out}: "
                             f"{exc.strerror or exc}") from None
-        with open(out / "act.hex", "wb") as fh:
-            for mt in range(plan.m_tiles):
-                fh.write(_hex_lines(plan.act_bits(mt)))
-        with open(out / "wgt.hex", "wb") as fh:
-            for nt in range(plan.n_tiles):
-                fh.write(_hex_lines(plan.wgt_bits(nt)))
         prm_digits = -(-self.prm_bits // 4)
-        with open(out / "prm.hex", "w") as fh:
-            if plan.requant:
+        header = [len(plans)]
+        result: list[BeatFiles] = []
+        offsets = [0, 0, 0]
+        with (open(out / "act.hex", "wb") as act, open(out / "wgt.hex", "wb") as wgt,
+              open(out / "prm.hex", "w") as prm):
+            for plan in plans:
+                for mt in range(plan.m_tiles):
+                    act.write(_hex_lines(plan.act_bits(mt)))
                 for nt in range(plan.n_tiles):
-                    fh.write(f"{plan.prm_word(nt):0{prm_digits}x}\n")
-        header = [plan.mode_word, plan.k_beats, plan.m_tiles, plan.n_tiles, int(plan.requant)]
+                    wgt.write(_hex_lines(plan.wgt_bits(nt)))
+                if plan.requant:
+                    for nt in range(plan.n_tiles):
+                        prm.write(f"{plan.prm_word(nt):0{prm_digits}x}\n")
+                header += [plan.mode_word, plan.k_beats, plan.m_tiles, plan.n_tiles,
+                           int(plan.requant), *offsets]
+                result.append(BeatFiles(
+                    directory=out, mode=plan.mode, mode_word=plan.mode_word, step=plan.step,
+                    k_beats=plan.k_beats, group_beats=plan.group_beats, M=plan.M, N=plan.N,
+                    m_tiles=plan.m_tiles, n_tiles=plan.n_tiles, rows=self.cfg.rows,
+                    offsets=tuple(offsets),
+                    tiles=[(mt * self.cfg.rows, nt * self.cfg.cols)
+                           for nt in range(plan.n_tiles) for mt in range(plan.m_tiles)]))
+                offsets[0] += plan.m_tiles * plan.k_beats
+                offsets[1] += plan.n_tiles * plan.k_beats
+                offsets[2] += plan.n_tiles if plan.requant else 0
         (out / "header.hex").write_text("".join(f"{v:016x}\n" for v in header))
-        files = BeatFiles(
-            directory=out, mode=plan.mode, mode_word=plan.mode_word, step=plan.step,
-            k_beats=plan.k_beats, group_beats=plan.group_beats, M=plan.M, N=plan.N,
-            m_tiles=plan.m_tiles, n_tiles=plan.n_tiles, rows=self.cfg.rows,
-            tiles=[(mt * self.cfg.rows, nt * self.cfg.cols) for nt in range(plan.n_tiles)
-                   for mt in range(plan.m_tiles)])
         index = {
             "config": self.cfg.name, "rows": self.cfg.rows, "cols": self.cfg.cols,
-            "mode": plan.mode.name, "out_stage": plan.mode.out_stage,
-            "mode_word": f"{plan.mode_word:x}", "M": plan.M, "N": plan.N, "step": plan.step,
-            "k_beats": plan.k_beats, "group_beats": plan.group_beats,
-            "m_tiles": plan.m_tiles, "n_tiles": plan.n_tiles, "beats": files.beats,
-            "result_rows": files.result_rows,
             "bits": {"act": self.act_bits, "wgt": self.wgt_bits, "prm": self.prm_bits,
                      "res": self.res_bits, "mode": self.mode_bits},
             "files": {"header": "header.hex", "act": "act.hex", "wgt": "wgt.hex",
                       "prm": "prm.hex"},
-            "stream_order": "tile t = nt * m_tiles + mt; act word mt * k_beats + beat, "
-                            "wgt word nt * k_beats + beat, prm word nt",
+            "words": {"act": offsets[0], "wgt": offsets[1], "prm": offsets[2]},
+            "stream_order": "tile t = nt * m_tiles + mt; act word act_first + mt * k_beats + "
+                            "beat, wgt word wgt_first + nt * k_beats + beat, prm word "
+                            "prm_first + nt",
+            "gemms": [{"mode": f.mode.name, "out_stage": f.mode.out_stage,
+                       "mode_word": f"{f.mode_word:x}", "M": f.M, "N": f.N, "step": f.step,
+                       "k_beats": f.k_beats, "group_beats": f.group_beats,
+                       "m_tiles": f.m_tiles, "n_tiles": f.n_tiles, "beats": f.beats,
+                       "result_rows": f.result_rows, "act_first": f.offsets[0],
+                       "wgt_first": f.offsets[1], "prm_first": f.offsets[2]}
+                      for f in result],
         }
         (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
-        return files
+        return result
 
     def _plan(self, layer, x, x_exp, out_stage: str) -> _TilePlan:
         """Check the GEMM and lay out its arrays; tiles are packed on demand."""

@@ -16,7 +16,7 @@ from gen.presets import preset
 from golden.gemm import gemm
 from hw.config import Mode
 from verif.cases import random_case
-from verif.native import LFSR_PERIOD, Traffic, lfsr_gates, run_gemm_native
+from verif.native import LFSR_PERIOD, Traffic, lfsr_gates, run_gemms_native
 from verif.toolchain import simulator_missing
 
 pytestmark = pytest.mark.sim
@@ -40,13 +40,15 @@ def _golden(cfg, mode, layer, x, x_exp):
 
 
 def _cases():
-    rng = np.random.default_rng(15)
     out = []
     for i, (mode, M, K, N) in enumerate(CASES):
         layer, x, x_exp = random_case(100 + i, TINY, mode, M, K, N)
-        traffic = Traffic.full() if i == 0 else Traffic.random(rng)
-        out.append((f"{i}-{mode.name}", mode, layer, x, x_exp, traffic))
+        out.append({"name": f"{i}-{mode.name}", "mode": mode, "layer": layer, "x": x,
+                    "x_exp": x_exp, "out_stage": mode.out_stage})
     return out
+
+
+TRAFFIC = {"full": Traffic.full(), "random": Traffic.random(np.random.default_rng(15))}
 
 
 def test_lfsr_gates_period_and_duty():
@@ -60,46 +62,47 @@ def test_lfsr_gates_period_and_duty():
 
 
 def test_native_matches_cocotb_results_and_cycles(tmp_path):
+    """Every case in one native simulation per traffic; the same in one cocotb job."""
     from verif.launch import run_cases
     from verif.toolchain import build_model
 
     cases = _cases()
     native = {}
-    for name, mode, layer, x, x_exp, traffic in cases:
-        out = run_gemm_native(TINY, layer, x, x_exp=x_exp, out_stage=mode.out_stage,
-                              traffic=traffic, workdir=tmp_path / name)
-        y, err = _golden(TINY, mode, layer, x, x_exp)
-        assert np.array_equal(out["y"], y.astype(out["y"].dtype)), name
-        assert np.array_equal(out["err"], err), name
-        native[name] = out["cycles"]
-    model = build_model(TINY)
+    for tname, traffic in TRAFFIC.items():
+        out = run_gemms_native(TINY, cases, traffic=traffic, workdir=tmp_path / tname)
+        for case, (y, err), cycles in zip(cases, out["results"], out["cycles"], strict=True):
+            gy, gerr = _golden(TINY, case["mode"], case["layer"], case["x"], case["x_exp"])
+            assert np.array_equal(y, gy.astype(y.dtype)), case["name"]
+            assert np.array_equal(err, gerr), case["name"]
+            native[f"{tname}/{case['name']}"] = cycles
     job = []
-    for name, mode, layer, x, x_exp, traffic in cases:
-        y, err = _golden(TINY, mode, layer, x, x_exp)
-        job.append({"name": name, "layer": layer, "x": x, "x_exp": x_exp, "y": y, "err": err,
-                    "out_stage": mode.out_stage, **traffic.patterns()})
-    report = run_cases(model, job, workdir=tmp_path / "cocotb")
-    cocotb_cycles = {c["name"]: c["cycles"] for c in report["cases"]}
+    for tname, traffic in TRAFFIC.items():
+        for case in cases:
+            y, err = _golden(TINY, case["mode"], case["layer"], case["x"], case["x_exp"])
+            job.append({"name": f"{tname}/{case['name']}", "layer": case["layer"],
+                        "x": case["x"], "x_exp": case["x_exp"], "y": y, "err": err,
+                        "out_stage": case["out_stage"], **traffic.patterns()})
+    report = run_cases(build_model(TINY), job, workdir=tmp_path / "cocotb")
     assert all(c.get("checked") for c in report["cases"])
-    assert cocotb_cycles == native
-    # The traffic did throttle: the random runs take more cycles than their beats.
-    beats = {c["name"]: c["beats"] for c in report["cases"]}
-    assert any(native[n] > beats[n] + 40 for n in list(native)[1:])
+    assert {c["name"]: c["cycles"] for c in report["cases"]} == native
+    # The random traffic did throttle every case.
+    for case in cases:
+        assert native[f"random/{case['name']}"] > native[f"full/{case['name']}"], case["name"]
 
 
 def test_native_on_icarus(tmp_path):
     why = simulator_missing("icarus")
     if why:
         pytest.skip(f"icarus: {why} -- the native harness on Icarus is NOT tested")
-    for name, mode, layer, x, x_exp, traffic in _cases()[:3]:
-        ver = run_gemm_native(TINY, layer, x, x_exp=x_exp, out_stage=mode.out_stage,
-                              traffic=traffic, workdir=tmp_path / f"v{name}")
-        ica = run_gemm_native(TINY, layer, x, x_exp=x_exp, out_stage=mode.out_stage,
-                              traffic=traffic, sim="icarus", workdir=tmp_path / f"i{name}")
-        y, err = _golden(TINY, mode, layer, x, x_exp)
-        assert np.array_equal(ica["y"], y.astype(ica["y"].dtype)), name
-        assert np.array_equal(ica["err"], err), name
-        assert ica["cycles"] == ver["cycles"], name
+    cases = _cases()[:3]
+    traffic = TRAFFIC["random"]
+    ver = run_gemms_native(TINY, cases, traffic=traffic, workdir=tmp_path / "v")
+    ica = run_gemms_native(TINY, cases, traffic=traffic, sim="icarus", workdir=tmp_path / "i")
+    for case, (y, err) in zip(cases, ica["results"], strict=True):
+        gy, gerr = _golden(TINY, case["mode"], case["layer"], case["x"], case["x_exp"])
+        assert np.array_equal(y, gy.astype(y.dtype)), case["name"]
+        assert np.array_equal(err, gerr), case["name"]
+    assert ica["cycles"] == ver["cycles"]
 
 
 def test_pack_command_writes_the_harness_files(tmp_path):
@@ -115,7 +118,7 @@ def test_pack_command_writes_the_harness_files(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     import json
-    index = json.loads((tmp_path / "beats" / "index.json").read_text())
+    index = json.loads((tmp_path / "beats" / "index.json").read_text())["gemms"][0]
     files = Packer(TINY).write_beat_files(layer, x, tmp_path / "again", out_stage="requant")
     assert (index["m_tiles"], index["n_tiles"], index["k_beats"]) == (
         files.m_tiles, files.n_tiles, files.k_beats)

@@ -30,19 +30,19 @@ from hw.config import ArrayConfig
 from verif.toolchain import BUILD, _hardware_digest, _locked, _log, simulator_missing, verilator_env
 
 __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "NativeError",
-           "lfsr_gates", "build_native", "run_native", "run_gemm_native"]
+           "lfsr_gates", "build_native", "run_native", "run_gemms_native", "run_gemm_native"]
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "upe_harness.v"
 MAIN_CPP = HARNESS_DIR / "main.cpp"
-NATIVE_RECIPE = "1"  # bump when the way native models are built changes
+NATIVE_RECIPE = "2"  # bump when the way native models are built changes
 STREAMS = ("act", "wgt", "prm", "res")
 LFSR_POLY = 0xB400   # x^16 + x^14 + x^13 + x^11 + 1, Galois form, shifting right
 LFSR_PERIOD = (1 << 16) - 1
 FULL_DUTY = 256
 #: Memory depths (words) of the Verilator build, as powers of two: a 4096 × 4096 int8 layer
 #: on a 4 × 4 array needs 2^20 weight words. Larger programs get a deeper build.
-VERILATOR_DEPTH_BITS = {"act": 16, "wgt": 20, "prm": 12}
+VERILATOR_DEPTH_BITS = {"act": 16, "wgt": 20, "prm": 12, "gemms": 12}
 MIN_DEPTH_BITS = 8
 
 
@@ -125,25 +125,26 @@ class NativeModel:
     depth_bits: dict
     build_seconds: float
 
-    def fits(self, files: BeatFiles) -> bool:
+    def fits(self, files: list[BeatFiles]) -> bool:
         need = _need(files)
         return all(need[s] <= 1 << self.depth_bits[s] for s in need)
 
 
 @dataclass
 class NativeRun:
-    words: list[int]
-    cycles: int
-    sim_cycles: int      # every cycle the harness ran, reset and tails included
-    seconds: float       # wall time of the simulator process
+    words: list[list[int]]   # result beats per GEMM
+    cycles: list[int]        # per GEMM: first beat taken to last result row
+    sim_cycles: int          # every cycle the harness ran, reset included
+    seconds: float           # wall time of the simulator process
 
 
-def _need(files: BeatFiles) -> dict[str, int]:
-    return {"act": files.m_tiles * files.k_beats, "wgt": files.n_tiles * files.k_beats,
-            "prm": files.n_tiles}
+def _need(files: list[BeatFiles]) -> dict[str, int]:
+    return {"act": sum(f.m_tiles * f.k_beats for f in files),
+            "wgt": sum(f.n_tiles * f.k_beats for f in files),
+            "prm": sum(f.n_tiles for f in files), "gemms": len(files)}
 
 
-def _depth_for(sim: str, files: BeatFiles | None) -> dict[str, int]:
+def _depth_for(sim: str, files: list[BeatFiles] | None) -> dict[str, int]:
     base = dict(VERILATOR_DEPTH_BITS) if sim == "verilator" else dict.fromkeys(
         VERILATOR_DEPTH_BITS, MIN_DEPTH_BITS)
     if files is not None:
@@ -159,7 +160,7 @@ def _defines(cfg: ArrayConfig, depth_bits: dict) -> dict[str, int | str]:
             "UPE_WGT_BITS": packer.wgt_bits, "UPE_PRM_BITS": packer.prm_bits,
             "UPE_RES_BITS": packer.res_bits, "UPE_MODE_BITS": packer.mode_bits,
             "UPE_ACT_DEPTH": 1 << depth_bits["act"], "UPE_WGT_DEPTH": 1 << depth_bits["wgt"],
-            "UPE_PRM_DEPTH": 1 << depth_bits["prm"]}
+            "UPE_PRM_DEPTH": 1 << depth_bits["prm"], "UPE_MAX_GEMMS": 1 << depth_bits["gemms"]}
 
 
 def _run_logged(cmd: list[str], log: Path, cwd: Path, what: str) -> None:
@@ -172,11 +173,11 @@ def _run_logged(cmd: list[str], log: Path, cwd: Path, what: str) -> None:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}); end of {log}:\n{tail}")
 
 
-def build_native(cfg: ArrayConfig, *, sim: str = "verilator", files: BeatFiles | None = None,
-                 quiet: bool = False) -> NativeModel:
+def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
+                 files: list[BeatFiles] | None = None, quiet: bool = False) -> NativeModel:
     """Emit the core and compile it with the harness once; later calls reuse the build.
 
-    ``files`` picks memories deep enough for that program (else the default depths).
+    ``files`` picks memories deep enough for those GEMMs (else the default depths).
     """
     from gen.emit import emit
 
@@ -236,11 +237,14 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator", files: BeatFiles |
                        build_seconds=built["seconds"])
 
 
-def run_native(model: NativeModel, files: BeatFiles, traffic: Traffic | None = None, *,
+def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | None = None, *,
                max_idle: int = 100_000, timeout: float | None = None) -> NativeRun:
-    """Run the beat files in ``files.directory`` on ``model``; return the result words."""
+    """Run the GEMMs written to one directory (`Packer.write_gemms`) on ``model``."""
+    if not files:
+        raise ValueError("no GEMM to run")
+    directory = files[0].directory
     if not model.fits(files):
-        raise NativeError(f"the program needs {_need(files)} words, more than the model's "
+        raise NativeError(f"the GEMMs need {_need(files)} words, more than the model's "
                           f"memories (2^{model.depth_bits}); build with files= to size them")
     traffic = traffic or Traffic.full()
     args = [*traffic.plusargs(), f"+max_idle={max_idle}"]
@@ -248,36 +252,47 @@ def run_native(model: NativeModel, files: BeatFiles, traffic: Traffic | None = N
         cmd = [str(model.executable), *args]
     else:
         cmd = ["vvp", "-n", str(model.executable), *args]
-    result = files.directory / "result.txt"
+    result = directory / "result.txt"
     result.unlink(missing_ok=True)
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=files.directory, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=directory, capture_output=True, text=True, timeout=timeout)
     seconds = time.monotonic() - t0
     if proc.returncode or not result.exists():
         raise NativeError(f"the native {model.sim} simulation failed (exit {proc.returncode}): "
                           f"{(proc.stdout + proc.stderr)[-2000:]}")
-    lines = result.read_text().splitlines()
-    tail = lines[-1] if lines else "error: empty result file"
-    if not tail.startswith("cycles "):
-        raise NativeError(f"{model.sim} harness: {tail} (in {files.directory})")
-    fields = tail.split()
-    cycles, last = int(fields[1]), int(fields[5])
-    words = [int(w, 16) for w in lines[:-1]]
-    if len(words) != files.result_rows:
-        raise NativeError(f"{model.sim} harness wrote {len(words)} result rows, expected "
-                          f"{files.result_rows}")
+    words: list[list[int]] = [[]]
+    cycles: list[int] = []
+    last = 0
+    for line in result.read_text().splitlines():
+        if line.startswith("cycles "):
+            fields = line.split()
+            cycles.append(int(fields[1]))
+            last = int(fields[5])
+            words.append([])
+        elif line.startswith("error"):
+            raise NativeError(f"{model.sim} harness, GEMM {len(cycles)}: {line} "
+                              f"(in {directory})")
+        else:
+            words[-1].append(int(line, 16))
+    words.pop()
+    if len(cycles) != len(files):
+        raise NativeError(f"{model.sim} harness finished {len(cycles)} of {len(files)} GEMMs "
+                          f"(in {directory})")
+    for i, (f, w) in enumerate(zip(files, words, strict=True)):
+        if len(w) != f.result_rows:
+            raise NativeError(f"{model.sim} harness wrote {len(w)} result rows for GEMM {i}, "
+                              f"expected {f.result_rows}")
     return NativeRun(words=words, cycles=cycles, sim_cycles=last, seconds=seconds)
 
 
-def run_gemm_native(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage: str = "raw",
-                    traffic: Traffic | None = None, sim: str = "verilator",
-                    workdir: str | Path | None = None, quiet: bool = True,
-                    max_idle: int = 100_000) -> dict:
-    """Pack, run natively and assemble one GEMM.
+def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | None = None,
+                     sim: str = "verilator", workdir: str | Path | None = None,
+                     quiet: bool = True, max_idle: int = 100_000) -> dict:
+    """Pack GEMMs (dicts of ``layer``, ``x``, ``x_exp``, ``out_stage``), run them one after
+    the other in one simulation, assemble the results.
 
-    Returns ``y``, ``err``, ``cycles``, ``sim_seconds`` (simulator wall time), ``pack_seconds``
-    and the ``model``.
+    Returns ``results`` (a list of ``(y, err)``), ``cycles`` (a list), ``sim_seconds``
+    (simulator wall time), ``pack_seconds`` and the ``model``.
     """
     packer = Packer(cfg)
     tmp = None
@@ -286,14 +301,26 @@ def run_gemm_native(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage: str = 
         workdir = tmp.name
     try:
         t0 = time.monotonic()
-        files = packer.write_beat_files(layer, x, workdir, x_exp=x_exp, out_stage=out_stage)
+        files = packer.write_gemms(gemms, workdir)
         pack_seconds = time.monotonic() - t0
         model = build_native(cfg, sim=sim, files=files, quiet=quiet)
         run = run_native(model, files, traffic, max_idle=max_idle)
-        y, err = packer.assemble(files, run.words)
+        results = [packer.assemble(f, w) for f, w in zip(files, run.words, strict=True)]
     finally:
         if tmp is not None:
             tmp.cleanup()
-    return {"y": y, "err": err, "cycles": run.cycles, "sim_seconds": run.seconds,
-            "sim_cycles": run.sim_cycles, "pack_seconds": pack_seconds, "model": model,
-            "files": files}
+    return {"results": results, "cycles": run.cycles, "sim_seconds": run.seconds,
+            "sim_cycles": run.sim_cycles, "pack_seconds": pack_seconds, "model": model}
+
+
+def run_gemm_native(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage: str = "raw",
+                    traffic: Traffic | None = None, sim: str = "verilator",
+                    workdir: str | Path | None = None, quiet: bool = True,
+                    max_idle: int = 100_000) -> dict:
+    """One GEMM through `run_gemms_native`: ``y``, ``err``, ``cycles``, ``sim_seconds``, ..."""
+    out = run_gemms_native(cfg, [{"layer": layer, "x": x, "x_exp": x_exp,
+                                  "out_stage": out_stage}], traffic=traffic, sim=sim,
+                           workdir=workdir, quiet=quiet, max_idle=max_idle)
+    (y, err), = out.pop("results")
+    out.update(y=y, err=err, cycles=out["cycles"][0])
+    return out

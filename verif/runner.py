@@ -96,10 +96,14 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
             raise RunError("layer key 'bias': the hardware's bias is int32; values exceed it")
     padded, xp = prepare_layer(cfg, layer, x)
     try:
-        cfg.check_mode(mode, group=int(padded.group), k=int(padded.shape[0]))
-        prog = Packer(cfg).pack(padded, xp, x_exp=x_exp, out_stage=out_stage)
+        step = cfg.check_mode(mode, group=int(padded.group), k=int(padded.shape[0]))
+        # The native engine packs into files itself (each row and column tile once).
+        prog = (Packer(cfg).pack(padded, xp, x_exp=x_exp, out_stage=out_stage)
+                if engine == "cocotb" else None)
     except (ConfigError, PackError) as exc:
         raise RunError(f"this configuration ({cfg.name}) cannot run the layer: {exc}") from None
+    k_beats = int(padded.shape[0]) // step
+    n_tiles = -(-M // cfg.rows) * -(-N // cfg.cols)
     t0 = time.monotonic()
     if progress:
         progress(f"model {cfg.name} ({cfg.rows}x{cfg.cols}, {sim}, {engine})")
@@ -107,10 +111,14 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
     if engine == "native":
         from verif.native import run_gemm_native
         if progress:
-            progress(f"packing and simulating {len(prog.tiles)} tiles x {prog.k_beats} beats "
-                     f"({prog.beats} beats) in mode {mode.name}")
-        out = run_gemm_native(cfg, padded, xp, x_exp=x_exp, out_stage=out_stage,
-                              traffic=traffic, sim=sim, quiet=progress is None)
+            progress(f"packing and simulating {n_tiles} tiles x {k_beats} beats "
+                     f"({n_tiles * k_beats} beats) in mode {mode.name}")
+        try:
+            out = run_gemm_native(cfg, padded, xp, x_exp=x_exp, out_stage=out_stage,
+                                  traffic=traffic, sim=sim, quiet=progress is None)
+        except PackError as exc:
+            raise RunError(f"this configuration ({cfg.name}) cannot run the layer: "
+                           f"{exc}") from None
         y, err, entry = out["y"], out["err"], {"cycles": out["cycles"]}
         sim_seconds = out["sim_seconds"]
     else:
@@ -118,7 +126,7 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
         from verif.toolchain import build_model
         model = build_model(cfg, sim=sim, waves=bool(waves), quiet=progress is None)
         if progress:
-            progress(f"simulating {len(prog.tiles)} tiles x {prog.k_beats} beats "
+            progress(f"simulating {n_tiles} tiles x {k_beats} beats "
                      f"({prog.beats} beats) in mode {mode.name}")
         case = {"name": "run", "layer": padded, "x": xp, "x_exp": x_exp,
                 "out_stage": out_stage}
@@ -135,8 +143,8 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
         "preset": cfg.name, "mode": mode.name, "format": mode.fmt, "sparsity": mode.sparsity,
         "scale_kind": mode.scale_kind, "mx_act": mode.mx_act, "out_stage": out_stage,
         "M": M, "N": N, "K": K, "K_padded": int(padded.shape[0]),
-        "rows": cfg.rows, "cols": cfg.cols, "step_k": prog.step, "tiles": len(prog.tiles),
-        "beats": prog.beats, "cycles": entry["cycles"], "ideal_cycles": ideal,
+        "rows": cfg.rows, "cols": cfg.cols, "step_k": step, "tiles": n_tiles,
+        "beats": n_tiles * k_beats, "cycles": entry["cycles"], "ideal_cycles": ideal,
         "utilization": ideal / entry["cycles"] if entry["cycles"] else 0.0,
         "macs_per_cycle": M * N * K / entry["cycles"] if entry["cycles"] else 0.0,
         "frac_bits": cfg.frac_bits if mode.scale_kind == "pow2" else 0,

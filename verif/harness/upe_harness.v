@@ -2,10 +2,11 @@
 // driving it, and the native simulation path of the verification flow.
 //
 // The beats come from `$readmemh` files in the working directory, written by
-// `python -m gen pack` (see its index.json):
-//   header.hex  mode word, k_beats, m_tiles, n_tiles, requant (one value a line)
-//   act.hex     activation beats of every row tile:  m_tiles x k_beats words
-//   wgt.hex     weight beats of every column tile:   n_tiles x k_beats words
+// `python -m gen pack` (see its index.json); one or more GEMMs run one after the other:
+//   header.hex  the number of GEMMs, then 8 words per GEMM: mode word, k_beats, m_tiles,
+//               n_tiles, requant, and the GEMM's first word in act.hex, wgt.hex, prm.hex
+//   act.hex     activation beats of every row tile:  m_tiles x k_beats words per GEMM
+//   wgt.hex     weight beats of every column tile:   n_tiles x k_beats words per GEMM
 //   prm.hex     requant parameters of every column tile (requant only): n_tiles words
 // Tiles stream column tile by column tile, the row tiles inside (tile t = nt * m_tiles + mt),
 // so a stream's word is read at (tile's row/column tile) * k_beats + beat.
@@ -13,11 +14,12 @@
 // Every stream is throttled by its own 16-bit Galois LFSR (polynomial x^16+x^14+x^13+x^11+1):
 // a source that is not presenting a beat draws one LFSR step and presents when the low byte of
 // the state is below its duty (0..256, 256 = always); the result sink draws every cycle and is
-// ready on the same rule. A presented beat stays valid until taken. Plusargs (all optional):
+// ready on the same rule. A presented beat stays valid until taken. Every GEMM starts from
+// the seeds again. Plusargs (all optional):
 //   +act_seed= +wgt_seed= +prm_seed= +res_seed=   LFSR seeds (1..65535; 0 counts as 1)
 //   +act_duty= +wgt_duty= +prm_duty= +res_duty=   duties (default 256)
 //   +max_idle=N   give up after N cycles without a transfer (default 100000)
-// Output, result.txt: one result beat a line (hex), then
+// Output, result.txt: per GEMM one result beat a line (hex), then
 //   "cycles C first F last L" (C = L - F + 1, from the first beat taken to the last result row)
 // or a line starting with "error".
 //
@@ -34,17 +36,31 @@ module upe_harness (
     parameter ACT_DEPTH = `UPE_ACT_DEPTH;
     parameter WGT_DEPTH = `UPE_WGT_DEPTH;
     parameter PRM_DEPTH = `UPE_PRM_DEPTH;
+    parameter MAX_GEMMS = `UPE_MAX_GEMMS;
 
     reg [ACT_BITS-1:0] act_mem [0:ACT_DEPTH-1];
     reg [WGT_BITS-1:0] wgt_mem [0:WGT_DEPTH-1];
     reg [PRM_BITS-1:0] prm_mem [0:PRM_DEPTH-1];
-    reg [63:0]         header  [0:4];
+    reg [63:0]         header  [0:8*MAX_GEMMS];
 
-    reg [MODE_BITS-1:0] mode;
-    reg [31:0] k_beats, m_tiles, n_tiles, n_act, n_prm, n_res;
-    reg        requant;
+    // ---- the current GEMM --------------------------------------------------------------
+    reg  [31:0] n_gemms;
+    reg  [31:0] gemm = 0;
+    wire [31:0] h = 1 + 8 * gemm;
+    wire [MODE_BITS-1:0] mode = header[h][MODE_BITS-1:0];
+    wire [31:0] k_beats = header[h + 1][31:0];
+    wire [31:0] m_tiles = header[h + 2][31:0];
+    wire [31:0] n_tiles = header[h + 3][31:0];
+    wire        requant = header[h + 4][0];
+    wire [31:0] act_off = header[h + 5][31:0];
+    wire [31:0] wgt_off = header[h + 6][31:0];
+    wire [31:0] prm_off = header[h + 7][31:0];
+    wire [31:0] n_act = k_beats * m_tiles * n_tiles;
+    wire [31:0] n_prm = requant ? m_tiles * n_tiles : 0;
+    wire [31:0] n_res = m_tiles * n_tiles * `UPE_ROWS;
     reg [8:0]  act_duty, wgt_duty, prm_duty, res_duty;
     reg [15:0] act_lfsr, wgt_lfsr, prm_lfsr, res_lfsr;
+    reg [15:0] act_seed, wgt_seed, prm_seed, res_seed;
     reg [31:0] max_idle;
     integer    fd, value;
 
@@ -72,8 +88,8 @@ module upe_harness (
     reg [31:0] taken = 0;        // beats taken
     reg [31:0] beat = 0;         // beat within the tile
     reg [31:0] mt = 0;           // row tile of the current tile
-    reg [31:0] act_base = 0;     // mt * k_beats
-    reg [31:0] wgt_base = 0;     // nt * k_beats
+    reg [31:0] act_base = 0;     // act_off + mt * k_beats
+    reg [31:0] wgt_base = 0;     // wgt_off + nt * k_beats
     reg        act_on = 0, wgt_on = 0;   // presenting a beat (held until taken)
     wire       beats_done = taken == n_act;
     wire       act_gate = {1'b0, act_lfsr[7:0]} < act_duty;
@@ -105,26 +121,31 @@ module upe_harness (
     reg [31:0] cycle = 0, first = 0, last = 0, results = 0, idle = 0;
     reg        started = 0;
 
+    reg [31:0] act_words, wgt_words, prm_words;
+    integer    g;
+
     initial begin
-        $readmemh("header.hex", header);
-        mode    = header[0][MODE_BITS-1:0];
-        k_beats = header[1][31:0];
-        m_tiles = header[2][31:0];
-        n_tiles = header[3][31:0];
-        requant = header[4][0];
-        n_act   = k_beats * m_tiles * n_tiles;
-        n_prm   = requant ? m_tiles * n_tiles : 0;
-        n_res   = m_tiles * n_tiles * `UPE_ROWS;
-        $readmemh("act.hex", act_mem, 0, m_tiles * k_beats - 1);
-        $readmemh("wgt.hex", wgt_mem, 0, n_tiles * k_beats - 1);
-        if (requant)
-            $readmemh("prm.hex", prm_mem, 0, n_tiles - 1);
-        act_lfsr = 16'd1; wgt_lfsr = 16'd1; prm_lfsr = 16'd1; res_lfsr = 16'd1;
+        $readmemh("header.hex", header, 0, 0);
+        n_gemms = header[0][31:0];
+        $readmemh("header.hex", header, 0, 8 * n_gemms);
+        act_words = 0; wgt_words = 0; prm_words = 0;
+        for (g = 0; g < n_gemms; g = g + 1) begin
+            act_words = act_words + header[3 + 8 * g][31:0] * header[2 + 8 * g][31:0];
+            wgt_words = wgt_words + header[4 + 8 * g][31:0] * header[2 + 8 * g][31:0];
+            if (header[5 + 8 * g][0])
+                prm_words = prm_words + header[4 + 8 * g][31:0];
+        end
+        $readmemh("act.hex", act_mem, 0, act_words - 1);
+        $readmemh("wgt.hex", wgt_mem, 0, wgt_words - 1);
+        if (prm_words != 0)
+            $readmemh("prm.hex", prm_mem, 0, prm_words - 1);
+        act_seed = 16'd1; wgt_seed = 16'd1; prm_seed = 16'd1; res_seed = 16'd1;
         act_duty = 9'd256; wgt_duty = 9'd256; prm_duty = 9'd256; res_duty = 9'd256;
-        if ($value$plusargs("act_seed=%d", value) && value % 65536 != 0) act_lfsr = value[15:0];
-        if ($value$plusargs("wgt_seed=%d", value) && value % 65536 != 0) wgt_lfsr = value[15:0];
-        if ($value$plusargs("prm_seed=%d", value) && value % 65536 != 0) prm_lfsr = value[15:0];
-        if ($value$plusargs("res_seed=%d", value) && value % 65536 != 0) res_lfsr = value[15:0];
+        if ($value$plusargs("act_seed=%d", value) && value % 65536 != 0) act_seed = value[15:0];
+        if ($value$plusargs("wgt_seed=%d", value) && value % 65536 != 0) wgt_seed = value[15:0];
+        if ($value$plusargs("prm_seed=%d", value) && value % 65536 != 0) prm_seed = value[15:0];
+        if ($value$plusargs("res_seed=%d", value) && value % 65536 != 0) res_seed = value[15:0];
+        act_lfsr = act_seed; wgt_lfsr = wgt_seed; prm_lfsr = prm_seed; res_lfsr = res_seed;
         if ($value$plusargs("act_duty=%d", value)) act_duty = value[8:0];
         if ($value$plusargs("wgt_duty=%d", value)) wgt_duty = value[8:0];
         if ($value$plusargs("prm_duty=%d", value)) prm_duty = value[8:0];
@@ -132,11 +153,19 @@ module upe_harness (
         max_idle = 100000;
         if ($value$plusargs("max_idle=%d", value)) max_idle = value;
         fd = $fopen("result.txt", "w");
+        if (n_gemms == 0) begin
+            $fwrite(fd, "error: header.hex lists no GEMM\n");
+            $fclose(fd);
+            $finish;
+        end
     end
 
     always @(posedge clk) begin
         if (rst) begin
             rst_count <= rst_count - 3'd1;
+            act_base <= act_off;
+            wgt_base <= wgt_off;
+            prm_n <= prm_off;
         end else begin
             cycle <= cycle + 1;
             // Sources: a draw of the gate whenever not presenting; held until taken.
@@ -157,7 +186,7 @@ module upe_harness (
                     beat <= 0;
                     if (mt == m_tiles - 1) begin
                         mt <= 0;
-                        act_base <= 0;
+                        act_base <= act_off;
                         wgt_base <= wgt_base + k_beats;
                     end else begin
                         mt <= mt + 1;
@@ -189,8 +218,20 @@ module upe_harness (
                 if (results + 1 == n_res) begin
                     $fwrite(fd, "cycles %0d first %0d last %0d\n", cycle + 1 - first + 1,
                             first, cycle + 1);
-                    $fclose(fd);
-                    $finish;
+                    if (gemm + 1 == n_gemms) begin
+                        $fclose(fd);
+                        $finish;
+                    end
+                    // The next GEMM: counters from its first words, traffic from the seeds.
+                    gemm <= gemm + 1;
+                    act_base <= header[h + 8 + 5][31:0];
+                    wgt_base <= header[h + 8 + 6][31:0];
+                    prm_n <= header[h + 8 + 7][31:0];
+                    taken <= 0; beat <= 0; mt <= 0; prm_taken <= 0; prm_m <= 0;
+                    results <= 0; started <= 0;
+                    act_on <= 0; wgt_on <= 0; prm_on <= 0;
+                    act_lfsr <= act_seed; wgt_lfsr <= wgt_seed; prm_lfsr <= prm_seed;
+                    res_lfsr <= res_seed;
                 end
             end
             if (idle > max_idle) begin
