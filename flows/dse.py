@@ -6,10 +6,10 @@ unless ``--route``). The points are handed to Dask distributed (`verif.cluster`)
 cluster of ``--jobs`` worker processes by default, ``--scheduler ADDR`` (or
 ``UPE_DASK_SCHEDULER``) to spread them over machines, ``--serial`` for none. Each point's
 throughput in every runtime mode comes from the **analytic model** (`flows.perf`, validated
-cycle-exact against the RTL by ``tests/test_perf_model.py``) for one GEMM (``M = N = 512, K = 4096`` by default) at the
-point's synthesized Fmax. Results: ``build/dse/dse.csv`` (one row per point and mode; a failed
-point is a row with its error, not a crash) and ``build/dse/dse.png`` (LUTs vs GOPS, the
-Pareto front, the dense-int8 baselines marked).
+cycle-exact against the RTL by ``tests/test_perf_model.py``) for one GEMM (``M = N = 512,
+K = 4096`` by default) at the point's synthesized Fmax. Results: ``build/dse/dse.csv`` (one
+row per point and mode; a failed point is a row with its error, not a crash) and
+``build/dse/dse.png`` (LUTs vs GOPS, the Pareto front, the dense-int8 baselines marked).
 """
 
 from __future__ import annotations
