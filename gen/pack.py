@@ -58,9 +58,9 @@ def _place(bits: np.ndarray, offset: int, width: int, stride: int, values: np.nd
     values = np.asarray(values, dtype=np.int64)
     if values.ndim == 1:
         values = values[:, None]
-    cols = offset + np.arange(values.shape[1]) * stride
-    for b in range(width):
-        bits[:, cols + b] = (values >> b) & 1
+    b = np.arange(width)
+    cols = (offset + np.arange(values.shape[1]) * stride)[:, None] + b[None, :]
+    bits[:, cols.ravel()] = ((values[:, :, None] >> b) & 1).reshape(values.shape[0], -1)
 
 
 def _to_ints(bits: np.ndarray) -> list[int]:
@@ -159,6 +159,8 @@ class Packer:
         self.wgt_bits = lay.wgt_beat.size
         self.res_bits = lay.res_beat.size
         self.prm_bits = lay.col_params.size * cfg.cols
+        self._prm_fields = [(_offset(lay.col_params, k)[0], _width(_offset(lay.col_params, k)[1]))
+                            for k in ("bias", "mult", "shift", "zp")]
         self.mode_bits = lay.mode.size
         self._x_off, _ = _offset(lay.act_beat, "x")
         self._xexp_off = _offset(lay.act_beat, "x_exp")[0] if lay.has_x_exp else None
@@ -193,6 +195,17 @@ class Packer:
             for c in range(self.cfg.cols)
         ])
         return Const.cast(const.as_value()).value
+
+    def _prm_word_fast(self, bias, mult, shift, zp) -> int:
+        """`prm_word` from the layout's field offsets (two's complement fields), without
+        building a constant: the same word, for values in range."""
+        size = self.lay.col_params.size
+        word = 0
+        for c in range(self.cfg.cols):
+            for (off, width), value in zip(self._prm_fields, (bias[c], mult[c], shift[c], zp[c]),
+                                           strict=True):
+                word |= (int(value) & ((1 << width) - 1)) << (c * size + off)
+        return word
 
     # -- packing ---------------------------------------------------------------------------
 
@@ -412,7 +425,7 @@ class Packer:
 
         def prm_word(nt: int) -> int:
             sl = slice(nt * cols, nt * cols + cols)
-            return self.prm_word(*(a[sl] for a in prm))
+            return self._prm_word_fast(*(a[sl] for a in prm))
 
         return _TilePlan(mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats),
                          step=step, k_beats=k_beats, group_beats=group_beats, M=M, N=N,

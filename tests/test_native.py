@@ -133,6 +133,13 @@ def test_pack_command_writes_the_harness_files(tmp_path):
         assert act[(t % mts) * kb + b] == prog.act_beats[i]
         assert wgt[(t // mts) * kb + b] == prog.wgt_beats[i]
     assert [prm[t // mts] for t in range(len(prog.tiles))] == prog.prm_beats
+    # The requant words equal the layout's own constants (negative fields included).
+    packer = Packer(TINY)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        fields = (rng.integers(-(1 << 31), 1 << 31, 2), rng.integers(1 << 30, 1 << 31, 2),
+                  rng.integers(-31, 31, 2), rng.integers(-128, 128, 2))
+        assert packer._prm_word_fast(*fields) == packer.prm_word(*fields)
     bad = subprocess.run([sys.executable, "-m", "gen", "pack", "--preset", "tiny", "--layer",
                           str(tmp_path / "L.npz"), "--x", str(tmp_path / "L.npz"), "-o",
                           str(tmp_path / "b2")], capture_output=True, text=True)
