@@ -125,9 +125,8 @@ module upe_harness (
     integer    g;
 
     initial begin
-        $readmemh("header.hex", header, 0, 0);
+        $readmemh("header.hex", header);
         n_gemms = header[0][31:0];
-        $readmemh("header.hex", header, 0, 8 * n_gemms);
         act_words = 0; wgt_words = 0; prm_words = 0;
         for (g = 0; g < n_gemms; g = g + 1) begin
             act_words = act_words + header[3 + 8 * g][31:0] * header[2 + 8 * g][31:0];
@@ -153,8 +152,8 @@ module upe_harness (
         max_idle = 100000;
         if ($value$plusargs("max_idle=%d", value)) max_idle = value;
         fd = $fopen("result.txt", "w");
-        if (n_gemms == 0) begin
-            $fwrite(fd, "error: header.hex lists no GEMM\n");
+        if (n_gemms == 0 || n_gemms > MAX_GEMMS) begin
+            $fwrite(fd, "error: header.hex lists %0d GEMMs (1..%0d)\n", n_gemms, MAX_GEMMS);
             $fclose(fd);
             $finish;
         end
