@@ -142,7 +142,7 @@ def compare_engines(cfg, *, tiles: int = 8, seed: int = 0, progress=_progress) -
 def run_bench(cfg, *, tag: str, ks: list[int], device: str, synth_tag: str | None = None,
               seed: int = 0,
               only: tuple[str, ...] | None = None, m_tiles: int = 2, n_tiles: int = 2,
-              engine: str = "native", compare_tiles: int | None = 8,
+              engine: str = "native", compare_tiles: int | None = 16,
               progress=_progress) -> dict:
     """Run every selected mode at every K; return the report (see the module docstring)."""
     from flows.perf import ArrayTiming, estimate_mode
@@ -373,9 +373,9 @@ def main(argv=None) -> int:
                         "verif.toolchain's choice per array size)")
     p.add_argument("--engine", choices=("native", "cocotb"), default="native",
                    help="simulation engine of the per-mode table (default native)")
-    p.add_argument("--compare-tiles", type=int, default=8, metavar="T",
+    p.add_argument("--compare-tiles", type=int, default=16, metavar="T",
                    help="engine comparison on M = T·rows, N = T·cols, K = min(4096, k_max) "
-                        "(default 8; 0 skips it)")
+                        "(default 16; 0 skips it)")
     p.add_argument("--m-tiles", type=int, default=2, help="M = m_tiles · rows (default 2)")
     p.add_argument("--n-tiles", type=int, default=2, help="N = n_tiles · cols (default 2)")
     args = p.parse_args(argv)

@@ -35,7 +35,7 @@ __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "Nat
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "upe_harness.v"
 MAIN_CPP = HARNESS_DIR / "main.cpp"
-NATIVE_RECIPE = "2"  # bump when the way native models are built changes
+NATIVE_RECIPE = "3"  # bump when the way native models are built changes
 STREAMS = ("act", "wgt", "prm", "res")
 LFSR_POLY = 0xB400   # x^16 + x^14 + x^13 + x^11 + 1, Galois form, shifting right
 LFSR_PERIOD = (1 << 16) - 1
@@ -210,6 +210,7 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                 env = verilator_env()
                 jobs = str(max(1, min(2, os.cpu_count() or 1)))
                 cmd = ["verilator", "--cc", "--exe", "--build", "-j", jobs, "-Wno-fatal",
+                       "--x-initial", "fast",
                        "--top-module", "upe_harness", "-Mdir", str(base / "obj"),
                        "-CFLAGS", "-std=c++17",
                        *[f"-D{k}={v}" for k, v in defines.items()],
