@@ -13,8 +13,9 @@ scales) beside the format's floor, and GOPS at the synthesized Fmax when
 The modes run on the native harness (`verif.native`; ``--engine cocotb`` for the testbench).
 Before them, one dense int8 GEMM (``M = N = compare_tiles · rows/cols``, ``K = min(4096,
 k_max)``) runs on both engines, and the simulated cycles per second of each and their ratio are
-printed and recorded (``engines``), with the check that both gave the same results and the
-same cycle count.
+printed and recorded (``engines``): per wall second of the simulation and per CPU second of
+the simulator process (less dependent on a shared machine's load), with the check that both
+gave the same results and the same cycle count.
 """
 
 from __future__ import annotations
@@ -118,15 +119,20 @@ def compare_engines(cfg, *, tiles: int = 8, seed: int = 0, progress=_progress) -
     results = {}
     for engine in ("native", "cocotb"):
         progress(f"engines: {mode.name} M={M} N={N} K={K} on the {engine} engine ...")
+        cpu0 = _child_cpu()
         res = run_layer(cfg, layer, x, x_exp=x_exp, engine=engine)
+        cpu = _child_cpu() - cpu0
         rep = res.report
         results[engine] = res
         out[engine] = {"cycles": rep["cycles"], "sim_seconds": rep["sim_seconds"],
                        "cycles_per_second": rep["cycles"] / max(rep["sim_seconds"], 1e-9),
+                       "cpu_seconds": round(cpu, 3),
+                       "cycles_per_cpu_second": rep["cycles"] / max(cpu, 1e-9),
                        "matches_golden": bool(np.array_equal(res.y, y_ref)
                                               and np.array_equal(res.err, err_ref))}
     nat, coc = out["native"], out["cocotb"]
     out["speedup"] = nat["cycles_per_second"] / coc["cycles_per_second"]
+    out["speedup_cpu"] = nat["cycles_per_cpu_second"] / coc["cycles_per_cpu_second"]
     out["same_cycles"] = nat["cycles"] == coc["cycles"]
     out["same_results"] = bool(np.array_equal(results["native"].y, results["cocotb"].y)
                                and np.array_equal(results["native"].err,
@@ -134,9 +140,17 @@ def compare_engines(cfg, *, tiles: int = 8, seed: int = 0, progress=_progress) -
     progress(f"engines: native {nat['cycles']} cycles in {nat['sim_seconds']:.2f} s = "
              f"{nat['cycles_per_second']:,.0f} cycles/s; cocotb {coc['cycles']} cycles in "
              f"{coc['sim_seconds']:.2f} s = {coc['cycles_per_second']:,.0f} cycles/s; native is "
-             f"{out['speedup']:.0f}x faster; same cycles: {out['same_cycles']}, same results: "
-             f"{out['same_results']}")
+             f"{out['speedup']:.0f}x faster (wall); simulator CPU time {nat['cpu_seconds']:.2f} s "
+             f"vs {coc['cpu_seconds']:.2f} s = {out['speedup_cpu']:.0f}x; same cycles: "
+             f"{out['same_cycles']}, same results: {out['same_results']}")
     return out
+
+
+def _child_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (the simulators)."""
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def run_bench(cfg, *, tag: str, ks: list[int], device: str, synth_tag: str | None = None,
@@ -295,7 +309,9 @@ def markdown(rep: dict) -> str:
                      f"{eng['N']}, K = {eng['K']}: native harness {nat['cycles']} cycles in "
                      f"{nat['sim_seconds']:.2f} s ({nat['cycles_per_second']:,.0f} cycles/s), "
                      f"cocotb {coc['cycles']} cycles in {coc['sim_seconds']:.2f} s "
-                     f"({coc['cycles_per_second']:,.0f} cycles/s): **{eng['speedup']:.0f}×**; "
+                     f"({coc['cycles_per_second']:,.0f} cycles/s): **{eng['speedup']:.0f}×** "
+                     f"in wall time; simulator CPU time {nat.get('cpu_seconds', 0):.2f} s vs "
+                     f"{coc.get('cpu_seconds', 0):.2f} s: **{eng.get('speedup_cpu', 0):.0f}×**; "
                      f"same cycles: {'yes' if eng['same_cycles'] else 'NO'}, same results: "
                      f"{'yes' if eng['same_results'] else 'NO'}. The table below ran on the "
                      f"{rep.get('engine', 'native')} engine.")
