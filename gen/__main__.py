@@ -1,4 +1,4 @@
-"""``python -m gen``: configure the PE array and emit Verilog with its manifest."""
+"""``python -m gen``: configure the PE array, emit Verilog and its manifest, pack beats."""
 
 from __future__ import annotations
 
