@@ -62,3 +62,18 @@ def test_soak_counts_a_mismatch(tmp_path, monkeypatch):
     monkeypatch.setattr(soak, "_materialize", corrupt)
     out = soak.run_job(*jobs[0])
     assert out["mismatches"] >= 1 and out["bad_cases"]
+
+
+def test_run_points_on_a_scheduler_address(monkeypatch):
+    """The address path (``--scheduler`` / UPE_DASK_SCHEDULER) against a running scheduler."""
+    from dask.distributed import LocalCluster
+
+    from verif.cluster import SCHEDULER_ENV, scheduler_from
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
+        address = scheduler_from(None)
+        assert address == cluster.scheduler_address
+        res = run_points(_fails_on_two, [(i,) for i in (3, 4)], scheduler=address, label="t")
+    assert [r.value for r in res] == [9, 16]
