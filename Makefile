@@ -50,28 +50,35 @@ sim: $(STAMP)
 formal: $(STAMP)
 	@$(TOOLENV) $(VPY) -m verif.formal $(PROOFS)
 
-# Random GEMMs with random traffic, >= MACS dense MACs per mode (not part of `make test`).
+# Random GEMMs with random traffic, >= MACS dense MACs per mode (not part of `make test`), on
+# the native harness; jobs on Dask: a local cluster (JOBS workers) or SCHEDULER=tcp://host:8786
+# (also UPE_DASK_SCHEDULER). ENGINE=cocotb runs them on the cocotb testbench.
 SOAK_PRESET ?= tiny
 MACS        ?= 1e6
 soak: $(STAMP)
 	@$(TOOLENV) $(VPY) -m verif.soak --preset $(SOAK_PRESET) --macs $(MACS) \
-	  $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)) $(if $(MODES),--modes '$(MODES)')
+	  $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS)) $(if $(MODES),--modes '$(MODES)') \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ENGINE),--engine $(ENGINE)) \
+	  $(if $(SEED),--seed $(SEED))
 
 # SYNTH_ARGS adds options of python -m flows.synth (--no-route, --freq MHZ, --seed N, ...).
 SYNTH_ARGS ?=
 synth: $(STAMP)
 	@$(TOOLENV) $(VPY) -m flows.synth --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS) $(SYNTH_ARGS)
 
-# K = 1024 and 4096 on the RTL per representative mode; BENCH_ARGS adds options (--modes, ...).
+# K = 1024 and 4096 on the RTL (native harness) per representative mode, after the native vs
+# cocotb speed comparison; BENCH_ARGS adds options (--modes, --engine cocotb, ...).
 BENCH_ARGS ?=
 bench: $(STAMP)
 	@$(TOOLENV) $(VPY) -m flows.bench --preset $(PRESET) --long $(GEN_ARGS) $(BENCH_ARGS)
 
-# Design-space sweep: GRID=small|full|FILE.json, DSE_ARGS adds options (--route, --jobs N, ...).
+# Design-space sweep: GRID=small|full|FILE.json, DSE_ARGS adds options (--route, --jobs N, ...);
+# points on Dask: a local cluster or SCHEDULER=tcp://host:8786 (also UPE_DASK_SCHEDULER).
 GRID ?= small
 DSE_ARGS ?=
 dse: $(STAMP)
-	@$(TOOLENV) $(VPY) -m flows.dse --grid $(GRID) --device $(DEVICE) $(DSE_ARGS)
+	@$(TOOLENV) $(VPY) -m flows.dse --grid $(GRID) --device $(DEVICE) \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(DSE_ARGS)
 
 # Where the area goes: one feature added to the int8 array / removed from the unified one
 # (Yosys estimates); ABLATION_ARGS adds options (--rev REV measures another revision, --docs).

@@ -9,6 +9,13 @@ dense int8 measured in the same run on the same hardware, bits per weight (value
 scales) beside the format's floor, and GOPS at the synthesized Fmax when
 ``build/synth/<preset>-<device>.json`` exists. Results: ``build/bench/<preset>.json`` and
 ``.md``.
+
+The modes run on the native harness (`verif.native`; ``--engine cocotb`` for the testbench).
+Before them, one dense int8 GEMM (``M = N = compare_tiles · rows/cols``, ``K = min(4096,
+k_max)``) runs on both engines, and the simulated cycles per second of each and their ratio are
+printed and recorded (``engines``): per wall second of the simulation and per CPU second of
+the simulator process (less dependent on a shared machine's load), with the check that both
+gave the same results and the same cycle count.
 """
 
 from __future__ import annotations
@@ -93,25 +100,83 @@ def load_synth(tag: str, device: str) -> dict | None:
         return None
 
 
+def compare_engines(cfg, *, tiles: int = 8, seed: int = 0, progress=_progress) -> dict:
+    """One dense int8 GEMM on the native harness and on the cocotb testbench, same traffic.
+
+    Returns cycles, wall seconds of the simulation and cycles/s per engine, the ratio, and
+    whether results and cycle counts agree (and match golden).
+    """
+    from golden.gemm import gemm
+    from verif.cases import random_case
+    from verif.runner import run_layer
+
+    mode = Mode("int8", "dense", "none")
+    M, N, K = tiles * cfg.rows, tiles * cfg.cols, min(4096, cfg.k_max)
+    layer, x, x_exp = random_case(seed, cfg, mode, M, K, N)
+    y_ref, err_ref = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
+                          t_max=cfg.t_max)
+    out = {"M": M, "N": N, "K": K, "mode": mode.name}
+    results = {}
+    for engine in ("native", "cocotb"):
+        progress(f"engines: {mode.name} M={M} N={N} K={K} on the {engine} engine ...")
+        cpu0 = _child_cpu()
+        res = run_layer(cfg, layer, x, x_exp=x_exp, engine=engine)
+        cpu = _child_cpu() - cpu0
+        rep = res.report
+        results[engine] = res
+        out[engine] = {"cycles": rep["cycles"], "sim_seconds": rep["sim_seconds"],
+                       "cycles_per_second": rep["cycles"] / max(rep["sim_seconds"], 1e-9),
+                       "cpu_seconds": round(cpu, 3),
+                       "cycles_per_cpu_second": rep["cycles"] / max(cpu, 1e-9),
+                       "matches_golden": bool(np.array_equal(res.y, y_ref)
+                                              and np.array_equal(res.err, err_ref))}
+    nat, coc = out["native"], out["cocotb"]
+    out["speedup"] = nat["cycles_per_second"] / coc["cycles_per_second"]
+    out["speedup_cpu"] = nat["cycles_per_cpu_second"] / coc["cycles_per_cpu_second"]
+    out["same_cycles"] = nat["cycles"] == coc["cycles"]
+    out["same_results"] = bool(np.array_equal(results["native"].y, results["cocotb"].y)
+                               and np.array_equal(results["native"].err,
+                                                  results["cocotb"].err))
+    progress(f"engines: native {nat['cycles']} cycles in {nat['sim_seconds']:.2f} s = "
+             f"{nat['cycles_per_second']:,.0f} cycles/s; cocotb {coc['cycles']} cycles in "
+             f"{coc['sim_seconds']:.2f} s = {coc['cycles_per_second']:,.0f} cycles/s; native is "
+             f"{out['speedup']:.0f}x faster (wall); simulator CPU time {nat['cpu_seconds']:.2f} s "
+             f"vs {coc['cpu_seconds']:.2f} s = {out['speedup_cpu']:.0f}x; same cycles: "
+             f"{out['same_cycles']}, same results: {out['same_results']}")
+    return out
+
+
+def _child_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (the simulators)."""
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_bench(cfg, *, tag: str, ks: list[int], device: str, synth_tag: str | None = None,
               seed: int = 0,
               only: tuple[str, ...] | None = None, m_tiles: int = 2, n_tiles: int = 2,
+              engine: str = "native", compare_tiles: int | None = 16,
               progress=_progress) -> dict:
     """Run every selected mode at every K; return the report (see the module docstring)."""
     from flows.perf import ArrayTiming, estimate_mode
     from golden.gemm import gemm
     from verif.cases import random_case
+    from verif.native import build_native
     from verif.runner import run_layer
     from verif.toolchain import build_model
 
     t_start = time.monotonic()
-    progress(f"{tag}: building the Verilator model ({sim_opt()}; cached per configuration) "
-             f"...")
+    progress(f"{tag}: building the Verilator models (cocotb: {sim_opt()}; native harness; "
+             f"cached per configuration) ...")
     t0 = time.monotonic()
     model = build_model(cfg)
     build_s = time.monotonic() - t0
+    native = build_native(cfg)
     manifest = json.loads(model.manifest.read_text())
     timing = ArrayTiming.from_manifest(manifest)
+    engines = (compare_engines(cfg, tiles=compare_tiles, seed=seed, progress=progress)
+               if compare_tiles else None)
     M, N = m_tiles * cfg.rows, n_tiles * cfg.cols
     rows = []
     for K in ks:
@@ -124,7 +189,7 @@ def run_bench(cfg, *, tag: str, ks: list[int], device: str, synth_tag: str | Non
             y_ref, err_ref = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits,
                                   t_min=cfg.t_min, t_max=cfg.t_max)
             t0 = time.monotonic()
-            res = run_layer(cfg, layer, x, x_exp=x_exp)
+            res = run_layer(cfg, layer, x, x_exp=x_exp, engine=engine)
             wall = time.monotonic() - t0
             rep = res.report
             exact = bool(np.array_equal(res.y, y_ref) and np.array_equal(res.err, err_ref))
@@ -159,6 +224,7 @@ def run_bench(cfg, *, tag: str, ks: list[int], device: str, synth_tag: str | Non
         "tag": tag, "synth_tag": synth_tag or tag, "module": cfg.name,
         "config": cfg.to_dict(), "latency": manifest["latency"], "device": device,
         "sim_opt": sim_opt(), "model_build_seconds": round(build_s, 1),
+        "engine": engine, "native_build_seconds": native.build_seconds, "engines": engines,
         "machine": machine(), "seconds": round(time.monotonic() - t_start, 1),
         "rows": rows,
         "decode_model": decode_table(timing, cfg, ks[-1]),
@@ -236,6 +302,20 @@ def markdown(rep: dict) -> str:
                  f"taken to the last result row taken. Machine: {rep['machine']['nproc']} × "
                  f"{rep['machine']['cpu']}; {rep['seconds']:.0f} s in all.")
     lines.append("")
+    eng = rep.get("engines")
+    if eng:
+        nat, coc = eng["native"], eng["cocotb"]
+        lines.append(f"Engines, measured in this run on `{eng['mode']}` M = {eng['M']}, N = "
+                     f"{eng['N']}, K = {eng['K']}: native harness {nat['cycles']} cycles in "
+                     f"{nat['sim_seconds']:.2f} s ({nat['cycles_per_second']:,.0f} cycles/s), "
+                     f"cocotb {coc['cycles']} cycles in {coc['sim_seconds']:.2f} s "
+                     f"({coc['cycles_per_second']:,.0f} cycles/s): **{eng['speedup']:.0f}×** "
+                     f"in wall time; simulator CPU time {nat.get('cpu_seconds', 0):.2f} s vs "
+                     f"{coc.get('cpu_seconds', 0):.2f} s: **{eng.get('speedup_cpu', 0):.0f}×**; "
+                     f"same cycles: {'yes' if eng['same_cycles'] else 'NO'}, same results: "
+                     f"{'yes' if eng['same_results'] else 'NO'}. The table below ran on the "
+                     f"{rep.get('engine', 'native')} engine.")
+        lines.append("")
     if syn:
         kind = ("routed" if syn.get("routed", True)
                 else "nextpnr's post-placement estimate, not routed")
@@ -307,6 +387,11 @@ def main(argv=None) -> int:
     p.add_argument("--sim-opt", metavar="-On",
                    help="C++ optimisation of the Verilator model (sets UPE_SIM_OPT; default: "
                         "verif.toolchain's choice per array size)")
+    p.add_argument("--engine", choices=("native", "cocotb"), default="native",
+                   help="simulation engine of the per-mode table (default native)")
+    p.add_argument("--compare-tiles", type=int, default=16, metavar="T",
+                   help="engine comparison on M = T·rows, N = T·cols, K = min(4096, k_max) "
+                        "(default 16; 0 skips it)")
     p.add_argument("--m-tiles", type=int, default=2, help="M = m_tiles · rows (default 2)")
     p.add_argument("--n-tiles", type=int, default=2, help="N = n_tiles · cols (default 2)")
     args = p.parse_args(argv)
@@ -348,8 +433,11 @@ def main(argv=None) -> int:
             raise ConfigError(f"{tag}: none of the selected modes runs on this configuration")
         if args.m_tiles < 1 or args.n_tiles < 1:
             raise ConfigError("--m-tiles and --n-tiles must be at least 1")
+        if args.compare_tiles < 0:
+            raise ConfigError("--compare-tiles must be 0 (skip) or positive")
         rep = run_bench(cfg, tag=tag, ks=ks, device=args.device, synth_tag=synth_tag,
-                        seed=args.seed, only=only,
+                        seed=args.seed, only=only, engine=args.engine,
+                        compare_tiles=args.compare_tiles,
                         m_tiles=args.m_tiles, n_tiles=args.n_tiles)
     except (ConfigError, RunError) as exc:
         print(f"python -m flows.bench: error: {exc}", file=sys.stderr)
@@ -364,6 +452,10 @@ def main(argv=None) -> int:
     _progress(f"wrote {out / (tag + '.json')} and {out / (tag + '.md')} "
               f"({rep['seconds']:.0f} s)")
     bad = [r["label"] for r in rep["rows"] if not r["matches_golden"]]
+    eng = rep.get("engines")
+    if eng and not (eng["same_cycles"] and eng["same_results"]
+                    and eng["native"]["matches_golden"] and eng["cocotb"]["matches_golden"]):
+        bad.append("the engine comparison (native vs cocotb)")
     if bad:
         print(f"python -m flows.bench: error: RTL differs from golden in {', '.join(bad)}",
               file=sys.stderr)

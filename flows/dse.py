@@ -1,13 +1,15 @@
 """``python -m flows.dse``: design-space exploration — area (synthesis) × throughput per mode.
 
 Each point of a grid (rows × cols × slots × window × format set) is synthesized with
-`flows.synth` (Yosys + nextpnr, ``--jobs`` at a time; placed only, Fmax from nextpnr's
-post-placement estimate, unless ``--route``); its throughput in every runtime mode comes
-from the **analytic model** (`flows.perf`, validated cycle-exact against the RTL by
-``tests/test_perf_model.py``) for one GEMM (``M = N = 512, K = 4096`` by default) at the
-point's synthesized Fmax. Results: ``build/dse/dse.csv`` (one row per point and mode; a failed
-point is a row with its error, not a crash) and ``build/dse/dse.png`` (LUTs vs GOPS, the
-Pareto front, the dense-int8 baselines marked).
+`flows.synth` (Yosys + nextpnr; placed only, Fmax from nextpnr's post-placement estimate,
+unless ``--route``). The points are handed to Dask distributed (`verif.cluster`): a local
+cluster of ``--jobs`` worker processes by default, ``--scheduler ADDR`` (or
+``UPE_DASK_SCHEDULER``) to spread them over machines, ``--serial`` for none. Each point's
+throughput in every runtime mode comes from the **analytic model** (`flows.perf`, validated
+cycle-exact against the RTL by ``tests/test_perf_model.py``) for one GEMM (``M = N = 512,
+K = 4096`` by default) at the point's synthesized Fmax. Results: ``build/dse/dse.csv`` (one
+row per point and mode; a failed point is a row with its error, not a crash) and
+``build/dse/dse.png`` (LUTs vs GOPS, the Pareto front, the dense-int8 baselines marked).
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ import csv
 import json
 import re
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,7 +244,13 @@ def main(argv=None) -> int:
                    help=f"{' | '.join(GRIDS)} | FILE.json (default small: "
                         f"{len(GRIDS['small'])} points)")
     p.add_argument("--device", default="ecp5-85k")
-    p.add_argument("--jobs", type=int, default=2, help="synthesis runs at a time")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="workers of the local Dask cluster: synthesis runs at a time")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="Dask scheduler to hand the points to (default: UPE_DASK_SCHEDULER, "
+                        "else a local cluster)")
+    p.add_argument("--serial", action="store_true",
+                   help="no Dask: the points one after the other in this process")
     p.add_argument("--freq", type=float, default=100.0)
     p.add_argument("--gemm", default="512,512,4096", help="M,N,K of the throughput GEMM")
     p.add_argument("--fresh", action="store_true", help="re-synthesize points already done")
@@ -270,36 +276,35 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    done, failed = 0, 0
-    lock = threading.Lock()
+    from verif.cluster import run_points, scheduler_from
+
+    scheduler = "serial" if args.serial else scheduler_from(args.scheduler)
+    print(f"[dse] {len(points)} points on {args.device}; throughput from the analytic model "
+          f"at each point's Fmax", flush=True)
+
+    def describe(res) -> str:
+        r0 = res.value[0]
+        if r0["status"] != "ok":
+            return f"{r0['tag']}: {r0['status']} ({r0['error'][:200]})"
+        best = max((r.get("gops", 0) for r in res.value), default=0)
+        return (f"{r0['tag']}: ok, {r0['lut']} LUT, {r0['fmax_mhz']} MHz, best {best:.2f} "
+                f"GOPS")
+
+    results = run_points(run_point, [(pt, args.device, out, args.freq, not args.fresh, gemm,
+                                      args.route) for pt in points],
+                         scheduler=scheduler, workers=args.jobs, label="dse", describe=describe)
     rows: list[dict] = []
-
-    def bar():
-        n = len(points)
-        filled = int(30 * done / n)
-        return (f"[dse] [{'#' * filled}{'.' * (30 - filled)}] {done}/{n} points, {failed} "
-                f"failed, {time.monotonic() - t0:.0f} s")
-
-    print(f"[dse] {len(points)} points on {args.device}, {args.jobs} at a time; throughput "
-          f"from the analytic model at each point's Fmax", flush=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futs = {pool.submit(run_point, pt, args.device, out, args.freq, not args.fresh,
-                            gemm, args.route): pt for pt in points}
-        for fut in as_completed(futs):
-            pt = futs[fut]
-            res = fut.result()
-            with lock:
-                done += 1
-                status = res[0]["status"]
-                if status != "ok":
-                    failed += 1
-                rows += res
-                best = max((r.get("gops", 0) for r in res), default=0)
-                print(f"[dse] {pt.tag}: {status}"
-                      + (f", {res[0]['lut']} LUT, {res[0]['fmax_mhz']} MHz, best "
-                         f"{best:.2f} GOPS" if status == "ok" else f" ({res[0]['error']})"),
-                      flush=True)
-                print(bar(), flush=True)
+    for pt, res in zip(points, results, strict=True):
+        if res.error is not None:  # the point's task itself failed (worker lost, ...)
+            rows.append({"tag": pt.tag, "fmt_set": pt.fmt_set, "rows": pt.rows,
+                         "cols": pt.cols, "slots": pt.slots, "window": pt.window,
+                         "status": "failed", "error": res.error})
+        else:
+            rows += res.value
+    failed = sorted({r["tag"] for r in rows if r["status"] != "ok"})
+    if failed:
+        print(f"[dse] {len(failed)} of {len(points)} points failed: {', '.join(failed)}",
+              flush=True)
     order = {pt.tag: i for i, pt in enumerate(points)}
     rows.sort(key=lambda r: (order.get(r["tag"], 0), r.get("mode", "")))
     csv_path = out / "dse.csv"

@@ -7,7 +7,10 @@ testbench assigns one word per stream per cycle.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from amaranth.hdl import Const
@@ -27,7 +30,7 @@ from hw.config import (
 from hw.lanemap import lane_map
 from hw.layouts import Layouts
 
-__all__ = ["PackError", "GemmProgram", "Packer"]
+__all__ = ["PackError", "GemmProgram", "BeatFiles", "Packer"]
 
 
 class PackError(ValueError):
@@ -56,14 +59,26 @@ def _place(bits: np.ndarray, offset: int, width: int, stride: int, values: np.nd
     values = np.asarray(values, dtype=np.int64)
     if values.ndim == 1:
         values = values[:, None]
-    cols = offset + np.arange(values.shape[1]) * stride
-    for b in range(width):
-        bits[:, cols + b] = (values >> b) & 1
+    b = np.arange(width)
+    cols = (offset + np.arange(values.shape[1]) * stride)[:, None] + b[None, :]
+    bits[:, cols.ravel()] = ((values[:, :, None] >> b) & 1).reshape(values.shape[0], -1)
 
 
 def _to_ints(bits: np.ndarray) -> list[int]:
     packed = np.packbits(bits, axis=1, bitorder="little")
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def _hex_lines(bits: np.ndarray) -> bytes:
+    """Rows of bits (LSB first) → ``$readmemh`` lines, exactly ``ceil(width / 4)`` digits."""
+    n, width = bits.shape
+    digits = -(-width // 4)
+    packed = np.packbits(bits, axis=1, bitorder="little")[:, ::-1]  # most significant first
+    text = np.frombuffer(packed.tobytes().hex().encode(), np.uint8).reshape(n, -1)
+    lines = np.empty((n, digits + 1), np.uint8)
+    lines[:, :digits] = text[:, text.shape[1] - digits:]
+    lines[:, digits] = ord("\n")
+    return lines.tobytes()
 
 
 @dataclass
@@ -87,6 +102,54 @@ class GemmProgram:
         return len(self.act_beats)
 
 
+@dataclass
+class BeatFiles:
+    """The ``$readmemh`` files of one GEMM (`Packer.write_beat_files`) and how to read back
+    its results (`Packer.assemble` takes it like a `GemmProgram`)."""
+
+    directory: Path
+    mode: Mode
+    mode_word: int
+    step: int
+    k_beats: int
+    group_beats: int
+    M: int
+    N: int
+    m_tiles: int
+    n_tiles: int
+    rows: int
+    offsets: tuple[int, int, int]   # first word in act.hex, wgt.hex, prm.hex
+    tiles: list[tuple[int, int]] = field(repr=False)
+
+    @property
+    def beats(self) -> int:
+        """Beats streamed (every tile's, in stream order)."""
+        return len(self.tiles) * self.k_beats
+
+    @property
+    def result_rows(self) -> int:
+        return len(self.tiles) * self.rows
+
+
+@dataclass
+class _TilePlan:
+    """A checked GEMM laid out for packing, tile by tile."""
+
+    mode: Mode
+    mode_word: int
+    step: int
+    k_beats: int
+    group_beats: int
+    M: int
+    N: int
+    m_tiles: int
+    n_tiles: int
+    requant: bool
+    act_bits: Callable[[int], np.ndarray]
+    wgt_bits: Callable[[int], np.ndarray]
+    prm_word: Callable[[int], int]
+
+
 class Packer:
     """Packs GEMMs for one configuration."""
 
@@ -96,6 +159,10 @@ class Packer:
         self.act_bits = lay.act_beat.size
         self.wgt_bits = lay.wgt_beat.size
         self.res_bits = lay.res_beat.size
+        self.prm_bits = lay.col_params.size * cfg.cols
+        self._prm_fields = [(_offset(lay.col_params, k)[0], _width(_offset(lay.col_params, k)[1]))
+                            for k in ("bias", "mult", "shift", "zp")]
+        self.mode_bits = lay.mode.size
         self._x_off, _ = _offset(lay.act_beat, "x")
         self._xexp_off = _offset(lay.act_beat, "x_exp")[0] if lay.has_x_exp else None
         self._pkt_size = lay.packet.size
@@ -130,6 +197,17 @@ class Packer:
         ])
         return Const.cast(const.as_value()).value
 
+    def _prm_word_fast(self, bias, mult, shift, zp) -> int:
+        """`prm_word` from the layout's field offsets (two's complement fields), without
+        building a constant: the same word, for values in range."""
+        size = self.lay.col_params.size
+        word = 0
+        for c in range(self.cfg.cols):
+            for (off, width), value in zip(self._prm_fields, (bias[c], mult[c], shift[c], zp[c]),
+                                           strict=True):
+                word |= (int(value) & ((1 << width) - 1)) << (c * size + off)
+        return word
+
     # -- packing ---------------------------------------------------------------------------
 
     def pack(self, layer, x: np.ndarray, *, x_exp: np.ndarray | None = None,
@@ -138,6 +216,101 @@ class Packer:
 
         M and N are padded up to whole tiles (zero activations, zero-valued weight columns).
         """
+        plan = self._plan(layer, x, x_exp, out_stage)
+        act_blocks = [_to_ints(plan.act_bits(mt)) for mt in range(plan.m_tiles)]
+        act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
+        for nt in range(plan.n_tiles):
+            w_ints = _to_ints(plan.wgt_bits(nt))
+            for mt in range(plan.m_tiles):
+                act_beats += act_blocks[mt]
+                wgt_beats += w_ints
+                tiles.append((mt * self.cfg.rows, nt * self.cfg.cols))
+                if plan.requant:
+                    prm_beats.append(plan.prm_word(nt))
+        return GemmProgram(
+            mode=plan.mode, mode_word=plan.mode_word, step=plan.step, k_beats=plan.k_beats,
+            group_beats=plan.group_beats, M=plan.M, N=plan.N, tiles=tiles,
+            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats)
+
+    def write_beat_files(self, layer, x: np.ndarray, out_dir, *,
+                         x_exp: np.ndarray | None = None, out_stage: str = "raw") -> BeatFiles:
+        """Write one GEMM's beats as ``$readmemh`` files plus ``index.json`` into ``out_dir``
+        (`write_gemms` with one GEMM)."""
+        gemm = {"layer": layer, "x": x, "x_exp": x_exp, "out_stage": out_stage}
+        return self.write_gemms([gemm], out_dir)[0]
+
+    def write_gemms(self, gemms: list[dict], out_dir) -> list[BeatFiles]:
+        """Write GEMMs (dicts of ``layer``, ``x``, ``x_exp``, ``out_stage``) run one after the
+        other as ``$readmemh`` files plus ``index.json`` into ``out_dir``.
+
+        Unlike `pack`, every activation row tile and weight column tile is written once
+        (``act.hex``: ``m_tiles × k_beats`` words per GEMM, ``wgt.hex``: ``n_tiles ×
+        k_beats``, ``prm.hex``: one word per column tile in requant mode); a reader replays
+        them in the stream order of `pack` (column tile by column tile, the row tiles inside).
+        ``header.hex``: the number of GEMMs, then per GEMM the mode word, ``k_beats``,
+        ``m_tiles``, ``n_tiles``, the requant flag and its first word in each of act.hex,
+        wgt.hex and prm.hex, one a line.
+        """
+        plans = [self._plan(g["layer"], g["x"], g.get("x_exp"), g.get("out_stage", "raw"))
+                 for g in gemms]
+        if not plans:
+            raise PackError("no GEMM to write")
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PackError(f"cannot create the output directory {out}: "
+                            f"{exc.strerror or exc}") from None
+        prm_digits = -(-self.prm_bits // 4)
+        header = [len(plans)]
+        result: list[BeatFiles] = []
+        offsets = [0, 0, 0]
+        with (open(out / "act.hex", "wb") as act, open(out / "wgt.hex", "wb") as wgt,
+              open(out / "prm.hex", "w") as prm):
+            for plan in plans:
+                for mt in range(plan.m_tiles):
+                    act.write(_hex_lines(plan.act_bits(mt)))
+                for nt in range(plan.n_tiles):
+                    wgt.write(_hex_lines(plan.wgt_bits(nt)))
+                if plan.requant:
+                    for nt in range(plan.n_tiles):
+                        prm.write(f"{plan.prm_word(nt):0{prm_digits}x}\n")
+                header += [plan.mode_word, plan.k_beats, plan.m_tiles, plan.n_tiles,
+                           int(plan.requant), *offsets]
+                result.append(BeatFiles(
+                    directory=out, mode=plan.mode, mode_word=plan.mode_word, step=plan.step,
+                    k_beats=plan.k_beats, group_beats=plan.group_beats, M=plan.M, N=plan.N,
+                    m_tiles=plan.m_tiles, n_tiles=plan.n_tiles, rows=self.cfg.rows,
+                    offsets=tuple(offsets),
+                    tiles=[(mt * self.cfg.rows, nt * self.cfg.cols)
+                           for nt in range(plan.n_tiles) for mt in range(plan.m_tiles)]))
+                offsets[0] += plan.m_tiles * plan.k_beats
+                offsets[1] += plan.n_tiles * plan.k_beats
+                offsets[2] += plan.n_tiles if plan.requant else 0
+        (out / "header.hex").write_text("".join(f"{v:016x}\n" for v in header))
+        index = {
+            "config": self.cfg.name, "rows": self.cfg.rows, "cols": self.cfg.cols,
+            "bits": {"act": self.act_bits, "wgt": self.wgt_bits, "prm": self.prm_bits,
+                     "res": self.res_bits, "mode": self.mode_bits},
+            "files": {"header": "header.hex", "act": "act.hex", "wgt": "wgt.hex",
+                      "prm": "prm.hex"},
+            "words": {"act": offsets[0], "wgt": offsets[1], "prm": offsets[2]},
+            "stream_order": "tile t = nt * m_tiles + mt; act word act_first + mt * k_beats + "
+                            "beat, wgt word wgt_first + nt * k_beats + beat, prm word "
+                            "prm_first + nt",
+            "gemms": [{"mode": f.mode.name, "out_stage": f.mode.out_stage,
+                       "mode_word": f"{f.mode_word:x}", "M": f.M, "N": f.N, "step": f.step,
+                       "k_beats": f.k_beats, "group_beats": f.group_beats,
+                       "m_tiles": f.m_tiles, "n_tiles": f.n_tiles, "beats": f.beats,
+                       "result_rows": f.result_rows, "act_first": f.offsets[0],
+                       "wgt_first": f.offsets[1], "prm_first": f.offsets[2]}
+                      for f in result],
+        }
+        (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+        return result
+
+    def _plan(self, layer, x, x_exp, out_stage: str) -> _TilePlan:
+        """Check the GEMM and lay out its arrays; tiles are packed on demand."""
         cfg = self.cfg
         K, N = (int(v) for v in layer.shape)
         x = np.asarray(x)
@@ -209,8 +382,8 @@ class Packer:
         beat_group = (np.arange(k_beats) * step) // G
         beat_block = (np.arange(k_beats) * step) // MX_BLOCK
 
-        act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
         requant = out_stage == "requant"
+        prm = None
         if requant:
             for key in ("out_mult", "out_shift"):
                 if getattr(layer, key, None) is None:
@@ -225,9 +398,9 @@ class Packer:
             zp = np.zeros(Np, np.int64)
             if layer.out_zp is not None:
                 zp[:N] = np.broadcast_to(np.asarray(layer.out_zp, np.int64), (N,))
+            prm = (bias, mult, shift, zp)
 
-        V = cfg.window
-        for nt in range(n_tiles):
+        def wgt_bits(nt: int) -> np.ndarray:
             n0 = nt * cols
             wbits = np.zeros((k_beats, self.wgt_bits), np.uint8)
             for c in range(cols):
@@ -241,25 +414,28 @@ class Packer:
                            scales[beat_group, n0 + c])
                 if self._zero_off is not None:
                     _place(wbits, base + self._zero_off, 4, 0, zeros[beat_group, n0 + c])
-            w_ints = _to_ints(wbits)
-            for mt in range(m_tiles):
-                m0 = mt * rows
-                abits = np.zeros((k_beats, self.act_bits), np.uint8)
-                win = np.zeros((k_beats, rows, V), np.int64)
-                win[:, :, k_pos] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
-                _place(abits, self._x_off, 8, 8, win.reshape(k_beats, rows * V))
-                if self._xexp_off is not None:
-                    _place(abits, self._xexp_off, 8, 8, xe[m0:m0 + rows][:, beat_block].T)
-                act_beats += _to_ints(abits)
-                wgt_beats += w_ints
-                tiles.append((m0, n0))
-                if requant:
-                    prm_beats.append(self.prm_word(bias[n0:n0 + cols], mult[n0:n0 + cols],
-                                                   shift[n0:n0 + cols], zp[n0:n0 + cols]))
-        return GemmProgram(
-            mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats), step=step,
-            k_beats=k_beats, group_beats=group_beats, M=M, N=N, tiles=tiles,
-            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats)
+            return wbits
+
+        V = cfg.window
+
+        def act_bits(mt: int) -> np.ndarray:
+            m0 = mt * rows
+            abits = np.zeros((k_beats, self.act_bits), np.uint8)
+            win = np.zeros((k_beats, rows, V), np.int64)
+            win[:, :, k_pos] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
+            _place(abits, self._x_off, 8, 8, win.reshape(k_beats, rows * V))
+            if self._xexp_off is not None:
+                _place(abits, self._xexp_off, 8, 8, xe[m0:m0 + rows][:, beat_block].T)
+            return abits
+
+        def prm_word(nt: int) -> int:
+            sl = slice(nt * cols, nt * cols + cols)
+            return self._prm_word_fast(*(a[sl] for a in prm))
+
+        return _TilePlan(mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats),
+                         step=step, k_beats=k_beats, group_beats=group_beats, M=M, N=N,
+                         m_tiles=m_tiles, n_tiles=n_tiles, requant=requant,
+                         act_bits=act_bits, wgt_bits=wgt_bits, prm_word=prm_word)
 
     # -- results ---------------------------------------------------------------------------
 

@@ -9,6 +9,9 @@ controller merges exactly those files, prints the summary table and writes
 from __future__ import annotations
 
 _COVERAGE_FILES: list[str] = []
+#: Tests skipped because a simulator is missing (reason starts with the simulator's name).
+_MISSING_SIM_SKIPS: list[tuple[str, str]] = []
+_SIM_PREFIXES = ("icarus:", "verilator:")
 
 
 def pytest_configure(config):
@@ -17,6 +20,10 @@ def pytest_configure(config):
 
 
 def pytest_runtest_logreport(report):
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith(_SIM_PREFIXES):
+            _MISSING_SIM_SKIPS.append((report.nodeid, reason))
     if report.when != "call":
         return
     for key, value in getattr(report, "user_properties", ()):
@@ -25,7 +32,17 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if hasattr(config, "workerinput") or not _COVERAGE_FILES:
+    if hasattr(config, "workerinput"):
+        return
+    if _MISSING_SIM_SKIPS:
+        terminalreporter.section("SIMULATOR MISSING: tests NOT run", red=True, bold=True)
+        for nodeid, reason in _MISSING_SIM_SKIPS:
+            terminalreporter.write_line(f"SKIPPED {nodeid}: {reason}", red=True)
+        terminalreporter.write_line(
+            f"{len(_MISSING_SIM_SKIPS)} simulation tests did not run. Icarus Verilog comes from "
+            "Debian/Ubuntu: `sudo apt-get install iverilog` (macOS: `brew install icarus-verilog`"
+            "), then run `make test` again (see README, Quick start).", yellow=True, bold=True)
+    if not _COVERAGE_FILES:
         return
     from verif.coverage import summary_lines, write_report
     from verif.toolchain import BUILD

@@ -14,9 +14,13 @@ from hw.config import ConfigError
 def test_bench_tiny_matches_model_and_golden(tmp_path):
     """Two modes on tiny: bit-exact, cycles equal to the analytic model, speedup measured."""
     status = bench.main(["--preset", "tiny", "--k", "256", "--modes", "dense int8,2:4 int4",
-                         "--device", "ecp5-85k", "-o", str(tmp_path)])
+                         "--device", "ecp5-85k", "--compare-tiles", "2", "-o", str(tmp_path)])
     assert status == 0
     rep = json.loads((tmp_path / "tiny.json").read_text())
+    eng = rep["engines"]  # the native vs cocotb comparison of the same GEMM
+    assert eng["same_cycles"] and eng["same_results"]
+    assert eng["native"]["matches_golden"] and eng["cocotb"]["matches_golden"]
+    assert eng["native"]["cycles_per_second"] > 0 and eng["speedup"] > 0
     rows = {r["label"]: r for r in rep["rows"]}
     assert set(rows) == {"dense int8", "2:4 int4"}
     for r in rows.values():
@@ -26,7 +30,7 @@ def test_bench_tiny_matches_model_and_golden(tmp_path):
     assert rows["dense int8"]["speedup_vs_dense_int8"] == 1.0
     assert rows["2:4 int4"]["speedup_vs_dense_int8"] > 3.0  # 4x the lanes, some fill/drain
     md = (tmp_path / "tiny.md").read_text()
-    assert "2:4 int4" in md and "Decode" in md
+    assert "2:4 int4" in md and "Decode" in md and "Engines, measured in this run" in md
 
 
 def test_bench_refuses_unknown_mode(capsys):

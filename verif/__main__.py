@@ -67,8 +67,13 @@ def cmd_run(args) -> int:
             raise UserError(f"activation exponents {args.x_exp} must be uint8, not {x_exp.dtype}")
     try:
         waves = str(Path(args.out).with_suffix(".fst")) if args.waves else False
+        traffic = None
+        if args.traffic_seed is not None:
+            from verif.native import Traffic
+            traffic = Traffic.random(np.random.default_rng(args.traffic_seed))
         result = run_layer(cfg, layer, x, x_exp=x_exp, out_stage=args.out_stage,
-                           waves=waves, progress=_progress)
+                           waves=waves, progress=_progress, sim=args.sim,
+                           engine="cocotb" if args.cocotb else "native", traffic=traffic)
     except RunError as exc:
         raise UserError(str(exc)) from None
     np.save(out, result.y)
@@ -79,7 +84,8 @@ def cmd_run(args) -> int:
         Path(args.report).write_text(json.dumps(rep, indent=2) + "\n")
     print(f"{rep['mode']}: M={rep['M']} N={rep['N']} K={rep['K']} on {rep['rows']}x{rep['cols']}"
           f" -> {rep['cycles']} cycles (ideal {rep['ideal_cycles']:.0f}, utilization "
-          f"{rep['utilization']:.3f}), wrote {out}")
+          f"{rep['utilization']:.3f}; {rep['engine']} on {rep['sim']}, "
+          f"{rep['cycles_per_second']:.3g} cycles/s), wrote {out}")
     if rep.get("waves"):
         print(f"waveform: {rep['waves']}")
     if rep["errors"]:
@@ -102,7 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--err-out", help="write the per-output error flags (.npy, bool)")
     p.add_argument("--report", help="JSON report: cycles, ideal_cycles, utilization, ...")
     p.add_argument("--waves", action="store_true",
-                   help="dump an FST waveform beside the result (Y.fst; needs liblz4-dev)")
+                   help="dump an FST waveform beside the result (Y.fst; needs liblz4-dev; "
+                        "with --cocotb)")
+    p.add_argument("--cocotb", action="store_true",
+                   help="run on the cocotb testbench instead of the native harness")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--traffic-seed", type=int, metavar="S",
+                   help="random valid/ready traffic on every stream from seed S (default: "
+                        "full rate); the same on both engines")
     return parser
 
 

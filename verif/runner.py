@@ -2,6 +2,9 @@
 
 M and N are tiled (and padded) by the packer; a per-channel K that is not a multiple of the
 beat is padded with zero weights. The model is built once per configuration and cached.
+Two engines run the same RTL: ``native`` (default; the Verilog harness of `verif.native`,
+stimulus and results in files) and ``cocotb`` (the testbench `verif.tb_core`, with functional
+coverage; about two orders of magnitude slower).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from golden.layer import Layer
 from golden.sparsity import parse_sparsity
 from hw.config import ArrayConfig, ConfigError, Mode
 
-__all__ = ["RunError", "RunResult", "prepare_layer", "run_layer", "ideal_cycles"]
+__all__ = ["ENGINES", "RunError", "RunResult", "prepare_layer", "run_layer", "ideal_cycles"]
+
+ENGINES = ("native", "cocotb")
 
 
 class RunError(ValueError):
@@ -63,14 +68,18 @@ def prepare_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray) -> tuple[Layer,
 
 def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
               out_stage: str = "raw", waves: bool | str = False, progress=None,
-              sim: str = "verilator") -> RunResult:
+              sim: str = "verilator", engine: str = "native", traffic=None) -> RunResult:
     """Run ``x @ layer`` on the RTL; return the result exactly as ``golden gemm`` would.
 
-    ``waves`` may be a path: the FST waveform is written there (else kept in the report's
-    ``waves`` entry only while the temporary run directory exists).
+    ``engine`` is ``native`` or ``cocotb``; ``traffic`` (a `verif.native.Traffic`, default
+    full rate) throttles the streams the same way on both. ``waves`` (cocotb engine only) may
+    be a path: the FST waveform is written there (else kept in the report's ``waves`` entry
+    only while the temporary run directory exists).
     """
-    from verif.launch import run_cases
-    from verif.toolchain import build_model
+    if engine not in ENGINES:
+        raise RunError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if waves and engine != "cocotb":
+        raise RunError("waveforms come from the cocotb engine (use --cocotb with --waves)")
 
     x = np.asarray(x)
     if x.ndim != 2 or x.dtype != np.int8:
@@ -87,34 +96,62 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
             raise RunError("layer key 'bias': the hardware's bias is int32; values exceed it")
     padded, xp = prepare_layer(cfg, layer, x)
     try:
-        cfg.check_mode(mode, group=int(padded.group), k=int(padded.shape[0]))
-        prog = Packer(cfg).pack(padded, xp, x_exp=x_exp, out_stage=out_stage)
+        step = cfg.check_mode(mode, group=int(padded.group), k=int(padded.shape[0]))
+        # The native engine packs into files itself (each row and column tile once).
+        prog = (Packer(cfg).pack(padded, xp, x_exp=x_exp, out_stage=out_stage)
+                if engine == "cocotb" else None)
     except (ConfigError, PackError) as exc:
         raise RunError(f"this configuration ({cfg.name}) cannot run the layer: {exc}") from None
+    k_beats = int(padded.shape[0]) // step
+    n_tiles = -(-M // cfg.rows) * -(-N // cfg.cols)
     t0 = time.monotonic()
     if progress:
-        progress(f"model {cfg.name} ({cfg.rows}x{cfg.cols}, {sim})")
-    model = build_model(cfg, sim=sim, waves=bool(waves), quiet=progress is None)
-    if progress:
-        progress(f"simulating {len(prog.tiles)} tiles x {prog.k_beats} beats "
-                 f"({prog.beats} beats) in mode {mode.name}")
-    case = {"name": "run", "layer": padded, "x": xp, "x_exp": x_exp, "out_stage": out_stage}
-    report = run_cases(model, [case], waves=bool(waves), progress=progress,
-                       waves_to=waves if isinstance(waves, str) else None)
-    y, err = report["results"]["run"]
-    entry = report["cases"][0]
+        progress(f"model {cfg.name} ({cfg.rows}x{cfg.cols}, {sim}, {engine})")
+    report = {}
+    if engine == "native":
+        from verif.native import run_gemm_native
+        if progress:
+            progress(f"packing and simulating {n_tiles} tiles x {k_beats} beats "
+                     f"({n_tiles * k_beats} beats) in mode {mode.name}")
+        try:
+            out = run_gemm_native(cfg, padded, xp, x_exp=x_exp, out_stage=out_stage,
+                                  traffic=traffic, sim=sim, quiet=progress is None)
+        except PackError as exc:
+            raise RunError(f"this configuration ({cfg.name}) cannot run the layer: "
+                           f"{exc}") from None
+        y, err, entry = out["y"], out["err"], {"cycles": out["cycles"]}
+        sim_seconds = out["sim_seconds"]
+    else:
+        from verif.launch import run_cases
+        from verif.toolchain import build_model
+        model = build_model(cfg, sim=sim, waves=bool(waves), quiet=progress is None)
+        if progress:
+            progress(f"simulating {n_tiles} tiles x {k_beats} beats "
+                     f"({prog.beats} beats) in mode {mode.name}")
+        case = {"name": "run", "layer": padded, "x": xp, "x_exp": x_exp,
+                "out_stage": out_stage}
+        if traffic is not None:
+            case.update(traffic.patterns())
+        t_sim = time.monotonic()
+        report = run_cases(model, [case], waves=bool(waves), progress=progress,
+                           waves_to=waves if isinstance(waves, str) else None)
+        sim_seconds = time.monotonic() - t_sim
+        y, err = report["results"]["run"]
+        entry = report["cases"][0]
     ideal = ideal_cycles(cfg, mode, M, N, K)
     summary = {
         "preset": cfg.name, "mode": mode.name, "format": mode.fmt, "sparsity": mode.sparsity,
         "scale_kind": mode.scale_kind, "mx_act": mode.mx_act, "out_stage": out_stage,
         "M": M, "N": N, "K": K, "K_padded": int(padded.shape[0]),
-        "rows": cfg.rows, "cols": cfg.cols, "step_k": prog.step, "tiles": len(prog.tiles),
-        "beats": prog.beats, "cycles": entry["cycles"], "ideal_cycles": ideal,
+        "rows": cfg.rows, "cols": cfg.cols, "step_k": step, "tiles": n_tiles,
+        "beats": n_tiles * k_beats, "cycles": entry["cycles"], "ideal_cycles": ideal,
         "utilization": ideal / entry["cycles"] if entry["cycles"] else 0.0,
         "macs_per_cycle": M * N * K / entry["cycles"] if entry["cycles"] else 0.0,
         "frac_bits": cfg.frac_bits if mode.scale_kind == "pow2" else 0,
         "acc_bits": cfg.acc_bits, "errors": int(np.asarray(err).sum()),
-        "wall_seconds": round(time.monotonic() - t0, 2),
+        "engine": engine, "sim": sim, "wall_seconds": round(time.monotonic() - t0, 2),
+        "sim_seconds": round(sim_seconds, 3),
+        "cycles_per_second": round(entry["cycles"] / sim_seconds) if sim_seconds else 0,
     }
     if report.get("waves"):
         summary["waves"] = report["waves"]

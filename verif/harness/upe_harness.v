@@ -1,0 +1,253 @@
+// Stand-alone harness of the unified compression PE array core: a plain-Verilog example of
+// driving it, and the native simulation path of the verification flow.
+//
+// The beats come from `$readmemh` files in the working directory, written by
+// `python -m gen pack` (see its index.json); one or more GEMMs run one after the other:
+//   header.hex  the number of GEMMs, then 8 words per GEMM: mode word, k_beats, m_tiles,
+//               n_tiles, requant, and the GEMM's first word in act.hex, wgt.hex, prm.hex
+//   act.hex     activation beats of every row tile:  m_tiles x k_beats words per GEMM
+//   wgt.hex     weight beats of every column tile:   n_tiles x k_beats words per GEMM
+//   prm.hex     requant parameters of every column tile (requant only): n_tiles words
+// Tiles stream column tile by column tile, the row tiles inside (tile t = nt * m_tiles + mt),
+// so a stream's word is read at (tile's row/column tile) * k_beats + beat.
+//
+// Every stream is throttled by its own 16-bit Galois LFSR (polynomial x^16+x^14+x^13+x^11+1):
+// a source that is not presenting a beat draws one LFSR step and presents when the low byte of
+// the state is below its duty (0..256, 256 = always); the result sink draws every cycle and is
+// ready on the same rule. A presented beat stays valid until taken. Every GEMM starts from
+// the seeds again. Plusargs (all optional):
+//   +act_seed= +wgt_seed= +prm_seed= +res_seed=   LFSR seeds (1..65535; 0 counts as 1)
+//   +act_duty= +wgt_duty= +prm_duty= +res_duty=   duties (default 256)
+//   +max_idle=N   give up after N cycles without a transfer (default 100000)
+// Output, result.txt: per GEMM one result beat a line (hex), then
+//   "cycles C first F last L" (C = L - F + 1, from the first beat taken to the last result row)
+// or a line starting with "error".
+//
+// Widths and memory depths come from macros (-D), the core's module name from UPE_CORE.
+
+module upe_harness (
+    input wire clk
+);
+    parameter ACT_BITS  = `UPE_ACT_BITS;
+    parameter WGT_BITS  = `UPE_WGT_BITS;
+    parameter PRM_BITS  = `UPE_PRM_BITS;
+    parameter RES_BITS  = `UPE_RES_BITS;
+    parameter MODE_BITS = `UPE_MODE_BITS;
+    parameter ACT_DEPTH = `UPE_ACT_DEPTH;
+    parameter WGT_DEPTH = `UPE_WGT_DEPTH;
+    parameter PRM_DEPTH = `UPE_PRM_DEPTH;
+    parameter MAX_GEMMS = `UPE_MAX_GEMMS;
+
+    reg [ACT_BITS-1:0] act_mem [0:ACT_DEPTH-1];
+    reg [WGT_BITS-1:0] wgt_mem [0:WGT_DEPTH-1];
+    reg [PRM_BITS-1:0] prm_mem [0:PRM_DEPTH-1];
+    reg [63:0]         header  [0:8*MAX_GEMMS];
+
+    // ---- the current GEMM --------------------------------------------------------------
+    reg  [31:0] n_gemms;
+    reg  [31:0] gemm = 0;
+    wire [31:0] h = 1 + 8 * gemm;
+    wire [MODE_BITS-1:0] mode = header[h][MODE_BITS-1:0];
+    wire [31:0] k_beats = header[h + 1][31:0];
+    wire [31:0] m_tiles = header[h + 2][31:0];
+    wire [31:0] n_tiles = header[h + 3][31:0];
+    wire        requant = header[h + 4][0];
+    wire [31:0] act_off = header[h + 5][31:0];
+    wire [31:0] wgt_off = header[h + 6][31:0];
+    wire [31:0] prm_off = header[h + 7][31:0];
+    wire [31:0] n_act = k_beats * m_tiles * n_tiles;
+    wire [31:0] n_prm = requant ? m_tiles * n_tiles : 0;
+    wire [31:0] n_res = m_tiles * n_tiles * `UPE_ROWS;
+    reg [8:0]  act_duty, wgt_duty, prm_duty, res_duty;
+    reg [15:0] act_lfsr, wgt_lfsr, prm_lfsr, res_lfsr;
+    reg [15:0] act_seed, wgt_seed, prm_seed, res_seed;
+    reg [31:0] max_idle;
+    integer    fd, value;
+
+    // ---- the core ------------------------------------------------------------------------
+    reg  [2:0] rst_count = 3'd4;
+    wire       rst = rst_count != 3'd0;
+    wire       running = !rst;
+    wire [ACT_BITS-1:0] act_payload;
+    wire [WGT_BITS-1:0] wgt_payload;
+    wire [PRM_BITS-1:0] prm_payload;
+    wire [RES_BITS-1:0] res_payload;
+    wire act_valid, wgt_valid, prm_valid, res_ready;
+    wire act_ready, wgt_ready, prm_ready, res_valid, busy;
+
+    `UPE_CORE core (
+        .clk(clk), .rst(rst), .mode(mode),
+        .act__payload(act_payload), .act__valid(act_valid), .act__ready(act_ready),
+        .wgt__payload(wgt_payload), .wgt__valid(wgt_valid), .wgt__ready(wgt_ready),
+        .prm__payload(prm_payload), .prm__valid(prm_valid), .prm__ready(prm_ready),
+        .res__payload(res_payload), .res__valid(res_valid), .res__ready(res_ready),
+        .busy(busy)
+    );
+
+    // ---- stimulus: act and wgt share the beat counters (taken together) --------------------
+    reg [31:0] taken = 0;        // beats taken
+    reg [31:0] beat = 0;         // beat within the tile
+    reg [31:0] mt = 0;           // row tile of the current tile
+    reg [31:0] act_base = 0;     // act_off + mt * k_beats
+    reg [31:0] wgt_base = 0;     // wgt_off + nt * k_beats
+    reg        act_on = 0, wgt_on = 0;   // presenting a beat (held until taken)
+    wire       beats_done = taken == n_act;
+    wire       act_gate = {1'b0, act_lfsr[7:0]} < act_duty;
+    wire       wgt_gate = {1'b0, wgt_lfsr[7:0]} < wgt_duty;
+    assign act_valid = running && !beats_done && (act_on || act_gate);
+    assign wgt_valid = running && !beats_done && (wgt_on || wgt_gate);
+    assign act_payload = act_mem[act_base + beat];
+    assign wgt_payload = wgt_mem[wgt_base + beat];
+    wire take = act_valid && wgt_valid && act_ready;
+
+    reg [31:0] prm_taken = 0;
+    reg [31:0] prm_m = 0;        // row tile of the tile this parameter beat belongs to
+    reg [31:0] prm_n = 0;        // its column tile (the word read)
+    reg        prm_on = 0;
+    wire       prm_done = prm_taken == n_prm;
+    wire       prm_gate = {1'b0, prm_lfsr[7:0]} < prm_duty;
+    assign prm_valid = running && !prm_done && (prm_on || prm_gate);
+    assign prm_payload = prm_mem[prm_n];
+    wire prm_take = prm_valid && prm_ready;
+
+    assign res_ready = running && ({1'b0, res_lfsr[7:0]} < res_duty);
+    wire res_take = res_valid && res_ready;
+
+    function [15:0] lfsr_next(input [15:0] s);
+        lfsr_next = s[0] ? ((s >> 1) ^ 16'hB400) : (s >> 1);
+    endfunction
+
+    // ---- bookkeeping ----------------------------------------------------------------------
+    reg [31:0] cycle = 0, first = 0, last = 0, results = 0, idle = 0;
+    reg        started = 0;
+
+    reg [31:0] act_words, wgt_words, prm_words;
+    integer    g;
+
+    initial begin
+        $readmemh("header.hex", header);
+        n_gemms = header[0][31:0];
+        act_words = 0; wgt_words = 0; prm_words = 0;
+        for (g = 0; g < n_gemms; g = g + 1) begin
+            act_words = act_words + header[3 + 8 * g][31:0] * header[2 + 8 * g][31:0];
+            wgt_words = wgt_words + header[4 + 8 * g][31:0] * header[2 + 8 * g][31:0];
+            if (header[5 + 8 * g][0])
+                prm_words = prm_words + header[4 + 8 * g][31:0];
+        end
+        $readmemh("act.hex", act_mem, 0, act_words - 1);
+        $readmemh("wgt.hex", wgt_mem, 0, wgt_words - 1);
+        if (prm_words != 0)
+            $readmemh("prm.hex", prm_mem, 0, prm_words - 1);
+        act_seed = 16'd1; wgt_seed = 16'd1; prm_seed = 16'd1; res_seed = 16'd1;
+        act_duty = 9'd256; wgt_duty = 9'd256; prm_duty = 9'd256; res_duty = 9'd256;
+        if ($value$plusargs("act_seed=%d", value) && value % 65536 != 0) act_seed = value[15:0];
+        if ($value$plusargs("wgt_seed=%d", value) && value % 65536 != 0) wgt_seed = value[15:0];
+        if ($value$plusargs("prm_seed=%d", value) && value % 65536 != 0) prm_seed = value[15:0];
+        if ($value$plusargs("res_seed=%d", value) && value % 65536 != 0) res_seed = value[15:0];
+        act_lfsr = act_seed; wgt_lfsr = wgt_seed; prm_lfsr = prm_seed; res_lfsr = res_seed;
+        if ($value$plusargs("act_duty=%d", value)) act_duty = value[8:0];
+        if ($value$plusargs("wgt_duty=%d", value)) wgt_duty = value[8:0];
+        if ($value$plusargs("prm_duty=%d", value)) prm_duty = value[8:0];
+        if ($value$plusargs("res_duty=%d", value)) res_duty = value[8:0];
+        max_idle = 100000;
+        if ($value$plusargs("max_idle=%d", value)) max_idle = value;
+        fd = $fopen("result.txt", "w");
+        if (n_gemms == 0 || n_gemms > MAX_GEMMS) begin
+            $fwrite(fd, "error: header.hex lists %0d GEMMs (1..%0d)\n", n_gemms, MAX_GEMMS);
+            $fclose(fd);
+            $finish;
+        end
+    end
+
+    always @(posedge clk) begin
+        if (rst) begin
+            rst_count <= rst_count - 3'd1;
+            act_base <= act_off;
+            wgt_base <= wgt_off;
+            prm_n <= prm_off;
+        end else begin
+            cycle <= cycle + 1;
+            // Sources: a draw of the gate whenever not presenting; held until taken.
+            if (!act_on && !beats_done) act_lfsr <= lfsr_next(act_lfsr);
+            if (!wgt_on && !beats_done) wgt_lfsr <= lfsr_next(wgt_lfsr);
+            if (!prm_on && !prm_done) prm_lfsr <= lfsr_next(prm_lfsr);
+            res_lfsr <= lfsr_next(res_lfsr);
+            act_on <= act_valid && !take;
+            wgt_on <= wgt_valid && !take;
+            prm_on <= prm_valid && !prm_take;
+            if (take) begin
+                if (!started) begin
+                    started <= 1;
+                    first <= cycle + 1;
+                end
+                taken <= taken + 1;
+                if (beat == k_beats - 1) begin
+                    beat <= 0;
+                    if (mt == m_tiles - 1) begin
+                        mt <= 0;
+                        act_base <= act_off;
+                        wgt_base <= wgt_base + k_beats;
+                    end else begin
+                        mt <= mt + 1;
+                        act_base <= act_base + k_beats;
+                    end
+                end else begin
+                    beat <= beat + 1;
+                end
+            end
+            if (prm_take) begin
+                prm_taken <= prm_taken + 1;
+                if (prm_m == m_tiles - 1) begin
+                    prm_m <= 0;
+                    prm_n <= prm_n + 1;
+                end else begin
+                    prm_m <= prm_m + 1;
+                end
+            end
+            idle <= (take || res_take) ? 0 : idle + 1;
+            if (res_valid !== 1'b0 && res_valid !== 1'b1) begin
+                $fwrite(fd, "error: res__valid is %b at cycle %0d\n", res_valid, cycle);
+                $fclose(fd);
+                $finish;
+            end
+            if (res_take) begin
+                $fwrite(fd, "%h\n", res_payload);
+                results <= results + 1;
+                last <= cycle + 1;
+                if (results + 1 == n_res) begin
+                    $fwrite(fd, "cycles %0d first %0d last %0d\n", cycle + 1 - first + 1,
+                            first, cycle + 1);
+                    if (gemm + 1 == n_gemms) begin
+                        $fclose(fd);
+                        $finish;
+                    end
+                    // The next GEMM: counters from its first words, traffic from the seeds.
+                    gemm <= gemm + 1;
+                    act_base <= header[h + 8 + 5][31:0];
+                    wgt_base <= header[h + 8 + 6][31:0];
+                    prm_n <= header[h + 8 + 7][31:0];
+                    taken <= 0; beat <= 0; mt <= 0; prm_taken <= 0; prm_m <= 0;
+                    results <= 0; started <= 0;
+                    act_on <= 0; wgt_on <= 0; prm_on <= 0;
+                    act_lfsr <= act_seed; wgt_lfsr <= wgt_seed; prm_lfsr <= prm_seed;
+                    res_lfsr <= res_seed;
+                end
+            end
+            if (idle > max_idle) begin
+                $fwrite(fd, "error: no transfer for %0d cycles: %0d/%0d beats taken, %0d/%0d %s\n",
+                        idle, taken, n_act, results, n_res, "result rows");
+                $fclose(fd);
+                $finish;
+            end
+        end
+    end
+endmodule
+
+`ifndef VERILATOR
+// Clock for event-driven simulators (Verilator's C++ main toggles clk itself).
+module upe_harness_tb;
+    reg clk = 0;
+    always #5 clk = !clk;
+    upe_harness harness (.clk(clk));
+endmodule
+`endif
