@@ -35,7 +35,7 @@ __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "Nat
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "upe_harness.v"
 MAIN_CPP = HARNESS_DIR / "main.cpp"
-NATIVE_RECIPE = "3"  # bump when the way native models are built changes
+NATIVE_RECIPE = "4"  # bump when the way native models are built changes
 STREAMS = ("act", "wgt", "prm", "res")
 LFSR_POLY = 0xB400   # x^16 + x^14 + x^13 + x^11 + 1, Galois form, shifting right
 LFSR_PERIOD = (1 << 16) - 1
@@ -223,8 +223,10 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                 finally:
                     os.environ["MAKEFLAGS"] = saved
             else:
-                # The harness is Verilog-2005 and SystemVerilog alike.
-                cmd = ["iverilog", "-g2012", "-o", str(exe), "-s", "upe_harness_tb",
+                # Verilog-2005 rules, as for the cocotb models (verif.toolchain): under
+                # SystemVerilog rules a declaration initialiser raises no event, so a Yosys
+                # combinational process whose inputs keep their initial value stays X.
+                cmd = ["iverilog", "-g2005", "-o", str(exe), "-s", "upe_harness_tb",
                        *[f"-D{k}={v}" for k, v in defines.items()],
                        str(paths["verilog"]), str(HARNESS)]
                 _run_logged(cmd, log, base, "the Icarus build of the native harness")
