@@ -32,10 +32,12 @@ import numpy as np
 
 from golden.calibrate import smooth, wanda_saliency
 from golden.compress import compress
+from golden.formats import e8m0_to_float, format_info
 from golden.gemm import dequantize_weights, gemm_raw
 from golden.layer import Layer
 from golden.metrics import bits_per_weight, sqnr_db
 from golden.quant import quantize_activations_int8, quantize_activations_mxint8
+from golden.tables import MX_ACT_FORMAT, MX_BLOCK
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -298,7 +300,8 @@ def quantize_x(x: np.ndarray, act: str):
     """Quantize float activations; return codes, exponents and the float value of the codes."""
     if act == "mxint8":
         x_q, x_exp = quantize_activations_mxint8(x)
-        scale = np.repeat(np.ldexp(1.0, x_exp.astype(np.int64) - 127), 32, axis=1) / 64.0
+        scale = (np.repeat(e8m0_to_float(x_exp), MX_BLOCK, axis=1)
+                 * 2.0 ** format_info(MX_ACT_FORMAT).pow2_adj)
         return x_q, x_exp, None, x_q * scale
     x_q, x_scale = quantize_activations_int8(x)
     return x_q, None, x_scale, x_q * x_scale[:, None]

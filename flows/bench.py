@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gen.cli import add_config_args, config_from_args
+from golden.tables import MX_BLOCK
 from hw.config import ConfigError, Mode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def select_modes(cfg, K: int, only: tuple[str, ...] | None = None):
     """The representative modes ``cfg`` can run at this K (or the named ones)."""
     out = []
     for label, mode, group in REPRESENTATIVE:
-        g = group or (32 if mode.scale_kind == "pow2" else K)
+        g = group or (MX_BLOCK if mode.scale_kind == "pow2" else K)
         if only and label not in only and mode.name not in only:
             continue
         try:
@@ -67,7 +68,7 @@ def select_modes(cfg, K: int, only: tuple[str, ...] | None = None):
         out.append((label, mode, g))
     if not out and not only:  # a configuration outside the list: its first few modes
         for mode in cfg.modes[:6]:
-            g = 32 if mode.scale_kind == "pow2" else K
+            g = MX_BLOCK if mode.scale_kind == "pow2" else K
             try:
                 cfg.check_mode(mode, group=g, k=K)
             except ConfigError:

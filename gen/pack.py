@@ -13,7 +13,8 @@ import numpy as np
 from amaranth.hdl import Const
 from amaranth.lib import data
 
-from golden.sparsity import parse_sparsity
+from golden.sparsity import padding_idx, parse_sparsity
+from golden.tables import E8M0_BIAS, OUT_MULT_MIN
 from hw.config import (
     FORMAT_BITS,
     FORMAT_CODES,
@@ -165,7 +166,7 @@ class Packer:
         xp[:M] = x
         # One exponent per 32-block (a partial last block when K is not a multiple of 32: only
         # MXINT8 activations need whole blocks, and those are checked with the mode).
-        xe = np.full((Mp, -(-K // MX_BLOCK)), 127, np.int64)
+        xe = np.full((Mp, -(-K // MX_BLOCK)), E8M0_BIAS, np.int64)
         if x_exp is not None:
             x_exp = np.asarray(x_exp)
             if x_exp.shape != (M, K // MX_BLOCK):
@@ -181,13 +182,13 @@ class Packer:
         else:
             idx[:] = 0
         if Np > N and layer.idx is not None:  # canonical padding slots for the padded columns
-            idx[:, N:] = (np.arange(codes.shape[0]) % n_sp)[:, None]
+            idx[:, N:] = padding_idx(codes.shape[0], n_sp)[:, None]
         n_groups = K // G
         scales = np.zeros((n_groups, Np), np.int64)
         if layer.scales is not None:
             scales[:, :N] = layer.scales
             if layer.scale_kind == "pow2":
-                scales[:, N:] = 127
+                scales[:, N:] = E8M0_BIAS
         zeros = np.zeros((n_groups, Np), np.int64)
         if layer.zeros is not None:
             zeros[:, :N] = layer.zeros
@@ -213,7 +214,7 @@ class Packer:
             bias = np.zeros(Np, np.int64)
             if layer.bias is not None:
                 bias[:N] = layer.bias
-            mult = np.full(Np, 1 << 30, np.int64)
+            mult = np.full(Np, OUT_MULT_MIN, np.int64)
             mult[:N] = layer.out_mult
             shift = np.zeros(Np, np.int64)
             shift[:N] = layer.out_shift

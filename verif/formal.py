@@ -67,6 +67,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.presets import preset
+from golden.formats import FORMATS
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig
 
@@ -137,7 +138,7 @@ class _Spec:
             m.d.comb += w.eq(code.as_signed())  # SPEC §2: two's complement (mxint8: code/64)
         else:
             m.d.comb += w.eq(Array(Const(v, width) for v in values)[code])
-        if fmt == "uint4":
+        if FORMATS[fmt].has_zero_point:
             w2 = Signal(signed(6), name=f"spec_wz_{j}")
             m.d.comb += w2.eq(w - self.zero)
             w = w2
