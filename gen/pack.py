@@ -66,6 +66,24 @@ def _to_ints(bits: np.ndarray) -> list[int]:
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
+def _requant_columns(layer, N: int, Np: int):
+    """Requant parameters per (padded) column: bias, M0, shift, zero point."""
+    for key in ("out_mult", "out_shift"):
+        if getattr(layer, key, None) is None:
+            raise PackError(f"requant needs the layer key {key!r}")
+    bias = np.zeros(Np, np.int64)
+    if layer.bias is not None:
+        bias[:N] = layer.bias
+    mult = np.full(Np, OUT_MULT_MIN, np.int64)
+    mult[:N] = layer.out_mult
+    shift = np.zeros(Np, np.int64)
+    shift[:N] = layer.out_shift
+    zp = np.zeros(Np, np.int64)
+    if layer.out_zp is not None:
+        zp[:N] = np.broadcast_to(np.asarray(layer.out_zp, np.int64), (N,))
+    return bias, mult, shift, zp
+
+
 @dataclass
 class GemmProgram:
     """Everything a driver streams into the core for one GEMM, and how to read the results."""
@@ -84,6 +102,7 @@ class GemmProgram:
 
     @property
     def beats(self) -> int:
+        """Beats per stream of the whole GEMM."""
         return len(self.act_beats)
 
 
@@ -104,13 +123,11 @@ class Packer:
         self._scale_off = _offset(lay.packet, "scale")[0] if cfg.scale_field_bits else None
         self._zero_off = _offset(lay.packet, "zero")[0] if cfg.has_zero_points else None
         self._col0 = _offset(lay.wgt_beat, 0)[0]
-        self._val_off = _offset(lay.res_beat, "value")[0]
-        self._err_off = _offset(lay.res_beat, "err")[0]
-        self._last_off = _offset(lay.res_beat, "last")[0]
 
     # -- mode ------------------------------------------------------------------------------
 
     def mode_word(self, mode: Mode, group_beats: int, k_beats: int) -> int:
+        """The ``mode`` port word of a GEMM, through the mode layout."""
         const = self.lay.mode.const({
             "fmt": FORMAT_CODES[mode.fmt],
             "sparsity": SPARSITY_CODES[mode.sparsity],
@@ -123,6 +140,7 @@ class Packer:
         return Const.cast(const.as_value()).value
 
     def prm_word(self, bias, mult, shift, zp) -> int:
+        """One ``prm`` beat: the requant parameters of every column."""
         layout = data.ArrayLayout(self.lay.col_params, self.cfg.cols)
         const = layout.const([
             {"bias": int(bias[c]), "mult": int(mult[c]), "shift": int(shift[c]), "zp": int(zp[c])}
@@ -152,10 +170,6 @@ class Packer:
         except ConfigError as exc:
             raise PackError(str(exc)) from None
         M = x.shape[0]
-        n_sp, m_sp = parse_sparsity(layer.sparsity)
-        lanes = cfg.lanes_used(layer.format, layer.sparsity)
-        lps = cfg.lanes_per_slot(layer.format)
-        bits = FORMAT_BITS[layer.format]
         k_beats, group_beats = K // step, int(layer.group) // step
         G = int(layer.group)
 
@@ -173,6 +187,64 @@ class Packer:
                 raise PackError(f"x_exp has shape {x_exp.shape}, expected ({M}, {K // MX_BLOCK})")
             xe[:M, :K // MX_BLOCK] = x_exp
 
+        slot_bytes, lane_idx, scales, zeros = self._weight_fields(layer, k_beats, Np)
+        beat_group = (np.arange(k_beats) * step) // G
+        beat_block = (np.arange(k_beats) * step) // MX_BLOCK
+
+        act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
+        requant = out_stage == "requant"
+        if requant:
+            bias, mult, shift, zp = _requant_columns(layer, N, Np)
+
+        V = cfg.window
+        for nt in range(n_tiles):
+            n0 = nt * cols
+            wbits = np.zeros((k_beats, self.wgt_bits), np.uint8)
+            for c in range(cols):
+                base = self._col0 + c * self._pkt_size
+                _place(wbits, base + self._codes_off, 8, 8, slot_bytes[:, :, n0 + c])
+                if self._idx_off is not None:
+                    _place(wbits, base + self._idx_off, cfg.idx_bits, cfg.idx_bits,
+                           lane_idx[:, :, n0 + c])
+                if self._scale_off is not None:
+                    _place(wbits, base + self._scale_off, cfg.scale_field_bits, 0,
+                           scales[beat_group, n0 + c])
+                if self._zero_off is not None:
+                    _place(wbits, base + self._zero_off, cfg.zero_point_bits, 0,
+                           zeros[beat_group, n0 + c])
+            w_ints = _to_ints(wbits)
+            for mt in range(m_tiles):
+                m0 = mt * rows
+                abits = np.zeros((k_beats, self.act_bits), np.uint8)
+                win = np.zeros((k_beats, rows, V), np.int64)
+                win[:, :, :step] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
+                _place(abits, self._x_off, 8, 8, win.reshape(k_beats, rows * V))
+                if self._xexp_off is not None:
+                    _place(abits, self._xexp_off, 8, 8, xe[m0:m0 + rows][:, beat_block].T)
+                act_beats += _to_ints(abits)
+                wgt_beats += w_ints
+                tiles.append((m0, n0))
+                if requant:
+                    prm_beats.append(self.prm_word(bias[n0:n0 + cols], mult[n0:n0 + cols],
+                                                   shift[n0:n0 + cols], zp[n0:n0 + cols]))
+        return GemmProgram(
+            mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats), step=step,
+            k_beats=k_beats, group_beats=group_beats, M=M, N=N, tiles=tiles,
+            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats)
+
+    def _weight_fields(self, layer, k_beats: int, Np: int):
+        """Slot bytes, N:M indices, scales and zero points of every beat and (padded) column.
+
+        Returns ``slot_bytes [k_beats, slots, Np]``, ``lane_idx [k_beats, max_lanes, Np]``,
+        ``scales`` and ``zeros`` ``[groups, Np]``; padded columns hold zero-valued weights.
+        """
+        cfg = self.cfg
+        K, N = (int(v) for v in layer.shape)
+        n_sp, m_sp = parse_sparsity(layer.sparsity)
+        lanes = cfg.lanes_used(layer.format, layer.sparsity)
+        lps = cfg.lanes_per_slot(layer.format)
+        bits = FORMAT_BITS[layer.format]
+        G = int(layer.group)
         # Weight lanes per beat: [k_beats, lanes, Np].
         codes = np.zeros((K * n_sp // m_sp, Np), np.int64)
         codes[:, :N] = layer.codes
@@ -202,73 +274,17 @@ class Packer:
         slot_bytes = (lane_codes.reshape(k_beats, cfg.slots, lps, Np) << shifts).sum(axis=2)
         lane_idx = np.zeros((k_beats, cfg.max_lanes, Np), np.int64)
         lane_idx[:, :lanes] = idx
-        beat_group = (np.arange(k_beats) * step) // G
-        beat_block = (np.arange(k_beats) * step) // MX_BLOCK
-
-        act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
-        requant = out_stage == "requant"
-        if requant:
-            for key in ("out_mult", "out_shift"):
-                if getattr(layer, key, None) is None:
-                    raise PackError(f"requant needs the layer key {key!r}")
-            bias = np.zeros(Np, np.int64)
-            if layer.bias is not None:
-                bias[:N] = layer.bias
-            mult = np.full(Np, OUT_MULT_MIN, np.int64)
-            mult[:N] = layer.out_mult
-            shift = np.zeros(Np, np.int64)
-            shift[:N] = layer.out_shift
-            zp = np.zeros(Np, np.int64)
-            if layer.out_zp is not None:
-                zp[:N] = np.broadcast_to(np.asarray(layer.out_zp, np.int64), (N,))
-
-        V = cfg.window
-        for nt in range(n_tiles):
-            n0 = nt * cols
-            wbits = np.zeros((k_beats, self.wgt_bits), np.uint8)
-            for c in range(cols):
-                base = self._col0 + c * self._pkt_size
-                _place(wbits, base + self._codes_off, 8, 8, slot_bytes[:, :, n0 + c])
-                if self._idx_off is not None:
-                    _place(wbits, base + self._idx_off, cfg.idx_bits, cfg.idx_bits,
-                           lane_idx[:, :, n0 + c])
-                if self._scale_off is not None:
-                    _place(wbits, base + self._scale_off, cfg.scale_field_bits, 0,
-                           scales[beat_group, n0 + c])
-                if self._zero_off is not None:
-                    _place(wbits, base + self._zero_off, 4, 0, zeros[beat_group, n0 + c])
-            w_ints = _to_ints(wbits)
-            for mt in range(m_tiles):
-                m0 = mt * rows
-                abits = np.zeros((k_beats, self.act_bits), np.uint8)
-                win = np.zeros((k_beats, rows, V), np.int64)
-                win[:, :, :step] = xp[m0:m0 + rows].reshape(rows, k_beats, step).transpose(1, 0, 2)
-                _place(abits, self._x_off, 8, 8, win.reshape(k_beats, rows * V))
-                if self._xexp_off is not None:
-                    _place(abits, self._xexp_off, 8, 8, xe[m0:m0 + rows][:, beat_block].T)
-                act_beats += _to_ints(abits)
-                wgt_beats += w_ints
-                tiles.append((m0, n0))
-                if requant:
-                    prm_beats.append(self.prm_word(bias[n0:n0 + cols], mult[n0:n0 + cols],
-                                                   shift[n0:n0 + cols], zp[n0:n0 + cols]))
-        return GemmProgram(
-            mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats), step=step,
-            k_beats=k_beats, group_beats=group_beats, M=M, N=N, tiles=tiles,
-            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats)
+        return slot_bytes, lane_idx, scales, zeros
 
     # -- results ---------------------------------------------------------------------------
 
     def unpack_result(self, word: int) -> tuple[list[int], list[int], int]:
-        """One result beat → (values per column, error bits per column, last)."""
-        acc_bits = self.cfg.acc_bits
-        mask, sign = (1 << acc_bits) - 1, 1 << (acc_bits - 1)
-        values, errs = [], []
-        for c in range(self.cfg.cols):
-            v = (word >> (self._val_off + c * acc_bits)) & mask
-            values.append(v - (1 << acc_bits) if v & sign else v)
-            errs.append((word >> (self._err_off + c)) & 1)
-        return values, errs, (word >> self._last_off) & 1
+        """One result beat → (values per column, error bits per column, last).
+
+        Decoded through the result layout (`hw.layouts.Layouts.res_beat`): no bit offset here.
+        """
+        row = self.lay.res_beat.from_bits(word)
+        return list(row.value), list(row.err), row.last
 
     def assemble(self, prog: GemmProgram, results: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Result beats in stream order → (Y [M, N] int64, err [M, N] bool)."""

@@ -43,7 +43,8 @@ from golden.tables import (
 )
 from hw.config import FORMAT_SCALES, ArrayConfig, Mode
 
-__all__ = ["Coverage", "legal_bins", "merge", "render_markdown", "summary_lines", "TRAFFIC_BINS"]
+__all__ = ["Coverage", "TRAFFIC_BINS", "TrafficCounter", "legal_bins", "merge", "render_markdown",
+           "summary_lines"]
 
 COVERAGE_VERSION = 1
 CATEGORIES = ("cross", "edge", "traffic")
@@ -70,6 +71,53 @@ TRAFFIC_BINS = {
 }
 
 
+class TrafficCounter:
+    """Per-cycle counts of the stream-traffic bins of one run (cheap: plain integers).
+
+    `count` takes one cycle's handshakes (a `verif.tb_monitor.Cycle`) and the driver's state
+    before the clock edge's transfers; `bins` gives the counts by `TRAFFIC_BINS` name.
+    """
+
+    __slots__ = ("act_idle", "act_without_wgt", "beat_and_result", "beat_held", "prm_idle",
+                 "prm_stall", "res_back_to_back", "res_backpressure", "wgt_idle",
+                 "wgt_without_act", "_prev_res")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+        self._prev_res = False
+
+    def count(self, cyc, act_done: bool, wgt_done: bool, prm_done: bool) -> None:
+        """Count one cycle (``*_done``: the source had nothing left before this cycle)."""
+        if cyc.act_on != cyc.wgt_on:
+            if cyc.act_on:
+                self.act_without_wgt += 1
+            else:
+                self.wgt_without_act += 1
+        elif cyc.act_on and not cyc.beat_taken:
+            self.beat_held += 1
+        if not cyc.act_on and not act_done:
+            self.act_idle += 1
+        if not cyc.wgt_on and not wgt_done:
+            self.wgt_idle += 1
+        if not cyc.prm_on and not prm_done:
+            self.prm_idle += 1
+        elif cyc.prm_on and not cyc.prm_taken:
+            self.prm_stall += 1
+        res_taken = cyc.res_valid and cyc.res_ready
+        if cyc.res_valid and not cyc.res_ready:
+            self.res_backpressure += 1
+        if res_taken and self._prev_res:
+            self.res_back_to_back += 1
+        if res_taken and cyc.beat_taken:
+            self.beat_and_result += 1
+        self._prev_res = res_taken
+
+    def bins(self) -> dict[str, int]:
+        """Counts by traffic bin name."""
+        return {name: getattr(self, name) for name in self.__slots__ if not name.startswith("_")}
+
+
 def _scale_dim(mode: Mode) -> str:
     return "pow2+mx" if mode.mx_act else mode.scale_kind
 
@@ -80,6 +128,38 @@ def _group_dim(kind: str, group: int, K: int) -> str:
 
 def _pow2_capable(cfg: ArrayConfig, fmt: str) -> bool:
     return "pow2" in cfg.scale_kinds and "pow2" in FORMAT_SCALES[fmt]
+
+
+def _format_edge_bins(cfg: ArrayConfig, fmt: str) -> set[str]:
+    """The edge bins of one enabled format: codes, activations, N:M blocks, scales."""
+    edge = set()
+    lps = cfg.lanes_per_slot(fmt)
+    info = format_info(fmt)
+    if fmt in SMALL_FORMATS:
+        for code in range(info.n_codes):
+            for sub in range(lps):
+                edge.add(f"edge|code|{fmt}|{code}|lane{sub}")
+    else:
+        edge.update({f"edge|code|{fmt}|{info.value_min}", f"edge|code|{fmt}|{info.value_max}"})
+    if info.invalid_codes:
+        edge.add(f"edge|{fmt}_invalid")
+    if info.has_zero_point:
+        edge.update({"edge|zero_point|0", f"edge|zero_point|{info.zero_max}"})
+    edge.update({f"edge|act|{fmt}|{-ACT_MAX}", f"edge|act|{fmt}|{ACT_MAX - 1}"})
+    for pattern in cfg.sparsity:
+        n_sp, _ = parse_sparsity(pattern)
+        if pattern == "dense":
+            continue
+        edge.add(f"edge|zero_block|{fmt}|{pattern}")
+        if n_sp > 1:
+            edge.add(f"edge|underfilled|{fmt}|{pattern}")
+    if "int" in cfg.scale_kinds and "int" in FORMAT_SCALES[fmt]:
+        edge.update({f"edge|int_scale|{fmt}|min", f"edge|int_scale|{fmt}|max"})
+    if _pow2_capable(cfg, fmt):
+        kinds = ("pow2", "pow2+mx") if cfg.mx_activations else ("pow2",)
+        for kind in kinds:
+            edge.update({f"edge|t|{fmt}|{kind}|t_min", f"edge|t|{fmt}|{kind}|t_max"})
+    return edge
 
 
 def legal_bins(cfg: ArrayConfig) -> dict[str, set[str]]:
@@ -93,32 +173,7 @@ def legal_bins(cfg: ArrayConfig) -> dict[str, set[str]]:
             for st in stages:
                 cross.add(f"cross|{mode.fmt}|{mode.sparsity}|{kind}|{g}|{st}")
     for fmt in cfg.formats:
-        lps = cfg.lanes_per_slot(fmt)
-        info = format_info(fmt)
-        if fmt in SMALL_FORMATS:
-            for code in range(info.n_codes):
-                for sub in range(lps):
-                    edge.add(f"edge|code|{fmt}|{code}|lane{sub}")
-        else:
-            edge.update({f"edge|code|{fmt}|{info.value_min}", f"edge|code|{fmt}|{info.value_max}"})
-        if info.invalid_codes:
-            edge.add(f"edge|{fmt}_invalid")
-        if info.has_zero_point:
-            edge.update({"edge|zero_point|0", f"edge|zero_point|{info.zero_max}"})
-        edge.update({f"edge|act|{fmt}|{-ACT_MAX}", f"edge|act|{fmt}|{ACT_MAX - 1}"})
-        for pattern in cfg.sparsity:
-            n_sp, _ = parse_sparsity(pattern)
-            if pattern == "dense":
-                continue
-            edge.add(f"edge|zero_block|{fmt}|{pattern}")
-            if n_sp > 1:
-                edge.add(f"edge|underfilled|{fmt}|{pattern}")
-        if "int" in cfg.scale_kinds and "int" in FORMAT_SCALES[fmt]:
-            edge.update({f"edge|int_scale|{fmt}|min", f"edge|int_scale|{fmt}|max"})
-        if _pow2_capable(cfg, fmt):
-            kinds = ("pow2", "pow2+mx") if cfg.mx_activations else ("pow2",)
-            for kind in kinds:
-                edge.update({f"edge|t|{fmt}|{kind}|t_min", f"edge|t|{fmt}|{kind}|t_max"})
+        edge |= _format_edge_bins(cfg, fmt)
     if "pow2" in cfg.scale_kinds:
         edge.update({"edge|pow2|below_window", "edge|pow2|above_window", "edge|pow2|nan_w"})
         if cfg.mx_activations:
@@ -280,10 +335,12 @@ class Coverage:
     # -- persistence ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
+        """Hits and configuration as a JSON-ready dict."""
         return {"version": COVERAGE_VERSION, "config": self.cfg.name, "sim": self.sim,
                 "cfg": self.cfg.to_dict(), "cases": self.cases, "hits": dict(self.hits)}
 
     def write(self, path: str | Path) -> None:
+        """Write the hits as JSON to ``path``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
 
 

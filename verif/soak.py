@@ -111,6 +111,7 @@ def run_mode(cfg_dict: dict, mode_dict: dict, specs: list[dict], traffic: dict, 
              sim: str, seed: int) -> dict:
     """One simulation: stream ``specs`` in one mode, compare every result with golden."""
     from verif.launch import run_cases
+    from verif.scoreboard import count_mismatches
     from verif.toolchain import build_model
 
     cfg = ArrayConfig.from_dict(cfg_dict)
@@ -136,7 +137,7 @@ def run_mode(cfg_dict: dict, mode_dict: dict, specs: list[dict], traffic: dict, 
         out["cycles"] += entry["cycles"]
     for name, (y, err) in report["results"].items():
         gy, gerr = golden[name]
-        bad = int((y != gy.astype(y.dtype)).sum() + (err != gerr).sum())
+        bad = count_mismatches(y, err, gy, gerr)
         if bad:
             out["mismatches"] += bad
             out["bad_cases"].append({"case": name, "spec": specs[int(name)], "outputs": bad})
