@@ -78,6 +78,7 @@ def select_modes(cfg, K: int, only: tuple[str, ...] | None = None):
 
 
 def bits_entry(layer) -> dict:
+    """Bits per weight of a layer by kind, with its storage and metadata floors."""
     from golden.metrics import bits_floor, bits_per_weight, metadata_floor
     return {**{k: round(v, 4) for k, v in bits_per_weight(layer).items()},
             "floor": round(bits_floor(layer), 4),
@@ -85,6 +86,7 @@ def bits_entry(layer) -> dict:
 
 
 def load_synth(tag: str, device: str) -> dict | None:
+    """The synthesis report of ``tag`` on ``device``, None when not run."""
     path = ROOT / "build" / "synth" / f"{tag}-{device}.json"
     if not path.exists():
         return None
@@ -187,6 +189,7 @@ def decode_table(timing, cfg, K: int, N: int = 4096, bws=(64, 128, 256, None)) -
 
 
 def machine() -> dict:
+    """CPU model and count of the machine the bench ran on."""
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -226,6 +229,7 @@ def _f(v, fmt="{:.3f}"):
 
 
 def markdown(rep: dict) -> str:
+    """Render a bench report as Markdown."""
     cfg = rep["config"]
     syn = rep["synth"]
     lines = [f"# Bench: `{rep['tag']}` ({cfg['rows']}×{cfg['cols']} PEs, slots={cfg['slots']}, "
@@ -293,6 +297,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
+    """Run the bench; return the exit status."""
     p = _Parser(prog="python -m flows.bench", description=__doc__.splitlines()[0])
     add_config_args(p)
     p.add_argument("--long", action="store_true", help="also K = 4096")

@@ -122,6 +122,7 @@ class ArrayTiming:
     # -- beats ------------------------------------------------------------------------------
 
     def lanes_per_beat(self, fmt: str) -> int:
+        """Lanes of ``fmt`` in one weight packet."""
         return self.slots * format_info(fmt).lanes_per_slot
 
     def step_k(self, fmt: str, sparsity: str = "dense") -> int:
@@ -130,6 +131,7 @@ class ArrayTiming:
         return min(self.window, self.lanes_per_beat(fmt) // n * m)
 
     def lanes_used(self, fmt: str, sparsity: str = "dense") -> int:
+        """Lanes that carry a weight in one beat of this mode."""
         n, m = parse_sparsity(sparsity)
         return self.step_k(fmt, sparsity) // m * n
 
@@ -212,13 +214,16 @@ class PerfEstimate:
 
     @property
     def utilization(self) -> float:
+        """Ideal over modelled cycles."""
         return self.ideal_cycles / self.cycles
 
     @property
     def macs_per_cycle(self) -> float:
+        """Dense-equivalent MACs per cycle of the whole GEMM."""
         return self.M * self.N * self.K / self.cycles
 
     def to_dict(self) -> dict:
+        """The estimate as a JSON-ready dict, derived figures included."""
         d = asdict(self)
         d["utilization"] = self.utilization
         d["macs_per_cycle"] = self.macs_per_cycle

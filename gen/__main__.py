@@ -13,6 +13,7 @@ from hw.config import ConfigError
 
 
 def main(argv=None) -> int:
+    """Run ``python -m gen``; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m gen", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("verilog", help="emit <module>.v, <module>.json and <module>.vlt")

@@ -257,7 +257,7 @@ def _int32_operand(name: str, a) -> np.ndarray:
 
 
 def srdhm(a, b) -> np.ndarray:
-    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64.
+    """Gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64.
 
     ``(a·b + nudge) / 2**31`` with ``nudge = 2**30`` for ``a·b ≥ 0`` else ``1 − 2**30`` and a
     division truncating towards zero; ``a = b = −2**31`` saturates to ``2**31 − 1``.
@@ -271,7 +271,7 @@ def srdhm(a, b) -> np.ndarray:
 
 
 def rdbpot(x, exponent) -> np.ndarray:
-    """gemmlowp ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero.
+    """Gemmlowp ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero.
 
     ``exponent`` in 0..31; computed as gemmlowp does, with a mask, remainder and threshold.
     """

@@ -92,6 +92,7 @@ class Mode:
 
     @property
     def name(self) -> str:
+        """Mode name: format, sparsity, scale kind, then ``mxact`` / ``requant``."""
         parts = [self.fmt, self.sparsity, self.scale_kind]
         if self.mx_act:
             parts.append("mxact")
@@ -153,7 +154,7 @@ class ArrayConfig:
     acc_bits: int | None = None
     name: str = field(default="upe_core")
 
-    def __post_init__(self):
+    def __post_init__(self):  # noqa: C901 - one flat check per parameter, in order
         s = object.__setattr__
         s(self, "rows", _int("rows", self.rows, 1, 64))
         s(self, "cols", _int("cols", self.cols, 1, 64))
@@ -221,9 +222,11 @@ class ArrayConfig:
 
     @staticmethod
     def lanes_per_slot(fmt: str) -> int:
+        """Elements of ``fmt`` in one 8-bit slot."""
         return _FORMATS[fmt].lanes_per_slot
 
     def lanes_per_beat(self, fmt: str) -> int:
+        """Lanes of ``fmt`` in one weight packet."""
         return self.slots * self.lanes_per_slot(fmt)
 
     def step_k(self, fmt: str, sparsity: str = "dense") -> int:
@@ -232,6 +235,7 @@ class ArrayConfig:
         return min(self.window, (self.lanes_per_beat(fmt) // n) * m)
 
     def lanes_used(self, fmt: str, sparsity: str = "dense") -> int:
+        """Lanes that carry a weight in one beat of this mode."""
         n, m = parse_sparsity(sparsity)
         return self.step_k(fmt, sparsity) // m * n
 
@@ -243,10 +247,12 @@ class ArrayConfig:
 
     @property
     def max_lanes(self) -> int:
+        """Lanes of the narrowest enabled format (the N:M index count)."""
         return self.slots * max(self.lanes_per_slot(f) for f in self.formats)
 
     @property
     def has_zero_points(self) -> bool:
+        """Whether an enabled format has a zero point."""
         return self.zero_point_bits > 0
 
     @property
@@ -273,6 +279,7 @@ class ArrayConfig:
 
     @property
     def wmax(self) -> int:
+        """Largest |value − zero point| of the enabled formats."""
         return max(FORMAT_WMAX[f] for f in self.formats)
 
     @property
@@ -292,6 +299,7 @@ class ArrayConfig:
 
     @property
     def p_bits(self) -> int:
+        """Signed width of one group partial sum."""
         return _signed_bits(self.p_bound)
 
     @property
@@ -310,6 +318,7 @@ class ArrayConfig:
 
     @property
     def shift_min(self) -> int:
+        """Smallest (most negative) shift of a pow2 contribution."""
         return self.t_min + self.frac_bits
 
     @property
@@ -383,14 +392,17 @@ class ArrayConfig:
     # -- serialization -----------------------------------------------------------------------
 
     def to_dict(self) -> dict:
+        """Every parameter, tuples as lists (JSON-ready)."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self)}
 
     def to_json(self) -> str:
+        """The configuration as sorted, indented JSON."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> ArrayConfig:
+        """Build a configuration from a mapping, refusing unknown keys."""
         if not isinstance(data, dict):
             raise ConfigError(f"a configuration must be a mapping, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -426,6 +438,7 @@ class ArrayConfig:
         return cls.from_dict(merged)
 
     def replace(self, **changes) -> ArrayConfig:
+        """A copy with some parameters changed (``acc_bits`` re-derived unless given)."""
         data = {**self.to_dict(), **changes}
         if "acc_bits" not in changes:
             data["acc_bits"] = None

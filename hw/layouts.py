@@ -93,4 +93,5 @@ class Layouts:
 
     @property
     def has_x_exp(self) -> bool:
+        """Whether activation beats carry MXINT8 exponents."""
         return "pow2" in self.cfg.scale_kinds

@@ -104,7 +104,7 @@ def test_sparsity_rows(pattern):
 
 
 def test_scale_rows():
-    assert SCALE_CODES == {k.name: k.code for k in tables.SCALE_KINDS.values()}
+    assert {k.name: k.code for k in tables.SCALE_KINDS.values()} == SCALE_CODES
     assert all(set(r.allowed_scales) <= set(tables.SCALE_KINDS) for r in ROWS)
 
 

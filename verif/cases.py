@@ -126,6 +126,7 @@ def _with_requant(rng, layer: Layer) -> Layer:
 
 def random_activations(rng, M: int, K: int, *, mx: bool = False, center: int = 127,
                        nan_exp: bool = False):
+    """Random int8 activations (−128 included) and, with ``mx``, E8M0 exponents."""
     x = rng.integers(-128, 128, (M, K)).astype(np.int8)
     x.flat[0] = -128
     x_exp = None

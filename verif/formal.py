@@ -170,7 +170,7 @@ class LaneCheck(wiring.Component):
     lane ``j`` it serves (``(0, 0)`` when it serves none); for mode words that enable nothing,
     every multiplier sees ``(0, 0)``. The product itself is then the exact product of equal
     operands; the whole PE's products are covered by the ``pe`` proof and, for every operand
-    pair, by the exhaustive simulation in tests/test_hw.py.
+    pair, by the exhaustive simulation in tests/test_pe.py.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -540,8 +540,10 @@ def _output_latency() -> int:
 
 
 def core_depth() -> int:
-    """Depth at which two whole tiles of the reduced core have drained (k_beats = 1,
-    requant): the second tile's beat waits for the first tile's drain."""
+    """Depth at which two whole tiles of the reduced core have drained.
+
+    With k_beats = 1 and requant, the second tile's beat waits for the first tile's drain.
+    """
     from hw.core import Core, RequantStage
     cfg = _reduced_core_cfg()
     core = Core(cfg)
@@ -643,6 +645,7 @@ def run_proof(proof: str | Proof, workdir: str | Path, *, depth: int | None = No
 
 
 def main(argv=None) -> int:
+    """Run the named proofs; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m verif.formal",
                                      description="Bounded proofs with SymbiYosys.")
     parser.add_argument("names", nargs="*", help=f"proofs to run (default all: "

@@ -41,6 +41,7 @@ TRAFFIC = [
 
 
 def base_seed() -> int:
+    """Base seed of the regressions: ``UPE_SEED`` or the fixed default."""
     return int(os.environ.get("UPE_SEED", "20261129"))
 
 
@@ -75,7 +76,7 @@ def _groups(cfg: ArrayConfig, mode: Mode, K: int) -> list[int | None]:
     return out
 
 
-def plan(cfg_name: str) -> list[PlannedCase]:
+def plan(cfg_name: str) -> list[PlannedCase]:  # noqa: C901 - a flat list of scenarios
     """Every enabled mode × group size × output stage, with edge shapes and traffic."""
     cfg = REGRESSION_CONFIGS[cfg_name]
     rows, cols = cfg.rows, cfg.cols
@@ -158,6 +159,7 @@ def plan(cfg_name: str) -> list[PlannedCase]:
 
 
 def shard_cases(cfg_name: str, shard: int) -> list[PlannedCase]:
+    """The planned cases of one shard."""
     n = SHARDS[cfg_name]
     return [c for c in plan(cfg_name) if c.index % n == shard]
 
