@@ -185,13 +185,14 @@ def cmd_info(args) -> int:
         )
     _, invalid = decode(layer.format, layer.codes)
     n_invalid = int(invalid.sum())
+    bad_codes = ", ".join(f"{c:#0{info.bits + 2}b}" for c in info.invalid_codes)
     if n_invalid:
         lines.append(
-            f"validity    file valid; {n_invalid} invalid ternary codes (0b10) flag "
-            f"{int(invalid.any(axis=0).sum())} columns at run time"
+            f"validity    file valid; {n_invalid} invalid {layer.format} codes ({bad_codes}) "
+            f"flag {int(invalid.any(axis=0).sum())} columns at run time"
         )
-    elif layer.format == "ternary":
-        lines.append("validity    valid (0 invalid ternary codes)")
+    elif info.invalid_codes:
+        lines.append(f"validity    valid (0 invalid {layer.format} codes)")
     else:
         lines.append("validity    valid")
     print("\n".join(lines))

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from gen.presets import preset
-from golden.formats import decode
+from golden.formats import FORMATS, decode
 from golden.gemm import gemm
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES
@@ -51,7 +51,7 @@ def test_lane_decode_times_every_activation(fmt):
     lps = 8 // bits
     values, invalid = decode(fmt, np.arange(1 << bits))
     xs = np.arange(-128, 128)
-    zeros = range(16) if fmt == "uint4" else (0,)
+    zeros = range(FORMATS[fmt].zero_max + 1)
     rng = np.random.default_rng(7)
     for sub in range(lps):
         quarter = sub * (4 // lps)
