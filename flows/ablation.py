@@ -209,6 +209,7 @@ def update_docs(section: str, tag: str) -> None:
 
 
 def main(argv=None) -> int:
+    """Command-line entry point (``make ablation``)."""
     p = argparse.ArgumentParser(prog="python -m flows.ablation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rev", help="measure this git revision's hardware (default: this tree)")

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from gen.cli import add_config_args, config_from_args
+from golden.tables import MX_BLOCK
 from hw.config import ConfigError, Mode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ def select_modes(cfg, K: int, only: tuple[str, ...] | None = None):
     """The representative modes ``cfg`` can run at this K (or the named ones)."""
     out = []
     for label, mode, group in REPRESENTATIVE:
-        g = group or (32 if mode.scale_kind == "pow2" else K)
+        g = group or (MX_BLOCK if mode.scale_kind == "pow2" else K)
         if only and label not in only and mode.name not in only:
             continue
         try:
@@ -74,7 +75,7 @@ def select_modes(cfg, K: int, only: tuple[str, ...] | None = None):
         out.append((label, mode, g))
     if not out and not only:  # a configuration outside the list: its first few modes
         for mode in cfg.modes[:6]:
-            g = 32 if mode.scale_kind == "pow2" else K
+            g = MX_BLOCK if mode.scale_kind == "pow2" else K
             try:
                 cfg.check_mode(mode, group=g, k=K)
             except ConfigError:
@@ -84,6 +85,7 @@ def select_modes(cfg, K: int, only: tuple[str, ...] | None = None):
 
 
 def bits_entry(layer) -> dict:
+    """Bits per weight of a layer by kind, with its storage and metadata floors."""
     from golden.metrics import bits_floor, bits_per_weight, metadata_floor
     return {**{k: round(v, 4) for k, v in bits_per_weight(layer).items()},
             "floor": round(bits_floor(layer), 4),
@@ -91,6 +93,7 @@ def bits_entry(layer) -> dict:
 
 
 def load_synth(tag: str, device: str) -> dict | None:
+    """The synthesis report of ``tag`` on ``device``, None when not run."""
     path = ROOT / "build" / "synth" / f"{tag}-{device}.json"
     if not path.exists():
         return None
@@ -252,6 +255,7 @@ def decode_table(timing, cfg, K: int, N: int = 4096, bws=(64, 128, 256, None)) -
 
 
 def machine() -> dict:
+    """CPU model and count of the machine the bench ran on."""
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -291,6 +295,7 @@ def _f(v, fmt="{:.3f}"):
 
 
 def markdown(rep: dict) -> str:
+    """Render a bench report as Markdown."""
     cfg = rep["config"]
     syn = rep["synth"]
     lines = [f"# Bench: `{rep['tag']}` ({cfg['rows']}×{cfg['cols']} PEs, slots={cfg['slots']}, "
@@ -372,6 +377,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
+    """Run the bench; return the exit status."""
     p = _Parser(prog="python -m flows.bench", description=__doc__.splitlines()[0])
     add_config_args(p)
     p.add_argument("--long", action="store_true", help="also K = 4096")

@@ -6,7 +6,7 @@ unless ``--route``). The points are handed to Dask distributed (`verif.cluster`)
 cluster of ``--jobs`` worker processes by default, ``--scheduler ADDR`` (or
 ``UPE_DASK_SCHEDULER``) to spread them over machines, ``--serial`` for none. Each point's
 throughput in every runtime mode comes from the **analytic model** (`flows.perf`, validated
-cycle-exact against the RTL by ``tests/test_perf_model.py``) for one GEMM (``M = N = 512,
+cycle-exact against the RTL by ``tests/test_perf.py``) for one GEMM (``M = N = 512,
 K = 4096`` by default) at the point's synthesized Fmax. Results: ``build/dse/dse.csv`` (one
 row per point and mode; a failed point is a row with its error, not a crash) and
 ``build/dse/dse.png`` (LUTs vs GOPS, the Pareto front, the dense-int8 baselines marked).
@@ -45,6 +45,8 @@ BASELINE_SET = "int8"
 
 @dataclass(frozen=True)
 class Point:
+    """One design point: array size, slots, window and enabled format set."""
+
     rows: int
     cols: int
     slots: int
@@ -53,10 +55,12 @@ class Point:
 
     @property
     def tag(self) -> str:
+        """Short name of the point, used for file names."""
         return (f"{self.fmt_set.replace(':', '')}-{self.rows}x{self.cols}"
                 f"-s{self.slots}w{self.window}")
 
     def config(self) -> ArrayConfig:
+        """The point's configuration."""
         name = "upe_dse_" + self.tag.replace("-", "_")
         return ArrayConfig(rows=self.rows, cols=self.cols, slots=self.slots,
                            window=self.window, name=name, **FORMAT_SETS[self.fmt_set])
@@ -84,8 +88,10 @@ GRIDS = {
 
 
 def load_grid(spec: str) -> list[Point]:
-    """A named grid or a JSON file: ``{"arrays": [[r, c], ...], "points": [[slots, window,
-    set], ...]}``."""
+    """Load a named grid or a JSON file.
+
+    The file holds ``{"arrays": [[r, c], ...], "points": [[slots, window, set], ...]}``.
+    """
     if spec in GRIDS:
         return GRIDS[spec]
     path = Path(spec)
@@ -194,6 +200,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 
 def plot(rows: list[dict], path: Path, device: str, gemm) -> None:
+    """Plot area against throughput with the Pareto front."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -239,6 +246,7 @@ def plot(rows: list[dict], path: Path, device: str, gemm) -> None:
 
 
 def main(argv=None) -> int:
+    """Run the sweep; return the exit status."""
     p = argparse.ArgumentParser(prog="python -m flows.dse", description=__doc__.splitlines()[0])
     p.add_argument("--grid", default="small",
                    help=f"{' | '.join(GRIDS)} | FILE.json (default small: "

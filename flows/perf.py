@@ -33,15 +33,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from golden.formats import format_info
+from golden.formats import FORMATS, format_info
 from golden.sparsity import parse_sparsity
+from golden.tables import E8M0_BITS, MX_BLOCK
 
 __all__ = ["ArrayTiming", "PerfEstimate", "estimate", "estimate_mode", "weight_bits_per_beat",
            "act_bits_per_beat", "MX_BLOCK", "POW2_SCALE_BITS", "ZERO_POINT_BITS"]
 
-MX_BLOCK = 32
-POW2_SCALE_BITS = 8
-ZERO_POINT_BITS = 4
+POW2_SCALE_BITS = E8M0_BITS
+ZERO_POINT_BITS = max(f.zero_point_bits for f in FORMATS.values())
 
 
 def _pos_int(name: str, value) -> int:
@@ -122,6 +122,7 @@ class ArrayTiming:
     # -- beats ------------------------------------------------------------------------------
 
     def lanes_per_beat(self, fmt: str) -> int:
+        """Lanes of ``fmt`` in one weight packet."""
         return self.slots * format_info(fmt).lanes_per_slot
 
     def step_k(self, fmt: str, sparsity: str = "dense") -> int:
@@ -130,6 +131,7 @@ class ArrayTiming:
         return min(self.window, self.lanes_per_beat(fmt) // n * m)
 
     def lanes_used(self, fmt: str, sparsity: str = "dense") -> int:
+        """Lanes that carry a weight in one beat of this mode."""
         n, m = parse_sparsity(sparsity)
         return self.step_k(fmt, sparsity) // m * n
 
@@ -172,8 +174,7 @@ def weight_bits_per_beat(timing: ArrayTiming, fmt: str, sparsity: str = "dense",
     codes = lanes * info.bits
     idx = lanes * (m - 1).bit_length() if m > 1 else 0
     per_group = {"none": 0, "int": scale_bits, "pow2": POW2_SCALE_BITS}[scale_kind]
-    if fmt == "uint4":
-        per_group += ZERO_POINT_BITS
+    per_group += info.zero_point_bits
     if scale_kind == "pow2":
         group = MX_BLOCK
     scales = per_group * step / group if group else 0.0
@@ -213,13 +214,16 @@ class PerfEstimate:
 
     @property
     def utilization(self) -> float:
+        """Ideal over modelled cycles."""
         return self.ideal_cycles / self.cycles
 
     @property
     def macs_per_cycle(self) -> float:
+        """Dense-equivalent MACs per cycle of the whole GEMM."""
         return self.M * self.N * self.K / self.cycles
 
     def to_dict(self) -> dict:
+        """The estimate as a JSON-ready dict, derived figures included."""
         d = asdict(self)
         d["utilization"] = self.utilization
         d["macs_per_cycle"] = self.macs_per_cycle

@@ -63,10 +63,12 @@ class Device:
 
     @property
     def yosys_synth(self) -> str:
+        """Yosys synthesis command of the family."""
         return f"synth_{self.family}"
 
     @property
     def pnr_tool(self) -> str:
+        """Place-and-route executable of the family."""
         return f"yowasp-nextpnr-{self.family}"
 
 
@@ -361,7 +363,7 @@ def parse_yosys_stat(stat: dict, family: str) -> dict[str, int]:
 # -- nextpnr -------------------------------------------------------------------------------
 
 def parse_nextpnr_report(report: dict, family: str) -> dict:
-    """nextpnr ``--report`` JSON → utilization, Fmax and a critical-path summary.
+    """Nextpnr ``--report`` JSON → utilization, Fmax and a critical-path summary.
 
     Returns
     -------
@@ -532,11 +534,12 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
     return manifest, lut_mapper
 
 
-def synthesize(cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0,
-               seed: int = 1, dsp_min_width: int | None | str = "default",
-               pnr_extra: tuple[str, ...] = (), route: bool = True,
-               route_timeout: float | None = 900.0, reuse_netlist: bool = False,
-               progress=None) -> dict:
+def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallback
+    cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0, seed: int = 1,
+    dsp_min_width: int | None | str = "default", pnr_extra: tuple[str, ...] = (),
+    route: bool = True, route_timeout: float | None = 900.0, reuse_netlist: bool = False,
+    progress=None,
+) -> dict:
     """Synthesize ``cfg`` for ``device``; write ``<tag>-<device>.json`` and ``.md``.
 
     Parameters
@@ -835,6 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Synthesize one configuration; return the exit status."""
     args = build_parser().parse_args(argv)
 
     def progress(msg: str) -> None:

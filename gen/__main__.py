@@ -57,6 +57,7 @@ def cmd_pack(cfg, args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run ``python -m gen``; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m gen", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("verilog", help="emit <module>.v, <module>.json and <module>.vlt")

@@ -43,6 +43,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    """The configuration named by the preset, file and override options."""
     cfg = preset(args.preset)
     if args.config:
         cfg = cfg.from_file(args.config, base=cfg)

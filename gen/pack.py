@@ -16,7 +16,8 @@ import numpy as np
 from amaranth.hdl import Const
 from amaranth.lib import data
 
-from golden.sparsity import parse_sparsity
+from golden.sparsity import padding_idx, parse_sparsity
+from golden.tables import E8M0_BIAS, OUT_MULT_MIN
 from hw.config import (
     FORMAT_BITS,
     FORMAT_CODES,
@@ -81,6 +82,24 @@ def _hex_lines(bits: np.ndarray) -> bytes:
     return lines.tobytes()
 
 
+def _requant_columns(layer, N: int, Np: int):
+    """Requant parameters per (padded) column: bias, M0, shift, zero point."""
+    for key in ("out_mult", "out_shift"):
+        if getattr(layer, key, None) is None:
+            raise PackError(f"requant needs the layer key {key!r}")
+    bias = np.zeros(Np, np.int64)
+    if layer.bias is not None:
+        bias[:N] = layer.bias
+    mult = np.full(Np, OUT_MULT_MIN, np.int64)
+    mult[:N] = layer.out_mult
+    shift = np.zeros(Np, np.int64)
+    shift[:N] = layer.out_shift
+    zp = np.zeros(Np, np.int64)
+    if layer.out_zp is not None:
+        zp[:N] = np.broadcast_to(np.asarray(layer.out_zp, np.int64), (N,))
+    return bias, mult, shift, zp
+
+
 @dataclass
 class GemmProgram:
     """Everything a driver streams into the core for one GEMM, and how to read the results."""
@@ -99,13 +118,16 @@ class GemmProgram:
 
     @property
     def beats(self) -> int:
+        """Beats per stream of the whole GEMM."""
         return len(self.act_beats)
 
 
 @dataclass
 class BeatFiles:
-    """The ``$readmemh`` files of one GEMM (`Packer.write_beat_files`) and how to read back
-    its results (`Packer.assemble` takes it like a `GemmProgram`)."""
+    """The ``$readmemh`` files of one GEMM and how to read back its results.
+
+    Written by `Packer.write_beat_files`; `Packer.assemble` takes it like a `GemmProgram`.
+    """
 
     directory: Path
     mode: Mode
@@ -128,6 +150,7 @@ class BeatFiles:
 
     @property
     def result_rows(self) -> int:
+        """Result rows the GEMM returns (one per row of every tile)."""
         return len(self.tiles) * self.rows
 
 
@@ -171,13 +194,11 @@ class Packer:
         self._scale_off = _offset(lay.packet, "scale")[0] if cfg.scale_field_bits else None
         self._zero_off = _offset(lay.packet, "zero")[0] if cfg.has_zero_points else None
         self._col0 = _offset(lay.wgt_beat, 0)[0]
-        self._val_off = _offset(lay.res_beat, "value")[0]
-        self._err_off = _offset(lay.res_beat, "err")[0]
-        self._last_off = _offset(lay.res_beat, "last")[0]
 
     # -- mode ------------------------------------------------------------------------------
 
     def mode_word(self, mode: Mode, group_beats: int, k_beats: int) -> int:
+        """The ``mode`` port word of a GEMM, through the mode layout."""
         const = self.lay.mode.const({
             "fmt": FORMAT_CODES[mode.fmt],
             "sparsity": SPARSITY_CODES[mode.sparsity],
@@ -190,6 +211,7 @@ class Packer:
         return Const.cast(const.as_value()).value
 
     def prm_word(self, bias, mult, shift, zp) -> int:
+        """One ``prm`` beat: the requant parameters of every column."""
         layout = data.ArrayLayout(self.lay.col_params, self.cfg.cols)
         const = layout.const([
             {"bias": int(bias[c]), "mult": int(mult[c]), "shift": int(shift[c]), "zp": int(zp[c])}
@@ -198,8 +220,10 @@ class Packer:
         return Const.cast(const.as_value()).value
 
     def _prm_word_fast(self, bias, mult, shift, zp) -> int:
-        """`prm_word` from the layout's field offsets (two's complement fields), without
-        building a constant: the same word, for values in range."""
+        """`prm_word` from the layout's field offsets, without building a constant.
+
+        Two's complement fields: the same word as `prm_word`, for values in range.
+        """
         size = self.lay.col_params.size
         word = 0
         for c in range(self.cfg.cols):
@@ -234,14 +258,18 @@ class Packer:
 
     def write_beat_files(self, layer, x: np.ndarray, out_dir, *,
                          x_exp: np.ndarray | None = None, out_stage: str = "raw") -> BeatFiles:
-        """Write one GEMM's beats as ``$readmemh`` files plus ``index.json`` into ``out_dir``
-        (`write_gemms` with one GEMM)."""
+        """Write one GEMM's beats as ``$readmemh`` files plus ``index.json`` into ``out_dir``.
+
+        `write_gemms` with one GEMM.
+        """
         gemm = {"layer": layer, "x": x, "x_exp": x_exp, "out_stage": out_stage}
         return self.write_gemms([gemm], out_dir)[0]
 
     def write_gemms(self, gemms: list[dict], out_dir) -> list[BeatFiles]:
-        """Write GEMMs (dicts of ``layer``, ``x``, ``x_exp``, ``out_stage``) run one after the
-        other as ``$readmemh`` files plus ``index.json`` into ``out_dir``.
+        """Write GEMMs to run one after the other as ``$readmemh`` files into ``out_dir``.
+
+        Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage``; ``index.json`` lists
+        them.
 
         Unlike `pack`, every activation row tile and weight column tile is written once
         (``act.hex``: ``m_tiles × k_beats`` words per GEMM, ``wgt.hex``: ``n_tiles ×
@@ -325,10 +353,6 @@ class Packer:
         except ConfigError as exc:
             raise PackError(str(exc)) from None
         M = x.shape[0]
-        n_sp, m_sp = parse_sparsity(layer.sparsity)
-        lanes = cfg.lanes_used(layer.format, layer.sparsity)
-        lps = cfg.lanes_per_slot(layer.format)
-        bits = FORMAT_BITS[layer.format]
         k_beats, group_beats = K // step, int(layer.group) // step
         G = int(layer.group)
 
@@ -339,65 +363,21 @@ class Packer:
         xp[:M] = x
         # One exponent per 32-block (a partial last block when K is not a multiple of 32: only
         # MXINT8 activations need whole blocks, and those are checked with the mode).
-        xe = np.full((Mp, -(-K // MX_BLOCK)), 127, np.int64)
+        xe = np.full((Mp, -(-K // MX_BLOCK)), E8M0_BIAS, np.int64)
         if x_exp is not None:
             x_exp = np.asarray(x_exp)
             if x_exp.shape != (M, K // MX_BLOCK):
                 raise PackError(f"x_exp has shape {x_exp.shape}, expected ({M}, {K // MX_BLOCK})")
             xe[:M, :K // MX_BLOCK] = x_exp
 
-        # Weight lanes per beat: [k_beats, lanes, Np].
-        codes = np.zeros((K * n_sp // m_sp, Np), np.int64)
-        codes[:, :N] = layer.codes
-        idx = np.zeros_like(codes)
-        if layer.idx is not None:
-            idx[:, :N] = layer.idx
-        else:
-            idx[:] = 0
-        if Np > N and layer.idx is not None:  # canonical padding slots for the padded columns
-            idx[:, N:] = (np.arange(codes.shape[0]) % n_sp)[:, None]
-        n_groups = K // G
-        scales = np.zeros((n_groups, Np), np.int64)
-        if layer.scales is not None:
-            scales[:, :N] = layer.scales
-            if layer.scale_kind == "pow2":
-                scales[:, N:] = 127
-        zeros = np.zeros((n_groups, Np), np.int64)
-        if layer.zeros is not None:
-            zeros[:, :N] = layer.zeros
-        codes = codes.reshape(k_beats, lanes, Np)
-        idx = idx.reshape(k_beats, lanes, Np)
-        # Logical lanes onto multipliers by the co-designed lane order (hw.lanemap): lane j's
-        # code goes to its multiplier's slot byte and quarter, its index to the multiplier's
-        # idx field, and beat-local k's activation to window position k_pos[k].
-        order = lane_map(cfg)
-        lanes_of_mode = order.modes[(layer.format, layer.sparsity)]
-        slot_bytes = np.zeros((k_beats, cfg.slots, Np), np.int64)
-        lane_idx = np.zeros((k_beats, cfg.max_lanes, Np), np.int64)
-        for j, (s, q) in enumerate(lanes_of_mode.lane_mult):
-            sub = q // (4 // lps)
-            slot_bytes[:, s] |= codes[:, j] << (sub * bits)
-            lane_idx[:, order.idx_index((s, q))] = idx[:, j]
-        k_pos = np.asarray(lanes_of_mode.k_pos)
+        slot_bytes, lane_idx, scales, zeros, k_pos = self._weight_fields(layer, k_beats, Np)
         beat_group = (np.arange(k_beats) * step) // G
         beat_block = (np.arange(k_beats) * step) // MX_BLOCK
 
         requant = out_stage == "requant"
         prm = None
         if requant:
-            for key in ("out_mult", "out_shift"):
-                if getattr(layer, key, None) is None:
-                    raise PackError(f"requant needs the layer key {key!r}")
-            bias = np.zeros(Np, np.int64)
-            if layer.bias is not None:
-                bias[:N] = layer.bias
-            mult = np.full(Np, 1 << 30, np.int64)
-            mult[:N] = layer.out_mult
-            shift = np.zeros(Np, np.int64)
-            shift[:N] = layer.out_shift
-            zp = np.zeros(Np, np.int64)
-            if layer.out_zp is not None:
-                zp[:N] = np.broadcast_to(np.asarray(layer.out_zp, np.int64), (N,))
+            bias, mult, shift, zp = _requant_columns(layer, N, Np)
             prm = (bias, mult, shift, zp)
 
         def wgt_bits(nt: int) -> np.ndarray:
@@ -413,7 +393,8 @@ class Packer:
                     _place(wbits, base + self._scale_off, cfg.scale_field_bits, 0,
                            scales[beat_group, n0 + c])
                 if self._zero_off is not None:
-                    _place(wbits, base + self._zero_off, 4, 0, zeros[beat_group, n0 + c])
+                    _place(wbits, base + self._zero_off, cfg.zero_point_bits, 0,
+                           zeros[beat_group, n0 + c])
             return wbits
 
         V = cfg.window
@@ -437,18 +418,63 @@ class Packer:
                          m_tiles=m_tiles, n_tiles=n_tiles, requant=requant,
                          act_bits=act_bits, wgt_bits=wgt_bits, prm_word=prm_word)
 
+    def _weight_fields(self, layer, k_beats: int, Np: int):
+        """Slot bytes, N:M indices, scales and zero points of every beat and (padded) column.
+
+        Returns ``slot_bytes [k_beats, slots, Np]``, ``lane_idx [k_beats, max_lanes, Np]``,
+        ``scales`` and ``zeros`` ``[groups, Np]`` (padded columns hold zero-valued weights) and
+        ``k_pos``, the window position of every beat-local k (`hw.lanemap`).
+        """
+        cfg = self.cfg
+        K, N = (int(v) for v in layer.shape)
+        n_sp, m_sp = parse_sparsity(layer.sparsity)
+        lanes = cfg.lanes_used(layer.format, layer.sparsity)
+        lps = cfg.lanes_per_slot(layer.format)
+        bits = FORMAT_BITS[layer.format]
+        G = int(layer.group)
+        # Weight lanes per beat: [k_beats, lanes, Np].
+        codes = np.zeros((K * n_sp // m_sp, Np), np.int64)
+        codes[:, :N] = layer.codes
+        idx = np.zeros_like(codes)
+        if layer.idx is not None:
+            idx[:, :N] = layer.idx
+        else:
+            idx[:] = 0
+        if Np > N and layer.idx is not None:  # canonical padding slots for the padded columns
+            idx[:, N:] = padding_idx(codes.shape[0], n_sp)[:, None]
+        n_groups = K // G
+        scales = np.zeros((n_groups, Np), np.int64)
+        if layer.scales is not None:
+            scales[:, :N] = layer.scales
+            if layer.scale_kind == "pow2":
+                scales[:, N:] = E8M0_BIAS
+        zeros = np.zeros((n_groups, Np), np.int64)
+        if layer.zeros is not None:
+            zeros[:, :N] = layer.zeros
+        codes = codes.reshape(k_beats, lanes, Np)
+        idx = idx.reshape(k_beats, lanes, Np)
+        # Logical lanes onto multipliers by the co-designed lane order (hw.lanemap): lane j's
+        # code goes to its multiplier's slot byte and quarter, its index to the multiplier's
+        # idx field, and beat-local k's activation to window position k_pos[k].
+        order = lane_map(cfg)
+        lanes_of_mode = order.modes[(layer.format, layer.sparsity)]
+        slot_bytes = np.zeros((k_beats, cfg.slots, Np), np.int64)
+        lane_idx = np.zeros((k_beats, cfg.max_lanes, Np), np.int64)
+        for j, (s, q) in enumerate(lanes_of_mode.lane_mult):
+            sub = q // (4 // lps)
+            slot_bytes[:, s] |= codes[:, j] << (sub * bits)
+            lane_idx[:, order.idx_index((s, q))] = idx[:, j]
+        return slot_bytes, lane_idx, scales, zeros, np.asarray(lanes_of_mode.k_pos)
+
     # -- results ---------------------------------------------------------------------------
 
     def unpack_result(self, word: int) -> tuple[list[int], list[int], int]:
-        """One result beat → (values per column, error bits per column, last)."""
-        acc_bits = self.cfg.acc_bits
-        mask, sign = (1 << acc_bits) - 1, 1 << (acc_bits - 1)
-        values, errs = [], []
-        for c in range(self.cfg.cols):
-            v = (word >> (self._val_off + c * acc_bits)) & mask
-            values.append(v - (1 << acc_bits) if v & sign else v)
-            errs.append((word >> (self._err_off + c)) & 1)
-        return values, errs, (word >> self._last_off) & 1
+        """One result beat → (values per column, error bits per column, last).
+
+        Decoded through the result layout (`hw.layouts.Layouts.res_beat`): no bit offset here.
+        """
+        row = self.lay.res_beat.from_bits(word)
+        return list(row.value), list(row.err), row.last
 
     def assemble(self, prog: GemmProgram, results: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Result beats in stream order → (Y [M, N] int64, err [M, N] bool)."""

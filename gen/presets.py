@@ -27,6 +27,7 @@ PRESETS: dict[str, ArrayConfig] = {
 
 
 def preset(name: str) -> ArrayConfig:
+    """The named preset configuration; ConfigError for unknown names."""
     try:
         return PRESETS[name]
     except KeyError:

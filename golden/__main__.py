@@ -13,7 +13,7 @@ import numpy as np
 
 from .calibrate import smooth_factors, wanda_saliency
 from .compress import compress, load_weights
-from .formats import E8M0_BIAS, E8M0_NAN, FORMATS, SCALE_KINDS, decode, format_info
+from .formats import E8M0_NAN, FORMATS, SCALE_KINDS, decode, format_info, pow2_exponent
 from .gemm import dequantize_weights, gemm
 from .layer import LayerError, load_layer, save_layer
 from .metrics import bits_per_weight, metadata_floor, sqnr_db
@@ -68,8 +68,9 @@ def _bits_summary(layer) -> str:
 
 def cmd_compress(args) -> int:
     """Compress float weights into a layer file and print a one-line summary."""
-    if args.zero_points and args.format != "uint4":
-        raise UsageError(f"--zero-points applies to uint4 only, not {args.format}")
+    if args.zero_points and not format_info(args.format).has_zero_point:
+        with_zero = ", ".join(f.name for f in FORMATS.values() if f.has_zero_point)
+        raise UsageError(f"--zero-points applies to {with_zero} only, not {args.format}")
     if args.saliency is not None and args.saliency_from_x is not None:
         raise UsageError("give either --saliency or --saliency-from-x, not both")
     w = load_weights(args.weights)
@@ -176,7 +177,7 @@ def cmd_info(args) -> int:
     )
     if layer.scale_kind == "pow2":
         e = layer.scales.astype(np.int64)
-        finite = e[e != E8M0_NAN] - E8M0_BIAS + info.pow2_adj
+        finite = pow2_exponent(layer.format, e[e != E8M0_NAN])
         t_range = f"[{finite.min()}, {finite.max()}]" if finite.size else "none"
         lines.append(
             f"exponents   weight t = e_w-127{info.pow2_adj:+d} in {t_range}, "
@@ -184,13 +185,14 @@ def cmd_info(args) -> int:
         )
     _, invalid = decode(layer.format, layer.codes)
     n_invalid = int(invalid.sum())
+    bad_codes = ", ".join(f"{c:#0{info.bits + 2}b}" for c in info.invalid_codes)
     if n_invalid:
         lines.append(
-            f"validity    file valid; {n_invalid} invalid ternary codes (0b10) flag "
-            f"{int(invalid.any(axis=0).sum())} columns at run time"
+            f"validity    file valid; {n_invalid} invalid {layer.format} codes ({bad_codes}) "
+            f"flag {int(invalid.any(axis=0).sum())} columns at run time"
         )
-    elif layer.format == "ternary":
-        lines.append("validity    valid (0 invalid ternary codes)")
+    elif info.invalid_codes:
+        lines.append(f"validity    valid (0 invalid {layer.format} codes)")
     else:
         lines.append("validity    valid")
     print("\n".join(lines))

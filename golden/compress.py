@@ -20,6 +20,7 @@ from .quant import (
     uint4_zero_points,
 )
 from .sparsity import pack_nm, parse_sparsity, prune_nm
+from .tables import MX_BLOCK
 
 __all__ = ["compress", "load_weights", "resolve_group"]
 
@@ -46,15 +47,15 @@ def resolve_group(K: int, fmt: str, sparsity: str, scale_kind: str, group=None) 
             f"(allowed: {', '.join(info.allowed_scales)})"
         )
     if group is None:
-        group = 32 if scale_kind == "pow2" else K
+        group = MX_BLOCK if scale_kind == "pow2" else K
     try:
         group = operator.index(group)
     except TypeError:
         raise ValueError(f"group must be an integer, not {group!r}") from None
     if K % m_sp:
         raise ValueError(f"K={K} is not divisible by the sparsity block M={m_sp} of {sparsity}")
-    if scale_kind == "pow2" and group != 32:
-        raise ValueError(f"pow2 (MX) scales need group 32, got {group}")
+    if scale_kind == "pow2" and group != MX_BLOCK:
+        raise ValueError(f"pow2 (MX) scales need group {MX_BLOCK}, got {group}")
     if group <= 0 or K % group:
         raise ValueError(f"K={K} is not divisible by group {group}")
     if group % m_sp:

@@ -11,10 +11,11 @@ adj −1) and ``mxint8`` (code/64, adj −6), and ``decode_float = decode`` for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import ml_dtypes
 import numpy as np
+
+from . import tables as _tables
+from .tables import E8M0_BIAS, E8M0_NAN
 
 __all__ = [
     "FORMATS",
@@ -26,88 +27,38 @@ __all__ = [
     "encode",
     "float_to_e8m0",
     "format_info",
+    "pow2_exponent",
+    "pow2_weight_exponent",
 ]
 
-SCALE_KINDS = ("none", "int", "pow2")
+SCALE_KINDS = tuple(_tables.SCALE_KINDS)
 
-E8M0_BIAS = 127
-E8M0_NAN = 0xFF
-
-
-@dataclass(frozen=True)
-class FormatInfo:
-    """Static description of one element format (SPEC §2, NUMERICS.md scale table).
-
-    Attributes
-    ----------
-    name : str
-        Format name as written in layer files.
-    bits : int
-        Code width; a slot byte holds the code in its low ``bits`` bits.
-    lanes_per_slot : int
-        ``8 // bits``: how many elements of this format a byte-wide lane group carries.
-    signed : bool
-        Whether decoded integers can be negative.
-    has_zero_point : bool
-        True for ``uint4`` only: the MAC sees ``value − z``.
-    value_min, value_max : int
-        Range of the decoded integer the multiplier sees (``decode``), over all valid codes.
-    pow2_adj : int
-        Exponent adjustment folded into ``pow2`` scales (−1 for ``fp4_e2m1``, −6 for ``mxint8``).
-    allowed_scales : tuple of str
-        Scale kinds this format may be combined with.
-    """
-
-    name: str
-    bits: int
-    lanes_per_slot: int
-    signed: bool
-    has_zero_point: bool
-    value_min: int
-    value_max: int
-    pow2_adj: int
-    allowed_scales: tuple[str, ...]
-
-    @property
-    def n_codes(self) -> int:
-        """Number of distinct codes, ``2**bits``."""
-        return 1 << self.bits
-
-
-def _info(name, bits, signed, vmin, vmax, adj=0, zp=False, scales=SCALE_KINDS) -> FormatInfo:
-    return FormatInfo(name, bits, 8 // bits, signed, zp, vmin, vmax, adj, tuple(scales))
-
-
-FORMATS: dict[str, FormatInfo] = {
-    f.name: f
-    for f in (
-        _info("int8", 8, True, -128, 127),
-        _info("int4", 4, True, -8, 7),
-        _info("uint4", 4, False, 0, 15, zp=True, scales=("none", "int")),
-        _info("int2", 2, True, -2, 1),
-        _info("ternary", 2, True, -1, 1),
-        _info("fp4_e2m1", 4, True, -12, 12, adj=-1),
-        _info("mxint8", 8, True, -128, 127, adj=-6),
-    )
-}
-
-# fp4 e2m1 magnitudes ×2, indexed by the 3 low bits (EE M): 0, 0.5, 1, 1.5, 2, 3, 4, 6 → ×2.
-_FP4_X2 = np.array([0, 1, 2, 3, 4, 6, 8, 12], dtype=np.int64)
+#: The element format table (`golden.tables.ELEMENT_FORMATS`): name → `FormatInfo`.
+FormatInfo = _tables.ElementFormat
+FORMATS: dict[str, FormatInfo] = _tables.ELEMENT_FORMATS
 
 
 def _build_table(info: FormatInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded integer and invalid flag of every code of ``info``: the codec of its encoding."""
     codes = np.arange(info.n_codes, dtype=np.int64)
-    invalid = np.zeros(info.n_codes, dtype=bool)
-    if info.name == "uint4":
+    invalid = np.isin(codes, info.invalid_codes)
+    if info.encoding == "unsigned":
         values = codes
-    elif info.name == "ternary":
-        values = np.array([0, 1, 0, -1], dtype=np.int64)
-        invalid[0b10] = True
-    elif info.name == "fp4_e2m1":
-        values = np.where(codes & 0b1000, -1, 1) * _FP4_X2[codes & 0b111]
-    else:  # two's complement: int8, int4, int2, mxint8
+    elif info.encoding == "twos_complement":
         values = np.where(codes >= info.n_codes // 2, codes - info.n_codes, codes)
-    return values.astype(np.int64), invalid
+    elif info.encoding == "ternary":  # 00 → 0, 01 → +1, 11 → −1, 10 invalid
+        values = np.select([codes == 0b01, codes == 0b11], [1, -1], 0)
+    elif info.encoding == "e2m1":  # sign bit on top, the float table below it
+        sign_bit = info.n_codes // 2
+        magnitudes = np.asarray(info.magnitudes, dtype=np.int64)
+        values = np.where(codes & sign_bit, -1, 1) * magnitudes[codes & (sign_bit - 1)]
+    else:
+        raise AssertionError(f"format {info.name}: no codec for encoding {info.encoding!r}")
+    values = np.where(invalid, 0, values).astype(np.int64)
+    if values.min() != info.value_min or values.max() != info.value_max:
+        raise AssertionError(f"format {info.name}: table range {info.value_min}..{info.value_max}"
+                             f" differs from its codec's {values.min()}..{values.max()}")
+    return values, invalid
 
 
 _TABLES = {name: _build_table(info) for name, info in FORMATS.items()}
@@ -166,8 +117,8 @@ def decode_float(fmt: str, codes) -> np.ndarray:
     info = format_info(fmt)
     values, _ = decode(fmt, codes)
     out = values.astype(np.float64) * 2.0**info.pow2_adj
-    if fmt == "fp4_e2m1":
-        out = np.where(np.asarray(codes) == 0b1000, -0.0, out)
+    if info.encoding == "e2m1":
+        out = np.where(np.asarray(codes) == info.n_codes // 2, -0.0, out)
     return out
 
 
@@ -195,9 +146,10 @@ def encode(fmt: str, values) -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)
     if np.isnan(x).any():
         raise ValueError(f"cannot encode NaN as {fmt}")
-    if fmt == "fp4_e2m1":
+    if info.encoding == "e2m1":
         # Clamp first: the SPEC asks for saturation whatever ml_dtypes' cast does at overflow.
-        return np.clip(x, -6.0, 6.0).astype(ml_dtypes.float4_e2m1fn).view(np.uint8)
+        top = info.symmetric_max
+        return np.clip(x, -top, top).astype(ml_dtypes.float4_e2m1fn).view(np.uint8)
     q = np.rint(x * 2.0**-info.pow2_adj if info.pow2_adj else x)  # rint: half to even
     np.clip(q, info.value_min, info.value_max, out=q)
     # Every value range fits int8; its bytes masked to the code width are the codes.
@@ -226,3 +178,50 @@ def float_to_e8m0(x) -> np.ndarray:
     code = np.clip(e + E8M0_BIAS, 0, 255)
     bad = ~np.isfinite(x) | (x <= 0) | (code > 254)
     return np.where(bad, E8M0_NAN, code).astype(np.uint8)
+
+
+def pow2_exponent(fmt: str, e_w, e_x=None) -> np.ndarray:
+    """The exponent ``t`` of a ``pow2`` contribution (SPEC §4, docs/NUMERICS.md).
+
+    ``t = (e_w − 127) + adj_w`` with int8 activations, ``t = (e_w − 127) + (e_x − 127) + adj_w
+    + adj_x`` with MXINT8 activations, where ``adj`` is the format's ``pow2_adj``. NaN codes
+    (0xFF) are not treated here: callers mask them.
+
+    Parameters
+    ----------
+    fmt : str
+        Weight format.
+    e_w : array_like of int
+        E8M0 weight exponents.
+    e_x : array_like of int, optional
+        E8M0 activation exponents (broadcast against ``e_w``); None for int8 activations.
+
+    Returns
+    -------
+    ndarray of int64
+    """
+    t = np.asarray(e_w, dtype=np.int64) - E8M0_BIAS + format_info(fmt).pow2_adj
+    if e_x is not None:
+        t = t + (np.asarray(e_x, dtype=np.int64) - E8M0_BIAS
+                 + FORMATS[_tables.MX_ACT_FORMAT].pow2_adj)
+    return t
+
+
+def pow2_weight_exponent(fmt: str, t, e_x=None) -> np.ndarray:
+    """The E8M0 weight exponent that gives exponent ``t`` (the inverse of `pow2_exponent`).
+
+    Parameters
+    ----------
+    fmt : str
+        Weight format.
+    t : array_like of int
+        Wanted exponents.
+    e_x : array_like of int, optional
+        E8M0 activation exponents the weight meets; None for int8 activations.
+
+    Returns
+    -------
+    ndarray of int64
+        Not clamped to the code range 0…254.
+    """
+    return np.asarray(t, dtype=np.int64) - pow2_exponent(fmt, 0, e_x)

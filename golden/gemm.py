@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import E8M0_BIAS, E8M0_NAN, decode, format_info
+from .formats import E8M0_BIAS, E8M0_NAN, decode, pow2_exponent
 from .layer import (
     INT32_MAX,
     INT32_MIN,
@@ -136,8 +136,8 @@ def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, 
     """
     M, N = xf.shape[0], layer.N
     e_w = layer.scales.astype(np.int64)
-    adj = format_info(layer.format).pow2_adj + (0 if x_exp is None else -6)
-    t_w = e_w - E8M0_BIAS + adj  # [G_count, N]
+    # [G_count, N]; with MXINT8 activations their adjustment, the exponents come in below.
+    t_w = pow2_exponent(layer.format, e_w, None if x_exp is None else E8M0_BIAS)
     bad_w = e_w == E8M0_NAN
     wmax = float(np.abs(w).max(initial=0.0))
     bound = layer.group * xmax * wmax * layer.n_groups
@@ -257,7 +257,7 @@ def _int32_operand(name: str, a) -> np.ndarray:
 
 
 def srdhm(a, b) -> np.ndarray:
-    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64.
+    """Gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64.
 
     ``(a·b + nudge) / 2**31`` with ``nudge = 2**30`` for ``a·b ≥ 0`` else ``1 − 2**30`` and a
     division truncating towards zero; ``a = b = −2**31`` saturates to ``2**31 − 1``.
@@ -271,7 +271,7 @@ def srdhm(a, b) -> np.ndarray:
 
 
 def rdbpot(x, exponent) -> np.ndarray:
-    """gemmlowp ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero.
+    """Gemmlowp ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero.
 
     ``exponent`` in 0..31; computed as gemmlowp does, with a mask, remainder and threshold.
     """
@@ -391,7 +391,7 @@ def dequantize_weights(layer: Layer) -> np.ndarray:
     elif layer.scale_kind == "pow2":
         e = layer.scales.astype(np.int64)
         factor = np.where(
-            e == E8M0_NAN, np.nan, np.ldexp(1.0, e - E8M0_BIAS + format_info(layer.format).pow2_adj)
+            e == E8M0_NAN, np.nan, np.ldexp(1.0, pow2_exponent(layer.format, e))
         )
         w *= expand_groups(factor, layer.group)
     if layer.scale_exp is not None:

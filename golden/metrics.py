@@ -8,12 +8,12 @@ import numpy as np
 
 from .formats import format_info
 from .layer import Layer
+from .tables import E8M0_BITS
 
 __all__ = ["bits_floor", "bits_per_weight", "metadata_floor", "sqnr_db"]
 
 DEFAULT_INT_SCALE_BITS = 16
-POW2_SCALE_BITS = 8
-ZERO_POINT_BITS = 4
+POW2_SCALE_BITS = E8M0_BITS
 SCALE_EXP_BITS = 32
 
 
@@ -43,10 +43,11 @@ def metadata_floor(n_sp: int, m_sp: int) -> float:
 def bits_floor(layer: Layer) -> float:
     """Least bits per dense weight a layer's format and N:M pattern can be stored in.
 
-    Values at their information content (``log2 3`` for ternary, the code width otherwise)
+    Values at their information content (``log2`` of the number of valid codes: ``log2 3`` for
+    ternary, the code width otherwise)
     times the density, plus `metadata_floor`; scales are not counted.
     """
-    value_bits = math.log2(3) if layer.format == "ternary" else format_info(layer.format).bits
+    value_bits = math.log2(format_info(layer.format).n_valid_codes)
     return value_bits * layer.n_sp / layer.m_sp + metadata_floor(layer.n_sp, layer.m_sp)
 
 
@@ -71,7 +72,7 @@ def bits_per_weight(layer: Layer) -> dict[str, float]:
     elif layer.scale_kind == "pow2":
         per_group += POW2_SCALE_BITS
     if layer.zeros is not None:
-        per_group += ZERO_POINT_BITS
+        per_group += info.zero_point_bits
     scales = per_group / layer.group
     if layer.scale_exp is not None:
         scales += SCALE_EXP_BITS / layer.K

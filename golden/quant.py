@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import E8M0_BIAS, decode, encode, format_info
+from .formats import FORMATS, decode, encode, format_info
+from .tables import E8M0_BIAS, MX_BLOCK
 
 __all__ = [
     "ELEMENT_MAX",
@@ -37,17 +38,8 @@ __all__ = [
     "uint4_zero_points",
 ]
 
-MX_BLOCK = 32
-
 # Largest element a symmetric quantizer emits, in the element domain (SPEC §4: ±(2^(b−1)−1)).
-ELEMENT_MAX = {
-    "int8": 127.0,
-    "int4": 7.0,
-    "int2": 1.0,
-    "ternary": 1.0,
-    "fp4_e2m1": 6.0,
-    "mxint8": 127.0 / 64.0,
-}
+ELEMENT_MAX = {f.name: f.symmetric_max for f in FORMATS.values() if not f.has_zero_point}
 
 
 def _as_weights(w) -> np.ndarray:
@@ -118,7 +110,7 @@ def group_float_scales(fmt: str, w, group: int, keep=None) -> tuple[np.ndarray, 
     wmin : ndarray of float64, shape (K/G, N)
         The range minimum used by ``uint4`` (``min(min w, 0)``); zeros for other formats.
     """
-    format_info(fmt)
+    info = format_info(fmt)
     w = _as_weights(w)
     kept = _keep(w, keep)
     wg = _grouped(np.where(kept, w, 0.0), group)
@@ -126,14 +118,14 @@ def group_float_scales(fmt: str, w, group: int, keep=None) -> tuple[np.ndarray, 
         count = _grouped(kept, group).sum(axis=1)
         gamma = np.abs(wg).sum(axis=1) / np.maximum(count, 1)
         return gamma, np.zeros_like(gamma)
-    if fmt == "uint4":
+    if info.has_zero_point:
         # GPTQ Quantizer.find_params: the range always contains 0; an empty one becomes [-1, 1].
         lo = np.minimum(np.where(_grouped(kept, group), wg, np.inf).min(axis=1), 0.0)
         hi = np.maximum(np.where(_grouped(kept, group), wg, -np.inf).max(axis=1), 0.0)
         empty = (lo == 0) & (hi == 0)
         lo = np.where(empty, -1.0, lo)
         hi = np.where(empty, 1.0, hi)
-        return (hi - lo) / 15.0, lo
+        return (hi - lo) / float(info.value_max - info.value_min), lo
     amax = np.abs(wg).max(axis=1)
     return amax / ELEMENT_MAX[fmt], np.zeros_like(amax)
 
@@ -338,8 +330,8 @@ def quantize_mx(w, fmt: str, keep=None, rceil: bool = False) -> tuple[np.ndarray
     codes : ndarray of uint8, shape (K, N)
     e8m0 : ndarray of uint8, shape (K/32, N)
     """
-    if fmt == "uint4":
-        raise ValueError("uint4 cannot use pow2 scales")
+    if "pow2" not in format_info(fmt).allowed_scales:
+        raise ValueError(f"{fmt} cannot use pow2 scales")
     if fmt == "ternary":
         stat, _ = group_float_scales(fmt, w, MX_BLOCK, keep)
     else:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import tables as _tables
+
 __all__ = [
     "SPARSITY_PATTERNS",
     "block_positions",
     "pack_nm",
+    "padding_idx",
     "parse_sparsity",
     "prune_nm",
     "slot_rows_k",
     "unpack_nm",
 ]
 
-SPARSITY_PATTERNS = {"dense": (1, 1), "1:4": (1, 4), "2:4": (2, 4), "2:8": (2, 8), "4:8": (4, 8)}
+#: Pattern name → ``(N_sp, M_sp)``, from `golden.tables.SPARSITY_PATTERNS`.
+SPARSITY_PATTERNS = {p.name: (p.n, p.m) for p in _tables.SPARSITY_PATTERNS.values()}
 
 
 def parse_sparsity(s: str) -> tuple[int, int]:
@@ -153,6 +157,19 @@ def block_positions(n_slots: int, n_sp: int) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(n_slots)
     later = rows[rows % n_sp != 0]
     return later - 1, later
+
+
+def padding_idx(n_slots: int, n_sp: int) -> np.ndarray:
+    """Canonical indices of ``n_slots`` zero-valued padding slots: slot ``j`` of a block at ``j``.
+
+    Padding (the extra K of a padded per-channel layer, the extra columns of a padded tile)
+    must still be a valid N:M layout, strictly increasing within each block.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_slots,)
+    """
+    return np.arange(n_slots, dtype=np.int64) % n_sp
 
 
 def unpack_nm(codes, idx, n_sp: int, m_sp: int, K: int):

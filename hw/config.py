@@ -13,6 +13,7 @@ import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from golden import tables as _tables
 from golden.sparsity import parse_sparsity
 
 __all__ = [
@@ -20,37 +21,27 @@ __all__ = [
     "FORMAT_SCALES", "ConfigError", "ArrayConfig", "Mode",
 ]
 
-# Runtime encodings of the per-GEMM mode fields (the hardware's `mode` port uses these codes).
-FORMAT_CODES = {
-    "int8": 0, "int4": 1, "uint4": 2, "int2": 3, "ternary": 4, "fp4_e2m1": 5, "mxint8": 6,
-}
-SPARSITY_CODES = {"dense": 0, "1:4": 1, "2:4": 2, "2:8": 3, "4:8": 4}
-SCALE_CODES = {"none": 0, "int": 1, "pow2": 2}
+# Every per-format fact below is derived from the one table, `golden.tables`.
+_FORMATS = _tables.ELEMENT_FORMATS
+
+#: Runtime encodings of the per-GEMM mode fields (the hardware's `mode` port uses these codes).
+FORMAT_CODES = {f.name: f.code for f in _FORMATS.values()}
+SPARSITY_CODES = {p.name: p.code for p in _tables.SPARSITY_PATTERNS.values()}
+SCALE_CODES = {k.name: k.code for k in _tables.SCALE_KINDS.values()}
 OUT_STAGES = ("raw", "requant")
 
 #: Code width of each element format (SPEC §2).
-FORMAT_BITS = {
-    "int8": 8, "int4": 4, "uint4": 4, "int2": 2, "ternary": 2, "fp4_e2m1": 4, "mxint8": 8,
-}
+FORMAT_BITS = {f.name: f.bits for f in _FORMATS.values()}
 #: Largest |value − zero point| the MAC can see for each format (bounds the datapath widths).
-FORMAT_WMAX = {
-    "int8": 128, "int4": 8, "uint4": 15, "int2": 2, "ternary": 1, "fp4_e2m1": 12, "mxint8": 128,
-}
+FORMAT_WMAX = {f.name: f.mac_abs_max for f in _FORMATS.values()}
 #: Signed width of the decoded lane value (after zero-point subtraction).
-FORMAT_VALUE_BITS = {
-    "int8": 8, "int4": 4, "uint4": 5, "int2": 2, "ternary": 2, "fp4_e2m1": 5, "mxint8": 8,
-}
+FORMAT_VALUE_BITS = {f.name: f.value_bits for f in _FORMATS.values()}
 #: Scale kinds each format may use (docs/NUMERICS.md).
-FORMAT_SCALES = {
-    "int8": ("none", "int", "pow2"), "int4": ("none", "int", "pow2"),
-    "uint4": ("none", "int"), "int2": ("none", "int", "pow2"),
-    "ternary": ("none", "int", "pow2"), "fp4_e2m1": ("none", "int", "pow2"),
-    "mxint8": ("none", "int", "pow2"),
-}
-#: pow2 exponent adjustment of each weight format (SPEC §4).
-FORMAT_POW2_ADJ = {"fp4_e2m1": -1, "mxint8": -6}
-MX_BLOCK = 32
-ACT_MAX = 128  # |int8 activation| bound
+FORMAT_SCALES = {f.name: f.allowed_scales for f in _FORMATS.values()}
+#: Nonzero pow2 exponent adjustments of the weight formats (SPEC §4).
+FORMAT_POW2_ADJ = {f.name: f.pow2_adj for f in _FORMATS.values() if f.pow2_adj}
+MX_BLOCK = _tables.MX_BLOCK
+ACT_MAX = _tables.ACT_MAX  # |int8 activation| bound
 
 
 class ConfigError(ValueError):
@@ -101,6 +92,7 @@ class Mode:
 
     @property
     def name(self) -> str:
+        """Mode name: format, sparsity, scale kind, then ``mxact`` / ``requant``."""
         parts = [self.fmt, self.sparsity, self.scale_kind]
         if self.mx_act:
             parts.append("mxact")
@@ -162,7 +154,7 @@ class ArrayConfig:
     acc_bits: int | None = None
     name: str = field(default="upe_core")
 
-    def __post_init__(self):
+    def __post_init__(self):  # noqa: C901 - one flat check per parameter, in order
         s = object.__setattr__
         s(self, "rows", _int("rows", self.rows, 1, 64))
         s(self, "cols", _int("cols", self.cols, 1, 64))
@@ -230,9 +222,11 @@ class ArrayConfig:
 
     @staticmethod
     def lanes_per_slot(fmt: str) -> int:
-        return 8 // FORMAT_BITS[fmt]
+        """Elements of ``fmt`` in one 8-bit slot."""
+        return _FORMATS[fmt].lanes_per_slot
 
     def lanes_per_beat(self, fmt: str) -> int:
+        """Lanes of ``fmt`` in one weight packet."""
         return self.slots * self.lanes_per_slot(fmt)
 
     def step_k(self, fmt: str, sparsity: str = "dense") -> int:
@@ -241,6 +235,7 @@ class ArrayConfig:
         return min(self.window, (self.lanes_per_beat(fmt) // n) * m)
 
     def lanes_used(self, fmt: str, sparsity: str = "dense") -> int:
+        """Lanes that carry a weight in one beat of this mode."""
         n, m = parse_sparsity(sparsity)
         return self.step_k(fmt, sparsity) // m * n
 
@@ -252,11 +247,18 @@ class ArrayConfig:
 
     @property
     def max_lanes(self) -> int:
+        """Lanes of the narrowest enabled format (the N:M index count)."""
         return self.slots * max(self.lanes_per_slot(f) for f in self.formats)
 
     @property
     def has_zero_points(self) -> bool:
-        return "uint4" in self.formats
+        """Whether an enabled format has a zero point."""
+        return self.zero_point_bits > 0
+
+    @property
+    def zero_point_bits(self) -> int:
+        """Width of the per-group zero point field (0 when no enabled format has one)."""
+        return max(_FORMATS[f].zero_point_bits for f in self.formats)
 
     @property
     def quarter_value_bits(self) -> tuple[int, ...]:
@@ -277,6 +279,7 @@ class ArrayConfig:
 
     @property
     def wmax(self) -> int:
+        """Largest |value − zero point| of the enabled formats."""
         return max(FORMAT_WMAX[f] for f in self.formats)
 
     @property
@@ -296,6 +299,7 @@ class ArrayConfig:
 
     @property
     def p_bits(self) -> int:
+        """Signed width of one group partial sum."""
         return _signed_bits(self.p_bound)
 
     @property
@@ -314,6 +318,7 @@ class ArrayConfig:
 
     @property
     def shift_min(self) -> int:
+        """Smallest (most negative) shift of a pow2 contribution."""
         return self.t_min + self.frac_bits
 
     @property
@@ -387,14 +392,17 @@ class ArrayConfig:
     # -- serialization -----------------------------------------------------------------------
 
     def to_dict(self) -> dict:
+        """Every parameter, tuples as lists (JSON-ready)."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self)}
 
     def to_json(self) -> str:
+        """The configuration as sorted, indented JSON."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> ArrayConfig:
+        """Build a configuration from a mapping, refusing unknown keys."""
         if not isinstance(data, dict):
             raise ConfigError(f"a configuration must be a mapping, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -430,6 +438,7 @@ class ArrayConfig:
         return cls.from_dict(merged)
 
     def replace(self, **changes) -> ArrayConfig:
+        """A copy with some parameters changed (``acc_bits`` re-derived unless given)."""
         data = {**self.to_dict(), **changes}
         if "acc_bits" not in changes:
             data["acc_bits"] = None

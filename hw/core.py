@@ -55,8 +55,10 @@ class RequantStage(wiring.Component):
         adv = self.advance
 
         def stage(name, value, shape=None):
-            """A register of this pipeline, loaded when it advances (reset-less: the
-            output stage's valid bits say which values are real)."""
+            """A register of this pipeline, loaded when it advances.
+
+            Reset-less: the output stage's valid bits say which values are real.
+            """
             reg = Signal(shape if shape is not None else value.shape(), name=name,
                          reset_less=True)
             with m.If(adv):
@@ -200,6 +202,7 @@ class _PEInstance:
 
 
 def pe_module_name(cfg: ArrayConfig) -> str:
+    """Verilog module name of the PE of a configuration (``<name>_pe``)."""
     return f"{cfg.name}_pe"
 
 
@@ -224,8 +227,10 @@ def core_drain_delay(cfg: ArrayConfig) -> int:
 
 
 def output_latency(cfg: ArrayConfig) -> int:
-    """Latency of the `OutputStage`: the requant pipeline when generated (raw rows travel in
-    step with it), else one register."""
+    """Latency of the `OutputStage`.
+
+    The requant pipeline when generated (raw rows travel in step with it), else one register.
+    """
     return RequantStage.latency if cfg.requant else 1
 
 
@@ -288,6 +293,7 @@ class Core(wiring.Component):
 
     @property
     def config(self) -> ArrayConfig:
+        """The configuration this core was built for."""
         return self._cfg
 
     @property
@@ -427,10 +433,12 @@ class Core(wiring.Component):
         return m
 
     def _mode_legal(self, m: Module):
-        """High when the (static) mode word is one this build can run (`legal_mode_terms`):
-        an enabled format × sparsity × scale kind, MX activations and requant only where
+        """High when the (static) mode word is one this build can run (`legal_mode_terms`).
+
+        An enabled format × sparsity × scale kind, MX activations and requant only where
         generated, ``1 <= group_beats <= k_beats``, ``k_beats · step <= k_max`` and
-        ``pow2`` groups of exactly one MX block."""
+        ``pow2`` groups of exactly one MX block.
+        """
         cfg, mode = self._cfg, self.mode
         combo_ok = Signal()
         fmt_bits, sp_bits = len(mode.fmt), len(mode.sparsity)

@@ -7,6 +7,7 @@ Testbenches and the host-side packer build their stimuli through these same layo
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
+from golden.tables import ACT_BITS, OUT_SHIFT_MAX, OUT_SHIFT_MIN, SLOT_BITS, signed_width
 from hw.config import FORMAT_CODES, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 
 __all__ = ["Layouts"]
@@ -52,22 +53,22 @@ class Layouts:
         self.col_params = data.StructLayout({
             "bias": signed(32),
             "mult": signed(32),
-            "shift": signed(6),
+            "shift": signed(signed_width(OUT_SHIFT_MIN, OUT_SHIFT_MAX)),
             "zp": signed(32),
         })
-        self.x_window = data.ArrayLayout(signed(8), cfg.window)
+        self.x_window = data.ArrayLayout(signed(ACT_BITS), cfg.window)
         act_fields = {"x": data.ArrayLayout(self.x_window, cfg.rows)}
         if self.has_x_exp:
             act_fields["x_exp"] = data.ArrayLayout(unsigned(8), cfg.rows)
         self.act_beat = data.StructLayout(act_fields)
 
-        packet = {"codes": data.ArrayLayout(unsigned(8), cfg.slots)}
+        packet = {"codes": data.ArrayLayout(unsigned(SLOT_BITS), cfg.slots)}
         if cfg.idx_bits:
             packet["idx"] = data.ArrayLayout(unsigned(cfg.idx_bits), cfg.max_lanes)
         if cfg.scale_field_bits:
             packet["scale"] = unsigned(cfg.scale_field_bits)
         if cfg.has_zero_points:
-            packet["zero"] = unsigned(4)
+            packet["zero"] = unsigned(cfg.zero_point_bits)
         self.packet = data.StructLayout(packet)
         self.wgt_beat = data.ArrayLayout(self.packet, cfg.cols)
 
@@ -92,4 +93,5 @@ class Layouts:
 
     @property
     def has_x_exp(self) -> bool:
+        """Whether activation beats carry MXINT8 exponents."""
         return "pow2" in self.cfg.scale_kinds

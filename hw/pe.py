@@ -12,6 +12,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from golden.tables import ELEMENT_FORMATS as FORMATS
 from hw.config import FORMAT_CODES, FORMAT_POW2_ADJ, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.lanemap import lane_map
 from hw.layouts import Layouts
@@ -109,12 +110,14 @@ def _quarter_formats(cfg: ArrayConfig, quarter: int):
 class LaneDecoder(wiring.Component):
     """Decode one lane of a weight slot to the signed integer the multiplier sees.
 
-    Combinational (latency 0). ``value = decode(code) − zero`` (zero only for uint4);
-    ternary code ``10`` gives 0 and raises ``invalid``.
+    Combinational (latency 0). One branch per code → integer rule of the format table
+    (`golden.tables.ENCODINGS`): ``value = decode(code) − zero`` for formats with a zero
+    point; invalid codes (ternary ``10``) give 0 and raise ``invalid``.
 
     Parameters
     ----------
     cfg : ArrayConfig
+        The configuration (its enabled formats).
     quarter : int
         Which quarter of the slot this lane's multiplier sits on (0…3).
     """
@@ -135,39 +138,45 @@ class LaneDecoder(wiring.Component):
             "invalid": Out(1),
         }
         if cfg.has_zero_points:
-            ports["zero"] = In(4)
+            ports["zero"] = In(cfg.zero_point_bits)
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         with m.Switch(self.fmt):
             for fmt, sub in self._formats:
-                bits = 8 // self._cfg.lanes_per_slot(fmt)
-                code = self.slot[sub * bits:(sub + 1) * bits]
+                info = FORMATS[fmt]
+                code = self.slot[sub * info.bits:(sub + 1) * info.bits]
+                value = Signal(signed(self.value_bits), name=f"value_{fmt}")
                 with m.Case(FORMAT_CODES[fmt]):
-                    if fmt in ("int8", "mxint8", "int4", "int2"):
-                        m.d.comb += self.value.eq(code.as_signed())
-                    elif fmt == "uint4":
-                        m.d.comb += self.value.eq(code - self.zero)
-                    elif fmt == "ternary":
+                    if info.encoding == "twos_complement":
+                        m.d.comb += value.eq(code.as_signed())
+                    elif info.encoding == "unsigned":
+                        m.d.comb += value.eq(code)
+                    elif info.encoding == "ternary":
                         with m.Switch(code):
                             with m.Case(0b01):
-                                m.d.comb += self.value.eq(1)
+                                m.d.comb += value.eq(1)
                             with m.Case(0b11):
-                                m.d.comb += self.value.eq(-1)
-                            with m.Case(0b10):
-                                m.d.comb += self.invalid.eq(1)
-                    elif fmt == "fp4_e2m1":
+                                m.d.comb += value.eq(-1)
+                    elif info.encoding == "e2m1":
                         sign, exp, man = code[3], code[1:3], code[0]
-                        mag = Signal(unsigned(4))
+                        mag = Signal(unsigned(4), name=f"mag_{fmt}")
                         with m.Switch(exp):
                             with m.Case(0):
                                 m.d.comb += mag.eq(man)
                             with m.Default():
                                 m.d.comb += mag.eq(Cat(man, 1) << (exp - 1)[:2])
-                        m.d.comb += self.value.eq(Mux(sign, -mag, mag))
-                    else:  # pragma: no cover - FORMAT_CODES and this table move together
-                        raise AssertionError(fmt)
+                        m.d.comb += value.eq(Mux(sign, -mag, mag))
+                    else:  # pragma: no cover - golden.tables checks every row's encoding
+                        raise AssertionError(f"{fmt}: no decoder for {info.encoding}")
+                    for bad in info.invalid_codes:
+                        with m.If(code == bad):
+                            m.d.comb += self.invalid.eq(1)
+                    if info.has_zero_point:
+                        m.d.comb += self.value.eq(value - self.zero[:info.zero_point_bits])
+                    else:
+                        m.d.comb += self.value.eq(value)
         return m
 
 
@@ -489,8 +498,9 @@ class GroupSum(wiring.Component):
 
 
 class Pow2Exponent(wiring.Component):
-    """The ``pow2`` shift of a group, as an offset into the window, and its checks
-    (``latency`` = 1).
+    """The ``pow2`` shift of a group, as an offset into the window, and its checks.
+
+    ``latency`` = 1.
 
     ``t = (e_w − 127) + (e_x − 127) + adj`` (SPEC §4; ``e_x`` = 127 for plain int8
     activations); the contribution is ``floor(P_g · 2^(t + frac_bits))``. ``u`` is that shift
@@ -540,9 +550,10 @@ class Pow2Exponent(wiring.Component):
 
 
 class Scaler(wiring.Component):
-    """A group's contribution to the accumulator: ``P_g · s``, ``floor(P_g · 2^shift)`` or
-    ``P_g`` by the mode's scale kind, all on one pair of multipliers (``latency`` = 2, one
-    group per cycle at most).
+    """A group's contribution to the accumulator, all on one pair of multipliers.
+
+    ``P_g · s``, ``floor(P_g · 2^shift)`` or ``P_g`` by the mode's scale kind (``latency`` =
+    2, one group per cycle at most).
 
     Every scale kind is a product ``P_g · b`` followed by a constant shift:
 

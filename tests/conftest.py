@@ -1,4 +1,4 @@
-"""pytest hooks: merge the functional coverage of the cocotb shards that ran in this pytest run.
+"""pytest hooks: deterministic property tests; the merged coverage of the cocotb shards.
 
 Every regression shard records the path of its ``coverage.json`` as a test property (which
 pytest-xdist carries from the workers to the controller); at the end of the session the
@@ -8,15 +8,20 @@ controller merges exactly those files, prints the summary table and writes
 
 from __future__ import annotations
 
+import os
+
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a failure replays as it is);
+# HYPOTHESIS_PROFILE=explore searches with fresh randomness instead.
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
 _COVERAGE_FILES: list[str] = []
 #: Tests skipped because a simulator is missing (reason starts with the simulator's name).
 _MISSING_SIM_SKIPS: list[tuple[str, str]] = []
 _SIM_PREFIXES = ("icarus:", "verilator:")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "formal: SymbiYosys proofs (shallow ones; make formal "
-                                       "runs the full set)")
 
 
 def pytest_runtest_logreport(report):

@@ -287,6 +287,7 @@ def test_verif_run_unwritable_output(files, capsys):
     _refused(status, err, "a_file")
 
 
+@pytest.mark.verilator
 def test_verif_run_k_not_multiple_of_32(files, capsys):
     rng = np.random.default_rng(5)
     save_layer(files / "k80.npz", compress(rng.normal(size=(80, 2)), fmt="int8",
@@ -297,6 +298,7 @@ def test_verif_run_k_not_multiple_of_32(files, capsys):
     assert status == 0, err
 
 
+@pytest.mark.verilator
 def test_verif_run_zero_rows(files):
     np.save(files / "x_empty.npy", np.zeros((0, 64), np.int8))
     proc = subprocess.run([sys.executable, "-m", "verif", "run", "--preset", "tiny", "--x",

@@ -1,5 +1,8 @@
-"""Verilog emission: every preset emits, lints clean under -Wall with the waiver file alone,
-and emission is deterministic."""
+"""Verilog emission.
+
+Every preset emits, lints clean under -Wall with the waiver file alone, and emission is
+deterministic.
+"""
 
 import json
 import re
@@ -20,6 +23,7 @@ def env():
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.verilator
 def test_preset_emits_and_lints_clean(name, tmp_path, env):
     cfg = PRESETS[name]
     paths = emit(cfg, tmp_path)

@@ -1,5 +1,7 @@
-"""Formal smoke tests: the SymbiYosys flow works, its properties catch seeded bugs, and the
-environments are not vacuous (their Cover statements are reachable).
+"""Formal smoke tests.
+
+The SymbiYosys flow works, its properties catch seeded bugs, and the environments are not
+vacuous (their Cover statements are reachable).
 
 Only shallow proofs of raw-output configurations (output stage latency 1) run here, to stay
 fast; ``make formal`` (``python -m verif.formal``) runs every proof at full depth, requant

@@ -304,7 +304,7 @@ CASES = [(f, k) for f, info in FORMATS.items() for k in info.allowed_scales]
     st.integers(0, 2**32 - 1),
 )
 def test_gemm_equals_dequantized_float_product(case, sparsity, n_blocks, N, seed):
-    """raw · 2**(scale_exp − frac) equals x @ dequantize_weights exactly (no floor loss)."""
+    """Raw · 2**(scale_exp − frac) equals x @ dequantize_weights exactly (no floor loss)."""
     fmt, kind = case
     rng = np.random.default_rng(seed)
     K = 32 * n_blocks

@@ -32,7 +32,7 @@ def _load_npy(path: str, what: str) -> np.ndarray:
 
 
 class UserError(Exception):
-    pass
+    """A user mistake, reported in one line with exit status 2."""
 
 
 def _progress(message: str) -> None:
@@ -40,6 +40,7 @@ def _progress(message: str) -> None:
 
 
 def cmd_run(args) -> int:
+    """Run a layer file on the simulated core and write the result."""
     from golden.layer import LayerError, load_layer
     from verif.runner import RunError, run_layer
 
@@ -96,6 +97,7 @@ def cmd_run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m verif`` argument parser."""
     parser = _Parser(prog="python -m verif", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     p = sub.add_parser("run", help="run a layer file on the simulated core")
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run ``python -m verif``; return the exit status."""
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == "run":

@@ -8,26 +8,39 @@ from __future__ import annotations
 
 import numpy as np
 
+from golden.formats import decode, format_info, pow2_weight_exponent
 from golden.layer import Layer
 from golden.sparsity import parse_sparsity
-from hw.config import FORMAT_BITS, FORMAT_POW2_ADJ, MX_BLOCK, ArrayConfig, Mode
+from golden.tables import MX_BLOCK, OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN
+from hw.config import ArrayConfig, Mode
 
 __all__ = ["random_layer", "random_activations", "random_case"]
 
-OUT_MULT_MIN, OUT_MULT_MAX = 1 << 30, (1 << 31) - 1
+
+
+def extreme_codes(fmt: str) -> list[int]:
+    """The codes of the most negative and the most positive decoded value of ``fmt``.
+
+    Ties go to the highest code (so int2's −2 is ``0b10``, fp4's −6 is ``0xF``).
+    """
+    info = format_info(fmt)
+    values, invalid = decode(fmt, np.arange(info.n_codes))
+    values = np.where(invalid, 0, values)
+    codes = np.arange(info.n_codes)
+    lo = int(codes[values == values.min()].max())
+    hi = int(codes[values == values.max()].max())
+    return [lo, hi]
 
 
 def _codes(rng, fmt: str, shape, zero_code, p_zero: float, allow_invalid: bool) -> np.ndarray:
-    n_codes = 1 << FORMAT_BITS[fmt]
-    codes = rng.integers(0, n_codes, shape)
-    if fmt == "ternary" and not allow_invalid:
-        codes[codes == 0b10] = 0b01
+    info = format_info(fmt)
+    codes = rng.integers(0, info.n_codes, shape)
+    if info.invalid_codes and not allow_invalid:
+        # The first valid code of the largest value replaces each invalid one.
+        codes[np.isin(codes, info.invalid_codes)] = extreme_codes(fmt)[1]
     # Extreme codes first in every column, so they always occur.
     flat = codes.reshape(-1, shape[-1])
-    extremes = {"int8": [0x80, 0x7F], "mxint8": [0x80, 0x7F], "int4": [0x8, 0x7],
-                "uint4": [0x0, 0xF], "int2": [0b10, 0b01], "ternary": [0b11, 0b01],
-                "fp4_e2m1": [0xF, 0x7]}[fmt]
-    for i, e in enumerate(extremes[:flat.shape[0]]):
+    for i, e in enumerate(extreme_codes(fmt)[:flat.shape[0]]):
         flat[i] = e
     zero = rng.random(shape) < p_zero
     return np.where(zero, zero_code, codes)
@@ -46,16 +59,17 @@ def random_layer(rng: np.random.Generator, cfg: ArrayConfig, mode: Mode, K: int,
     blocks = K // m_sp
     zeros = None
     zero_code = np.zeros((blocks * n_sp, N), np.int64)
-    if fmt == "uint4":
-        zeros = rng.integers(0, 16, (n_groups, N)).astype(np.uint8)
+    info = format_info(fmt)
+    if info.has_zero_point:
+        zeros = rng.integers(0, info.zero_max + 1, (n_groups, N)).astype(np.uint8)
         slot_group = (np.arange(blocks * n_sp) // n_sp * m_sp) // group
         zero_code = zeros[slot_group].astype(np.int64)
     codes = _codes(rng, fmt, (blocks * n_sp, N), zero_code, p_zero, invalid_ternary)
     # A few whole blocks of zero-valued slots (all-zero blocks).
     dead = rng.random((blocks, N)) < 0.1
     codes = np.where(np.repeat(dead, n_sp, axis=0), zero_code, codes)
-    if invalid_ternary and fmt == "ternary":
-        codes[rng.integers(0, codes.shape[0]), rng.integers(0, N)] = 0b10
+    if invalid_ternary and info.invalid_codes:
+        codes[rng.integers(0, codes.shape[0]), rng.integers(0, N)] = info.invalid_codes[0]
     idx = None
     if sparsity != "dense":
         # Strictly increasing positions: a random N-subset of each block, sorted.
@@ -74,7 +88,7 @@ def random_layer(rng: np.random.Generator, cfg: ArrayConfig, mode: Mode, K: int,
     elif kind == "none":
         scale_exp = np.zeros(N, np.int32)
     elif kind == "pow2":
-        adj = FORMAT_POW2_ADJ.get(fmt, 0) - (6 if mode.mx_act else 0)
+        e_x = mx_exp_center if mode.mx_act else None
         lo, hi = cfg.t_min + 4, cfg.t_max - 4
         if lo > hi:
             lo = hi = (cfg.t_min + cfg.t_max) // 2
@@ -82,9 +96,9 @@ def random_layer(rng: np.random.Generator, cfg: ArrayConfig, mode: Mode, K: int,
         t.flat[0] = lo
         if t.size > 1:
             t.flat[-1] = hi
-        e_w = 127 + t - adj - (mx_exp_center - 127)
+        e_w = pow2_weight_exponent(fmt, t, e_x)
         if window_overflow:
-            e_w.flat[rng.integers(0, e_w.size)] = 127 + cfg.t_max + 1 - adj - (mx_exp_center - 127)
+            e_w.flat[rng.integers(0, e_w.size)] = pow2_weight_exponent(fmt, cfg.t_max + 1, e_x)
         e_w = np.clip(e_w, 0, 254)
         if nan_scale:
             e_w.flat[rng.integers(0, e_w.size)] = 0xFF
@@ -104,7 +118,7 @@ def _with_requant(rng, layer: Layer) -> Layer:
     mult[0] = OUT_MULT_MIN
     if N > 1:
         mult[1] = OUT_MULT_MAX
-    shift = rng.integers(-31, 31, N).astype(np.int32)
+    shift = rng.integers(OUT_SHIFT_MIN, OUT_SHIFT_MAX + 1, N).astype(np.int32)
     shift[: max(N // 2, 1)] = rng.integers(-24, -8, max(N // 2, 1))  # mostly unsaturated
     zp = rng.integers(-128, 128, N).astype(np.int32)
     return layer.copy(bias=bias, out_mult=mult, out_shift=shift, out_zp=zp)
@@ -112,6 +126,7 @@ def _with_requant(rng, layer: Layer) -> Layer:
 
 def random_activations(rng, M: int, K: int, *, mx: bool = False, center: int = 127,
                        nan_exp: bool = False):
+    """Random int8 activations (−128 included) and, with ``mx``, E8M0 exponents."""
     x = rng.integers(-128, 128, (M, K)).astype(np.int8)
     x.flat[0] = -128
     x_exp = None
@@ -138,15 +153,16 @@ def exhaustive_case(cfg: ArrayConfig, fmt: str, *, M: int = 16, K: int = 4096, N
     within each run of 256 k one code meets all 256 activations, the runs step through the
     codes, and the 17m offset moves every activation through every lane position.
     """
-    n_codes = 1 << FORMAT_BITS[fmt]
+    info = format_info(fmt)
+    n_codes = info.n_codes
     k = np.arange(K)
     x = (((k[None, :] + 17 * np.arange(M)[:, None]) % 256) - 128).astype(np.int8)
     codes = ((k[:, None] // 256 + 16 * np.arange(N)[None, :]) % n_codes).astype(np.uint8)
-    if fmt == "ternary":
-        codes[codes == 0b10] = 0b11
+    if info.invalid_codes:
+        codes[np.isin(codes, info.invalid_codes)] = extreme_codes(fmt)[0]
     zeros = None
-    if fmt == "uint4":
-        zeros = (np.arange(N) % 16).astype(np.uint8)[None, :]
+    if info.has_zero_point:
+        zeros = (np.arange(N) % (info.zero_max + 1)).astype(np.uint8)[None, :]
     layer = Layer(format=fmt, sparsity="dense", group=K, scale_kind="none", shape=(K, N),
                   codes=codes, scale_exp=np.zeros(N, np.int32), zeros=zeros)
     return layer, x, None

@@ -29,6 +29,8 @@ BAR = 30
 
 @dataclass
 class PointResult:
+    """The outcome of one point: its value or its error."""
+
     index: int
     value: object = None
     error: str | None = None

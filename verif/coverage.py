@@ -31,16 +31,28 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.formats import FORMATS, format_info, pow2_exponent
 from golden.sparsity import parse_sparsity
-from hw.config import FORMAT_BITS, FORMAT_POW2_ADJ, FORMAT_SCALES, ArrayConfig, Mode
+from golden.tables import (
+    ACT_MAX,
+    E8M0_NAN,
+    OUT_MULT_MAX,
+    OUT_MULT_MIN,
+    OUT_SHIFT_MAX,
+    OUT_SHIFT_MIN,
+)
+from hw.config import FORMAT_SCALES, ArrayConfig, Mode
 from hw.lanemap import lane_map
 
-__all__ = ["Coverage", "legal_bins", "merge", "render_markdown", "summary_lines", "TRAFFIC_BINS"]
+__all__ = ["Coverage", "TRAFFIC_BINS", "TrafficCounter", "legal_bins", "merge", "render_markdown",
+           "summary_lines"]
 
 COVERAGE_VERSION = 1
 CATEGORIES = ("cross", "edge", "traffic")
-SMALL_FORMATS = ("int4", "uint4", "int2", "ternary", "fp4_e2m1")
-BYTE_FORMATS = ("int8", "mxint8")
+#: Formats narrower than a slot: every code is a bin in every lane position of the slot.
+SMALL_FORMATS = tuple(f.name for f in FORMATS.values() if f.lanes_per_slot > 1)
+#: Byte-wide formats: their two extreme values are the bins.
+BYTE_FORMATS = tuple(f.name for f in FORMATS.values() if f.lanes_per_slot == 1)
 
 #: Stream-traffic bins with their meaning (sampled per clock cycle by the testbench).
 TRAFFIC_BINS = {
@@ -60,6 +72,53 @@ TRAFFIC_BINS = {
 }
 
 
+class TrafficCounter:
+    """Per-cycle counts of the stream-traffic bins of one run (cheap: plain integers).
+
+    `count` takes one cycle's handshakes (a `verif.tb_monitor.Cycle`) and the driver's state
+    before the clock edge's transfers; `bins` gives the counts by `TRAFFIC_BINS` name.
+    """
+
+    __slots__ = ("act_idle", "act_without_wgt", "beat_and_result", "beat_held", "prm_idle",
+                 "prm_stall", "res_back_to_back", "res_backpressure", "wgt_idle",
+                 "wgt_without_act", "_prev_res")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+        self._prev_res = False
+
+    def count(self, cyc, act_done: bool, wgt_done: bool, prm_done: bool) -> None:
+        """Count one cycle (``*_done``: the source had nothing left before this cycle)."""
+        if cyc.act_on != cyc.wgt_on:
+            if cyc.act_on:
+                self.act_without_wgt += 1
+            else:
+                self.wgt_without_act += 1
+        elif cyc.act_on and not cyc.beat_taken:
+            self.beat_held += 1
+        if not cyc.act_on and not act_done:
+            self.act_idle += 1
+        if not cyc.wgt_on and not wgt_done:
+            self.wgt_idle += 1
+        if not cyc.prm_on and not prm_done:
+            self.prm_idle += 1
+        elif cyc.prm_on and not cyc.prm_taken:
+            self.prm_stall += 1
+        res_taken = cyc.res_valid and cyc.res_ready
+        if cyc.res_valid and not cyc.res_ready:
+            self.res_backpressure += 1
+        if res_taken and self._prev_res:
+            self.res_back_to_back += 1
+        if res_taken and cyc.beat_taken:
+            self.beat_and_result += 1
+        self._prev_res = res_taken
+
+    def bins(self) -> dict[str, int]:
+        """Counts by traffic bin name."""
+        return {name: getattr(self, name) for name in self.__slots__ if not name.startswith("_")}
+
+
 def _scale_dim(mode: Mode) -> str:
     return "pow2+mx" if mode.mx_act else mode.scale_kind
 
@@ -70,6 +129,41 @@ def _group_dim(kind: str, group: int, K: int) -> str:
 
 def _pow2_capable(cfg: ArrayConfig, fmt: str) -> bool:
     return "pow2" in cfg.scale_kinds and "pow2" in FORMAT_SCALES[fmt]
+
+
+def _format_edge_bins(cfg: ArrayConfig, fmt: str) -> set[str]:
+    """The edge bins of one enabled format: codes, activations, N:M blocks, scales."""
+    edge = set()
+    lps = cfg.lanes_per_slot(fmt)
+    info = format_info(fmt)
+    if fmt in SMALL_FORMATS:
+        # The slot sub-positions the lane order (hw.lanemap) uses in some mode of this format.
+        subs = sorted({q // (4 // lps) for pattern in cfg.sparsity
+                       for _, q in lane_map(cfg).modes[(fmt, pattern)].lane_mult})
+        for code in range(info.n_codes):
+            for sub in subs:
+                edge.add(f"edge|code|{fmt}|{code}|lane{sub}")
+    else:
+        edge.update({f"edge|code|{fmt}|{info.value_min}", f"edge|code|{fmt}|{info.value_max}"})
+    if info.invalid_codes:
+        edge.add(f"edge|{fmt}_invalid")
+    if info.has_zero_point:
+        edge.update({"edge|zero_point|0", f"edge|zero_point|{info.zero_max}"})
+    edge.update({f"edge|act|{fmt}|{-ACT_MAX}", f"edge|act|{fmt}|{ACT_MAX - 1}"})
+    for pattern in cfg.sparsity:
+        n_sp, _ = parse_sparsity(pattern)
+        if pattern == "dense":
+            continue
+        edge.add(f"edge|zero_block|{fmt}|{pattern}")
+        if n_sp > 1:
+            edge.add(f"edge|underfilled|{fmt}|{pattern}")
+    if "int" in cfg.scale_kinds and "int" in FORMAT_SCALES[fmt]:
+        edge.update({f"edge|int_scale|{fmt}|min", f"edge|int_scale|{fmt}|max"})
+    if _pow2_capable(cfg, fmt):
+        kinds = ("pow2", "pow2+mx") if cfg.mx_activations else ("pow2",)
+        for kind in kinds:
+            edge.update({f"edge|t|{fmt}|{kind}|t_min", f"edge|t|{fmt}|{kind}|t_max"})
+    return edge
 
 
 def legal_bins(cfg: ArrayConfig) -> dict[str, set[str]]:
@@ -83,38 +177,11 @@ def legal_bins(cfg: ArrayConfig) -> dict[str, set[str]]:
             for st in stages:
                 cross.add(f"cross|{mode.fmt}|{mode.sparsity}|{kind}|{g}|{st}")
     for fmt in cfg.formats:
-        lps = cfg.lanes_per_slot(fmt)
-        if fmt in SMALL_FORMATS:
-            # The slot sub-positions the lane order uses in some mode of this format.
-            subs = sorted({q // (4 // lps) for pattern in cfg.sparsity
-                           for _, q in lane_map(cfg).modes[(fmt, pattern)].lane_mult})
-            for code in range(1 << FORMAT_BITS[fmt]):
-                for sub in subs:
-                    edge.add(f"edge|code|{fmt}|{code}|lane{sub}")
-        else:
-            edge.update({f"edge|code|{fmt}|-128", f"edge|code|{fmt}|127"})
-        edge.update({f"edge|act|{fmt}|-128", f"edge|act|{fmt}|127"})
-        for pattern in cfg.sparsity:
-            n_sp, _ = parse_sparsity(pattern)
-            if pattern == "dense":
-                continue
-            edge.add(f"edge|zero_block|{fmt}|{pattern}")
-            if n_sp > 1:
-                edge.add(f"edge|underfilled|{fmt}|{pattern}")
-        if "int" in cfg.scale_kinds and "int" in FORMAT_SCALES[fmt]:
-            edge.update({f"edge|int_scale|{fmt}|min", f"edge|int_scale|{fmt}|max"})
-        if _pow2_capable(cfg, fmt):
-            kinds = ("pow2", "pow2+mx") if cfg.mx_activations else ("pow2",)
-            for kind in kinds:
-                edge.update({f"edge|t|{fmt}|{kind}|t_min", f"edge|t|{fmt}|{kind}|t_max"})
-    if "uint4" in cfg.formats:
-        edge.update({"edge|zero_point|0", "edge|zero_point|15"})
+        edge |= _format_edge_bins(cfg, fmt)
     if "pow2" in cfg.scale_kinds:
         edge.update({"edge|pow2|below_window", "edge|pow2|above_window", "edge|pow2|nan_w"})
         if cfg.mx_activations:
             edge.add("edge|pow2|nan_x")
-    if "ternary" in cfg.formats:
-        edge.add("edge|ternary_invalid")
     if cfg.requant:
         edge.update({"edge|requant|mult_min", "edge|requant|mult_max",
                      "edge|requant|shift_min", "edge|requant|shift_max",
@@ -125,7 +192,8 @@ def legal_bins(cfg: ArrayConfig) -> dict[str, set[str]]:
     traffic = {f"traffic|{name}" for name in TRAFFIC_BINS}
     if not cfg.requant:
         traffic -= {"traffic|prm_idle", "traffic|prm_stall", "traffic|error_requant"}
-    if "ternary" not in cfg.formats and "pow2" not in cfg.scale_kinds:
+    has_invalid = any(format_info(f).invalid_codes for f in cfg.formats)
+    if not has_invalid and "pow2" not in cfg.scale_kinds:
         traffic.discard("traffic|error_raw")  # no invalid code, no exponent: no raw error
     return {"cross": cross, "edge": edge, "traffic": traffic}
 
@@ -188,20 +256,20 @@ class Coverage:
             keys = np.unique(codes * lps + sub[:, None])
             for key in keys.tolist():
                 self.hit(f"edge|code|{fmt}|{key // lps}|lane{key % lps}")
-        else:
-            signed = np.where(codes >= 128, codes - 256, codes)
-            self.hit(f"edge|code|{fmt}|-128", int((signed == -128).any()))
-            self.hit(f"edge|code|{fmt}|127", int((signed == 127).any()))
-        if fmt == "ternary":
-            self.hit("edge|ternary_invalid", int((codes == 0b10).any()))
         # Value of every stored slot as the MAC sees it (minus the zero point).
-        values, _ = decode(fmt, codes)
+        values, invalid = decode(fmt, codes)
+        info = format_info(fmt)
+        if fmt not in SMALL_FORMATS:
+            for v in (info.value_min, info.value_max):
+                self.hit(f"edge|code|{fmt}|{v}", int((values == v).any()))
+        if info.invalid_codes:
+            self.hit(f"edge|{fmt}_invalid", int(invalid.any()))
         slot_group = (np.arange(codes.shape[0]) // n_sp * m_sp) // G
         if layer.zeros is not None:
             zeros = np.asarray(layer.zeros, np.int64)
             values = values - zeros[slot_group]
             self.hit("edge|zero_point|0", int((zeros == 0).any()))
-            self.hit("edge|zero_point|15", int((zeros == 15).any()))
+            self.hit(f"edge|zero_point|{info.zero_max}", int((zeros == info.zero_max).any()))
         if pattern != "dense":
             nz = (values != 0).reshape(-1, n_sp, N).sum(axis=1)
             self.hit(f"edge|zero_block|{fmt}|{pattern}", int((nz == 0).any()))
@@ -214,8 +282,8 @@ class Coverage:
             _, stored = unpack_nm(layer.codes, layer.idx, n_sp, m_sp, K)
             used = stored.any(axis=1)
         xu = np.asarray(x)[:, used]
-        self.hit(f"edge|act|{fmt}|-128", int((xu == -128).any()))
-        self.hit(f"edge|act|{fmt}|127", int((xu == 127).any()))
+        for v in (-ACT_MAX, ACT_MAX - 1):
+            self.hit(f"edge|act|{fmt}|{v}", int((xu == v).any()))
         if kind == "int":
             s = np.asarray(layer.scales, np.int64)
             lim = 1 << (cfg.scale_bits - 1)
@@ -226,10 +294,10 @@ class Coverage:
         if mode.out_stage == "requant" and layer.out_mult is not None:
             mult = np.asarray(layer.out_mult, np.int64)
             shift = np.asarray(layer.out_shift, np.int64)
-            self.hit("edge|requant|mult_min", int((mult == 1 << 30).any()))
-            self.hit("edge|requant|mult_max", int((mult == (1 << 31) - 1).any()))
-            self.hit("edge|requant|shift_min", int((shift == -31).any()))
-            self.hit("edge|requant|shift_max", int((shift == 30).any()))
+            self.hit("edge|requant|mult_min", int((mult == OUT_MULT_MIN).any()))
+            self.hit("edge|requant|mult_max", int((mult == OUT_MULT_MAX).any()))
+            self.hit("edge|requant|shift_min", int((shift == OUT_SHIFT_MIN).any()))
+            self.hit("edge|requant|shift_max", int((shift == OUT_SHIFT_MAX).any()))
             self.hit("edge|requant|shift_neg", int((shift < 0).any()))
             self.hit("edge|requant|shift_pos", int((shift > 0).any()))
         step = cfg.step_k(fmt, pattern)
@@ -246,17 +314,16 @@ class Coverage:
         cfg = self.cfg
         fmt = layer.format
         e_w = np.asarray(layer.scales, np.int64)                      # [groups, N]
-        adj = FORMAT_POW2_ADJ.get(fmt, 0)
-        nan_w = e_w == 0xFF
+        nan_w = e_w == E8M0_NAN
         self.hit("edge|pow2|nan_w", int(nan_w.any()))
         if mode.mx_act and x_exp is not None:
             e_x = np.asarray(x_exp, np.int64)                         # [M, groups]
-            self.hit("edge|pow2|nan_x", int((e_x == 0xFF).any()))
+            self.hit("edge|pow2|nan_x", int((e_x == E8M0_NAN).any()))
             # t for every (m, g, n) where neither exponent is NaN
-            t = (e_w[None, :, :] - 127) + (e_x[:, :, None] - 127) + adj - 6
-            ok = ~nan_w[None, :, :] & (e_x[:, :, None] != 0xFF)
+            t = pow2_exponent(fmt, e_w[None, :, :], e_x[:, :, None])
+            ok = ~nan_w[None, :, :] & (e_x[:, :, None] != E8M0_NAN)
         else:
-            t = e_w - 127 + adj
+            t = pow2_exponent(fmt, e_w)
             ok = ~nan_w
         t = t[ok]
         kind = _scale_dim(mode)
@@ -275,10 +342,12 @@ class Coverage:
     # -- persistence ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
+        """Hits and configuration as a JSON-ready dict."""
         return {"version": COVERAGE_VERSION, "config": self.cfg.name, "sim": self.sim,
                 "cfg": self.cfg.to_dict(), "cases": self.cases, "hits": dict(self.hits)}
 
     def write(self, path: str | Path) -> None:
+        """Write the hits as JSON to ``path``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
 
 

@@ -67,6 +67,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.presets import preset
+from golden.formats import FORMATS
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig
 
@@ -142,7 +143,7 @@ class _Spec:
             m.d.comb += w.eq(code.as_signed())  # SPEC §2: two's complement (mxint8: code/64)
         else:
             m.d.comb += w.eq(Array(Const(v, width) for v in values)[code])
-        if fmt == "uint4":
+        if FORMATS[fmt].has_zero_point:
             w2 = Signal(signed(6), name=f"spec_wz_{j}")
             m.d.comb += w2.eq(w - self.zero)
             w = w2
@@ -177,7 +178,7 @@ class LaneCheck(wiring.Component):
     lane ``j`` it serves (``(0, 0)`` when it serves none); for mode words that enable nothing,
     every multiplier sees ``(0, 0)``. The product itself is then the exact product of equal
     operands; the whole PE's products are covered by the ``pe`` proof and, for every operand
-    pair, by the exhaustive simulation in tests/test_hw.py.
+    pair, by the exhaustive simulation in tests/test_pe.py.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -550,8 +551,10 @@ def _output_latency() -> int:
 
 
 def core_depth() -> int:
-    """Depth at which two whole tiles of the reduced core have drained (k_beats = 1,
-    requant): the second tile's beat waits for the first tile's drain."""
+    """Depth at which two whole tiles of the reduced core have drained.
+
+    With k_beats = 1 and requant, the second tile's beat waits for the first tile's drain.
+    """
     from hw.core import Core, RequantStage
     cfg = _reduced_core_cfg()
     core = Core(cfg)
@@ -653,6 +656,7 @@ def run_proof(proof: str | Proof, workdir: str | Path, *, depth: int | None = No
 
 
 def main(argv=None) -> int:
+    """Run the named proofs; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m verif.formal",
                                      description="Bounded proofs with SymbiYosys.")
     parser.add_argument("names", nargs="*", help=f"proofs to run (default all: "

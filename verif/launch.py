@@ -22,9 +22,12 @@ class SimulationError(AssertionError):
 
 
 class Case(dict):
-    """One GEMM of a job: ``name``, ``layer`` (Layer), ``x``, ``x_exp``, expected ``y``/``err``,
-    ``out_stage`` and the traffic patterns (``in_pattern``, ``wgt_pattern``, ``prm_pattern``,
-    ``out_pattern``), ``reset_mid``."""
+    """One GEMM of a job.
+
+    Keys: ``name``, ``layer`` (Layer), ``x``, ``x_exp``, expected ``y``/``err``, ``out_stage``
+    and the traffic patterns (``in_pattern``, ``wgt_pattern``, ``prm_pattern``,
+    ``out_pattern``), ``reset_mid``.
+    """
 
 
 def _watch(path: Path, progress, stop: threading.Event) -> None:
@@ -42,9 +45,11 @@ def _watch(path: Path, progress, stop: threading.Event) -> None:
                      f"{rows}/{n_rows} result rows")
 
 
-def run_cases(model: SimModel, cases: list[dict], *, workdir: str | Path | None = None,
-              seed: int | None = None, waves: bool = False, progress=None,
-              waves_to: str | Path | None = None) -> dict:
+def run_cases(  # noqa: C901 - job file, launch, progress and result collection in one place
+    model: SimModel, cases: list[dict], *, workdir: str | Path | None = None,
+    seed: int | None = None, waves: bool = False, progress=None,
+    waves_to: str | Path | None = None,
+) -> dict:
     """Run ``cases`` in one simulation of ``model``; return the report (cycles per case).
 
     Results of each case are returned under ``results[name] = (y, err)``. A mismatch against

@@ -81,12 +81,16 @@ class Traffic:
 
     @classmethod
     def full(cls) -> Traffic:
+        """Every stream at full rate."""
         return cls()
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Traffic:
-        """Random seeds; duties of 30-100 % (sources) and 20-100 % (prm, res), a quarter of
-        the runs with act and res at full rate."""
+        """Random seeds and duties.
+
+        Duties of 30-100 % (sources) and 20-100 % (prm, res); a quarter of the runs have act
+        and res at full rate.
+        """
         full = rng.random() < 0.25
         seeds = {s: int(rng.integers(1, 1 << 16)) for s in STREAMS}
         duties = {"act": FULL_DUTY if full else int(rng.integers(77, FULL_DUTY + 1)),
@@ -96,9 +100,11 @@ class Traffic:
         return cls(seeds=seeds, duties=duties)
 
     def to_dict(self) -> dict:
+        """Seeds and duties, as JSON."""
         return {"seeds": dict(self.seeds), "duties": dict(self.duties)}
 
     def plusargs(self) -> list[str]:
+        """The harness's plusargs for this traffic."""
         args = []
         for s in STREAMS:
             args += [f"+{s}_seed={self.seeds.get(s, 1)}",
@@ -106,8 +112,10 @@ class Traffic:
         return args
 
     def patterns(self) -> dict[str, tuple[int, ...]]:
-        """The cocotb testbench's ``in_pattern`` (act), ``wgt_pattern``, ``prm_pattern`` and
-        ``out_pattern`` (res) giving this traffic."""
+        """The cocotb testbench's gate patterns giving this traffic.
+
+        Keys ``in_pattern`` (act), ``wgt_pattern``, ``prm_pattern`` and ``out_pattern`` (res).
+        """
         keys = {"act": "in_pattern", "wgt": "wgt_pattern", "prm": "prm_pattern",
                 "res": "out_pattern"}
         return {keys[s]: lfsr_gates(self.seeds.get(s, 1), self.duties.get(s, FULL_DUTY))
@@ -126,12 +134,15 @@ class NativeModel:
     build_seconds: float
 
     def fits(self, files: list[BeatFiles]) -> bool:
+        """Whether the model's memories hold these GEMMs."""
         need = _need(files)
         return all(need[s] <= 1 << self.depth_bits[s] for s in need)
 
 
 @dataclass
 class NativeRun:
+    """What one native simulation returned."""
+
     words: list[list[int]]   # result beats per GEMM
     cycles: list[int]        # per GEMM: first beat taken to last result row
     sim_cycles: int          # every cycle the harness ran, reset included
@@ -291,8 +302,9 @@ def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | No
 def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | None = None,
                      sim: str = "verilator", workdir: str | Path | None = None,
                      quiet: bool = True, max_idle: int = 100_000) -> dict:
-    """Pack GEMMs (dicts of ``layer``, ``x``, ``x_exp``, ``out_stage``), run them one after
-    the other in one simulation, assemble the results.
+    """Pack GEMMs, run them one after the other in one simulation, assemble the results.
+
+    Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage``.
 
     Returns ``results`` (a list of ``(y, err)``), ``cycles`` (a list), ``sim_seconds``
     (simulator wall time), ``pack_seconds`` and the ``model``.

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gen.presets import preset
+from golden.formats import E8M0_BIAS, pow2_weight_exponent
 from golden.gemm import gemm
-from hw.config import FORMAT_POW2_ADJ, FORMAT_SCALES, MX_BLOCK, ArrayConfig, Mode
+from golden.tables import MX_BLOCK, OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN
+from hw.config import FORMAT_SCALES, ArrayConfig, Mode
 from verif.cases import exhaustive_case, random_case
 
 __all__ = ["REGRESSION_CONFIGS", "base_seed", "plan", "shard_cases"]
@@ -39,6 +41,7 @@ TRAFFIC = [
 
 
 def base_seed() -> int:
+    """Base seed of the regressions: ``UPE_SEED`` or the fixed default."""
     return int(os.environ.get("UPE_SEED", "20261129"))
 
 
@@ -73,7 +76,7 @@ def _groups(cfg: ArrayConfig, mode: Mode, K: int) -> list[int | None]:
     return out
 
 
-def plan(cfg_name: str) -> list[PlannedCase]:
+def plan(cfg_name: str) -> list[PlannedCase]:  # noqa: C901 - a flat list of scenarios
     """Every enabled mode × group size × output stage, with edge shapes and traffic."""
     cfg = REGRESSION_CONFIGS[cfg_name]
     rows, cols = cfg.rows, cfg.cols
@@ -158,6 +161,7 @@ def plan(cfg_name: str) -> list[PlannedCase]:
 
 
 def shard_cases(cfg_name: str, shard: int) -> list[PlannedCase]:
+    """The planned cases of one shard."""
     n = SHARDS[cfg_name]
     return [c for c in plan(cfg_name) if c.index % n == shard]
 
@@ -170,7 +174,7 @@ _ERROR_FLAGS = ("invalid_ternary", "nan_scale", "window_overflow", "nan_exp", "w
 
 def _pow2_exponent(cfg: ArrayConfig, mode: Mode, t: int) -> int:
     """E8M0 weight exponent giving ``t`` with an activation exponent of 127."""
-    return 127 + t - FORMAT_POW2_ADJ.get(mode.fmt, 0) + (6 if mode.mx_act else 0)
+    return int(pow2_weight_exponent(mode.fmt, t, E8M0_BIAS if mode.mx_act else None))
 
 
 def _edit_case(cfg: ArrayConfig, case: PlannedCase, layer, x, x_exp):
@@ -182,16 +186,16 @@ def _edit_case(cfg: ArrayConfig, case: PlannedCase, layer, x, x_exp):
         layer = layer.copy(scales=scales)
         if x_exp is not None:
             x_exp = x_exp.copy()
-            x_exp[:, 0] = x_exp[:, -1] = 127
+            x_exp[:, 0] = x_exp[:, -1] = E8M0_BIAS
     if "window_underflow" in case.flags:
         scales = layer.scales.copy()
         scales[-1, 0] = _pow2_exponent(cfg, case.mode, cfg.t_min - 1)
         layer = layer.copy(scales=scales)
     if "requant_edges" in case.flags:
         shift = layer.out_shift.copy()
-        shift[0], shift[-1] = -31, 30
+        shift[0], shift[-1] = OUT_SHIFT_MIN, OUT_SHIFT_MAX
         mult = layer.out_mult.copy()
-        mult[0], mult[-1] = (1 << 31) - 1, 1 << 30
+        mult[0], mult[-1] = OUT_MULT_MAX, OUT_MULT_MIN
         layer = layer.copy(out_shift=shift, out_mult=mult)
     if "acc_extreme" in case.flags:
         # Every product at its largest magnitude, both signs (column parity), the scale at its

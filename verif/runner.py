@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gen.pack import Packer, PackError
-from golden.layer import Layer
-from golden.sparsity import parse_sparsity
+from golden.layer import Layer, pad_k
 from hw.config import ArrayConfig, ConfigError, Mode
 
 __all__ = ["ENGINES", "RunError", "RunResult", "prepare_layer", "run_layer", "ideal_cycles"]
@@ -31,6 +30,8 @@ class RunError(ValueError):
 
 @dataclass
 class RunResult:
+    """A layer run on the RTL: results, error flags, cycles and the run's report."""
+
     y: np.ndarray
     err: np.ndarray
     report: dict
@@ -49,21 +50,10 @@ def prepare_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray) -> tuple[Layer,
     step = cfg.step_k(layer.format, layer.sparsity)
     if K % step == 0 or int(layer.group) != K or layer.scale_kind == "pow2":
         return layer, x
-    n_sp, m_sp = parse_sparsity(layer.sparsity)
     Kp = math.ceil(K / step) * step
-    extra_slots = (Kp - K) * n_sp // m_sp
-    N = int(layer.shape[1])
-    pad_codes = np.zeros((extra_slots, N), np.uint8)
-    if layer.zeros is not None:
-        pad_codes[:] = layer.zeros[0]  # zero-valued slots of uint4 carry the zero point
-    changes = {"shape": (Kp, N), "group": Kp,
-               "codes": np.concatenate([layer.codes, pad_codes])}
-    if layer.idx is not None:
-        pad_idx = np.tile((np.arange(extra_slots) % n_sp)[:, None], (1, N)).astype(np.uint8)
-        changes["idx"] = np.concatenate([layer.idx, pad_idx])
     xp = np.zeros((x.shape[0], Kp), np.int8)
     xp[:, :K] = x
-    return layer.copy(**changes), xp
+    return pad_k(layer, Kp), xp
 
 
 def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,

@@ -108,6 +108,7 @@ def run_job(cfg_dict: dict, mode_dict: dict, specs: list[dict], traffic: dict, w
             sim: str, engine: str, seed: int) -> dict:
     """One simulation: stream ``specs`` in one mode, compare every result with golden."""
     from verif.native import Traffic
+    from verif.scoreboard import count_mismatches
 
     cfg = ArrayConfig.from_dict(cfg_dict)
     mode = Mode(**mode_dict)
@@ -141,7 +142,7 @@ def run_job(cfg_dict: dict, mode_dict: dict, specs: list[dict], traffic: dict, w
     out["cycles"] = int(sum(cycles))
     for name, (y, err) in results.items():
         gy, gerr = golden[name]
-        bad = int((y != gy.astype(y.dtype)).sum() + (err != gerr).sum())
+        bad = count_mismatches(y, err, gy, gerr)
         if bad:
             out["mismatches"] += bad
             out["bad_cases"].append({"case": name, "spec": specs[int(name)], "outputs": bad})
@@ -195,6 +196,7 @@ def summarize(jobs: list[tuple], results) -> tuple[dict, dict, list]:
 
 
 def main(argv=None) -> int:
+    """Command-line entry point (``make soak``)."""
     parser = argparse.ArgumentParser(prog="python -m verif.soak", description=__doc__.split(
         "\n\n")[0])
     parser.add_argument("--preset", default="tiny", help="configuration (default tiny)")

@@ -77,6 +77,7 @@ class SimModel:
 
     @property
     def toplevel(self) -> str:
+        """Verilog top module name."""
         return self.cfg.name
 
 
@@ -92,8 +93,11 @@ endmodule
 
 
 def _hardware_digest() -> str:
-    """Digest of every source the emitted Verilog depends on: a changed ``hw/`` (or emitter,
-    or configuration code) gives a new build directory instead of a stale cached model."""
+    """Digest of every source the emitted Verilog depends on.
+
+    A changed ``hw/`` (or emitter, or configuration code) gives a new build directory instead
+    of a stale cached model.
+    """
     h = hashlib.sha256()
     for path in sorted([*(ROOT / "hw").glob("*.py"), *(ROOT / "golden").glob("*.py"),
                         ROOT / "gen" / "emit.py"]):

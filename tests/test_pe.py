@@ -1,5 +1,6 @@
-"""Hardware blocks on the Amaranth simulator, compared with the golden model."""
+"""The PE's building blocks and one PE on the Amaranth simulator, compared with golden."""
 
+import hashlib
 import itertools
 
 import numpy as np
@@ -10,11 +11,10 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from gen.presets import preset
-from golden.formats import decode
-from golden.gemm import gemm, requantize
+from golden.formats import FORMATS, decode
+from golden.gemm import gemm
 from golden.sparsity import parse_sparsity
-from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig, Mode
-from hw.core import RequantStage
+from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES
 from hw.lanemap import lane_map
 from hw.pe import ActivationSelect, LaneDecoder
 from verif.amsim import run_gemm
@@ -52,7 +52,7 @@ def test_lane_decode_times_every_activation(fmt):
     lps = 8 // bits
     values, invalid = decode(fmt, np.arange(1 << bits))
     xs = np.arange(-128, 128)
-    zeros = range(16) if fmt == "uint4" else (0,)
+    zeros = range(FORMATS[fmt].zero_max + 1)
     rng = np.random.default_rng(7)
     for sub in range(lps):
         quarter = sub * (4 // lps)
@@ -111,61 +111,6 @@ def test_activation_select_every_mode(pattern):
         _run_comb(sel, bench)
 
 
-def test_requant_stage_matches_golden():
-    cfg = TINY
-    rng = np.random.default_rng(11)
-    n = 400
-    acc = rng.integers(-(1 << 40), 1 << 40, n)
-    acc[:100] = rng.integers(-(1 << 20), 1 << 20, 100)
-    # Hand-picked rounding ties: SRDHM nudge and RDBPOT halves of both signs.
-    ties = [(3, 1 << 30, -1), (-3, 1 << 30, -1), (5, 1 << 30, -2), (-5, 1 << 30, -2),
-            (1, (1 << 31) - 1, 0), (-1, (1 << 31) - 1, 0), (0, 1 << 30, 30), (255, 1 << 30, 0)]
-    bias = rng.integers(-(1 << 31), 1 << 31, n)
-    mult = rng.integers(1 << 30, 1 << 31, n)
-    shift = rng.integers(-31, 31, n)
-    zp = rng.integers(-300, 300, n)
-    for i, (a, mm, sh) in enumerate(ties):
-        acc[i], mult[i], shift[i], bias[i], zp[i] = a, mm, sh, 0, 0
-    # One row, one column per case: every case has its own parameters.
-    want_y, want_err = requantize(acc[None, :], bias=bias, out_mult=mult, out_shift=shift,
-                                  out_zp=zp)
-    want_y, want_err = want_y[0], want_err[0]
-    dut = RequantStage(cfg)
-    got = []
-
-    async def bench(ctx):
-        ctx.set(dut.advance, 1)
-        for i in range(n + dut.latency):
-            j = min(i, n - 1)
-            ctx.set(dut.acc, int(acc[j]))
-            ctx.set(dut.params, {"bias": int(bias[j]), "mult": int(mult[j]),
-                                 "shift": int(shift[j]), "zp": int(zp[j])})
-            await ctx.tick()
-            if i >= dut.latency - 1:
-                got.append((ctx.get(dut.y), ctx.get(dut.err)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    for i in range(n):
-        assert got[i] == (want_y[i], int(want_err[i])), (i, acc[i], bias[i], mult[i], shift[i])
-
-
-def _modes_covering(cfg: ArrayConfig):
-    """Every format × sparsity once, cycling scale kinds, MX activations and output stages."""
-    by_pair = {}
-    for mode in cfg.modes:
-        by_pair.setdefault((mode.fmt, mode.sparsity), []).append(mode)
-    out = []
-    for i, (_pair, modes) in enumerate(sorted(by_pair.items())):
-        mode = modes[i % len(modes)]
-        if mode.scale_kind == "int" and i % 2:
-            mode = Mode(mode.fmt, mode.sparsity, "int", out_stage="requant")
-        out.append(mode)
-    return out
-
-
 PE_CFG = TINY.replace(rows=1, cols=1, name="upe_pe")
 
 
@@ -173,38 +118,11 @@ PE_CFG = TINY.replace(rows=1, cols=1, name="upe_pe")
                          ids=lambda m: m.name)
 def test_pe_random(mode):
     """One PE (a 1×1 array) on a seeded random GEMM per format × scale kind."""
-    seed = abs(hash(mode.name)) % 1000
+    # A stable digest of the mode (``hash`` of a str is salted per process).
+    seed = int.from_bytes(hashlib.sha256(mode.name.encode()).digest()[:4], "little") % 1000
     layer, x, x_exp = random_case(seed, PE_CFG, mode, 2, 64, 2)
     want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=PE_CFG.frac_bits,
                           t_min=PE_CFG.t_min, t_max=PE_CFG.t_max)
     y, err, _ = run_gemm(PE_CFG, layer, x, x_exp=x_exp)
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(err, want_err)
-
-
-@pytest.mark.parametrize("mode", _modes_covering(TINY), ids=lambda m: m.name)
-def test_array_gemm(mode):
-    """A 3×3 output (tiles with padding) on the 2×2 array, with idle cycles and backpressure."""
-    seed = sum(map(ord, mode.name))
-    layer, x, x_exp = random_case(seed, TINY, mode, 3, 64, 3)
-    want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=TINY.frac_bits, t_min=TINY.t_min,
-                          t_max=TINY.t_max, out_stage=mode.out_stage)
-    y, err, _ = run_gemm(TINY, layer, x, x_exp=x_exp, out_stage=mode.out_stage,
-                         in_pattern=(1, 1, 0), out_pattern=(1, 0))
-    np.testing.assert_array_equal(y, want)
-    np.testing.assert_array_equal(err, want_err)
-
-
-@pytest.mark.parametrize("flag", ["invalid_ternary", "nan_scale", "window_overflow", "nan_exp"])
-def test_error_flags(flag):
-    mode = {"invalid_ternary": Mode("ternary", "2:4", "none"),
-            "nan_scale": Mode("fp4_e2m1", "dense", "pow2"),
-            "window_overflow": Mode("int4", "dense", "pow2"),
-            "nan_exp": Mode("mxint8", "dense", "pow2", mx_act=True)}[flag]
-    layer, x, x_exp = random_case(5, TINY, mode, 2, 64, 2, **{flag: True})
-    want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=TINY.frac_bits, t_min=TINY.t_min,
-                          t_max=TINY.t_max)
-    assert want_err.any()
-    y, err, _ = run_gemm(TINY, layer, x, x_exp=x_exp)
-    np.testing.assert_array_equal(err, want_err)
-    np.testing.assert_array_equal(y, want)
