@@ -62,7 +62,7 @@ verilog: $(STAMP)
 # docs/INTERFACE.md and its pictures from the manifest and a simulation trace (DOC_PRESET).
 DOC_PRESET ?= tiny
 docs: $(STAMP)
-	@$(TOOLENV) $(VPY) -m gen docs --preset $(DOC_PRESET) -o docs
+	@$(VPY) -m flows.docs --preset $(DOC_PRESET) -o docs
 
 test: $(STAMP)
 	@$(TOOLENV) $(VPY) -m pytest -n $(JOBS) tests

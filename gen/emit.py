@@ -8,7 +8,15 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from hw.config import FORMAT_CODES, SCALE_CODES, SPARSITY_CODES, ArrayConfig, ConfigError
+from hw.config import (
+    FORMAT_BITS,
+    FORMAT_CODES,
+    MX_BLOCK,
+    SCALE_CODES,
+    SPARSITY_CODES,
+    ArrayConfig,
+    ConfigError,
+)
 from hw.core import (
     Core,
     RequantStage,
@@ -122,6 +130,10 @@ def manifest(cfg: ArrayConfig) -> dict:
             "res_beat": _layout_json(lay.res_beat),
         },
         "ports": _ports(cfg),
+        # How a weight slot byte holds lanes: lane j of a slot at bits [j·bits, (j+1)·bits).
+        "slot_lanes": {fmt: {"bits": FORMAT_BITS[fmt], "lanes_per_slot": cfg.lanes_per_slot(fmt)}
+                       for fmt in cfg.formats},
+        "mx_block": MX_BLOCK,
         "modes": modes,
         "peak_macs_per_cycle": cfg.peak_macs_per_cycle,
     }
