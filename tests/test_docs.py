@@ -27,3 +27,11 @@ def test_every_picture_is_rendered_svg():
     text = (DOCS / "INTERFACE.md").read_text()
     for path in (DOCS / PICTURES).glob("*.svg"):
         assert f"interface/{path.name}" in text, f"{path.name} is not shown in INTERFACE.md"
+
+
+def test_readme_links_every_doc():
+    root = DOCS.parent
+    readme = (root / "README.md").read_text()
+    for path in [*sorted(DOCS.glob("*.md")), root / "CHANGELOG.md", root / "LICENSE"]:
+        rel = path.relative_to(root).as_posix()
+        assert f"]({rel})" in readme, f"README does not link {rel}"
