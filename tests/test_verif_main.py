@@ -60,3 +60,11 @@ def test_waves_without_lz4_is_one_line(files, monkeypatch, capsys):
 def test_fst_support_probe_runs():
     why = vmain.fst_support_missing()
     assert why is None or "apt-get install" in why
+
+
+def test_missing_compiler_is_one_line(files, monkeypatch, capsys):
+    tmp, _, _ = files
+    monkeypatch.setattr(vmain.shutil, "which", lambda name: None)
+    assert vmain.main(_argv(tmp)) == 2
+    err = capsys.readouterr().err
+    assert "C++ compiler" in err and len(err.strip().splitlines()) == 1

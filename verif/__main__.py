@@ -41,6 +41,13 @@ def _progress(message: str) -> None:
     print(f"[verif] {message}", file=sys.stderr, flush=True)
 
 
+def cxx_missing() -> str | None:
+    """Why Verilator cannot compile a model here (None when it can)."""
+    if shutil.which("c++") or shutil.which("g++") or shutil.which("clang++"):
+        return None
+    return "Verilator needs a C++ compiler on PATH (Debian: apt-get install g++)"
+
+
 def fst_support_missing() -> str | None:
     """Why Verilator cannot write FST waveforms here (None when it can): its FST writer needs
     the lz4 headers and a C++ compiler."""
@@ -89,6 +96,9 @@ def cmd_run(args) -> int:
         x_exp = _load_npy(args.x_exp, "activation exponents")
         if x_exp.dtype != np.uint8:
             raise UserError(f"activation exponents {args.x_exp} must be uint8, not {x_exp.dtype}")
+    why = cxx_missing()
+    if why:
+        raise UserError(why)
     if args.waves:
         why = fst_support_missing()
         if why:
