@@ -112,7 +112,10 @@ _NEXUS_FF = ("FD1P3BX", "FD1P3DX", "FD1P3IX", "FD1P3JX", "OXIDE_FF")
 _NEXUS_DSP = {"MULT9X9": 1, "MULTPREADD9X9": 1, "MULT18X18": 2, "MULTPREADD18X18": 2,
               "MULTADDSUB18X18": 2, "MULT18X36": 4, "MULTADDSUB9X9WIDE": 4, "MULT36X36": 8,
               "MULTADDSUB36X36": 8}
-_XC7_LUT = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6")
+#: 7-series cells that occupy a LUT6 site (logic, shift registers, distributed RAM): Vivado's
+#: "Slice LUTs".
+_XC7_LUT = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "SRL16E", "SRLC32E", "RAM32X1D",
+            "RAM64X1D", "RAM32M", "RAM64M")
 _XC7_FF = ("FDRE", "FDSE", "FDCE", "FDPE")
 
 
@@ -401,7 +404,7 @@ def parse_yosys_stat(stat: dict, family: str) -> dict[str, int]:
         ff = sum(cells.get(k, 0) for k in _NEXUS_FF)
         dsp = sum(n * cells.get(k, 0) for k, n in _NEXUS_DSP.items())
         bram = cells.get("DP16K", 0) + cells.get("PDP16K", 0) + cells.get("SP16K", 0)
-    elif family == "xc7":  # LUT6 (LUT1..LUT6 cells, one per 6-input LUT site or half)
+    elif family == "xc7":  # LUT6 sites (logic LUT1..LUT6, SRLs, distributed RAM)
         lut = sum(cells.get(k, 0) for k in _XC7_LUT)
         ff = sum(cells.get(k, 0) for k in _XC7_FF)
         dsp = cells.get("DSP48E1", 0)
@@ -810,7 +813,7 @@ def _synthesis_only_report(cfg, dev: Device, out_dir: Path, name: str, tag: str,
         "peak_macs_per_cycle": cfg.peak_macs_per_cycle, "latency": manifest["latency"],
         "tools": tool_versions(), "commands": commands,
         "seconds": {k: round(v, 1) for k, v in times.items()},
-        "lut_source": "yosys LUT1..LUT6 cells (one per LUT6 site half or whole) minus wrapper",
+        "lut_source": "yosys LUT1..LUT6, SRL and LUT-RAM cells (Slice LUTs) minus wrapper",
         "files": {"workdir": str(out_dir / name), "yosys_log": str(out_dir / name / "yosys.log")},
     }
     (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
