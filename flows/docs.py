@@ -122,6 +122,7 @@ def handshake_trace(cfg) -> dict:
     samples = {n: [] for n in names}
     labels = {"act": [], "wgt": [], "prm": [], "res": []}
     words: list[int] = []
+    takes: list[int] = []  # cycle of every act/wgt beat taken
     n_res = len(prog.tiles) * cfg.rows
 
     async def bench(ctx):
@@ -168,6 +169,7 @@ def handshake_trace(cfg) -> dict:
             cycle += 1
             if a_take:
                 ai, a_up = ai + 1, False
+                takes.append(cycle - 1)
             if w_take:
                 wi, w_up = wi + 1, False
             if p_take:
@@ -187,7 +189,8 @@ def handshake_trace(cfg) -> dict:
         raise RuntimeError("the handshake trace's GEMM does not match the golden model")
     return {"samples": samples, "labels": labels, "cycles": len(samples["busy"]),
             "tiles": len(prog.tiles), "k_beats": prog.k_beats, "M": M, "N": N, "K": K,
-            "exact": exact}
+            "exact": exact,
+            "last_beat_gap": takes[2 * prog.k_beats - 1] - takes[prog.k_beats - 1]}
 
 
 def _bit_wave(bits: list[int]) -> str:
@@ -537,16 +540,22 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "",
         f"A tile takes `k_beats` cycles of beats when both streams are valid; its {rows} "
         "result rows leave one per cycle while `res__ready` is high. Beats of the next tile "
-        "flow while a tile drains (except its last beat, see above), so back-to-back tiles "
-        "keep the array busy when `k_beats` ≥ rows.",
+        "flow while a tile drains, except its last beat, which waits until the previous "
+        "tile's last row has entered the output stage: at least `drain_delay + rows + 1` = "
+        f"{lat['drain_delay'] + rows + 1} cycles after the previous tile's last beat (more "
+        "when `res` back-pressure fills the output stage; the trace above measures "
+        f"{trace['last_beat_gap']}). Tiles with `k_beats` at least that long stream back to "
+        "back.",
         "",
         "## The error flag",
         "",
         "`err[c]` of a result row is set when the output of that column is not a number the "
         "contract defines: an invalid ternary code (`0b10`), a NaN E8M0 scale (`0xFF`), a "
         "`pow2` exponent outside the window `[t_min, t_max]`, or (requant) an `acc + bias` "
-        "that saturates int32 when shifted left. The value of a flagged output is not "
-        "meaningful. Details: [NUMERICS.md](NUMERICS.md).",
+        "that saturates int32 when shifted left. The value stays defined (an erroneous "
+        "contribution counts 0, a saturated requant input is the int32 bound), so it matches "
+        "the golden model bit for bit, but it is not the product the layer stands for. "
+        "Details: [NUMERICS.md](NUMERICS.md).",
         "",
         "## Block diagrams",
         "",
