@@ -31,10 +31,21 @@ PICTURES = "interface"  # subdirectory of the docs directory
 
 # -- WaveDrom sources ------------------------------------------------------------------------
 
-def _reg(fields: list[tuple[str, int]], lanes: int = 1, hspace: int = 900) -> dict:
-    """A WaveDrom bit-field ("reg") picture, LSB first: ``fields`` = (name, bits)."""
+#: Bits per row of a bit-field picture wider than 64 bits.
+LANE_BITS = 32
+
+
+def _reg(fields: list[tuple[str, int]], hspace: int = 900) -> dict:
+    """A WaveDrom bit-field ("reg") picture, LSB first: ``fields`` = (name, bits). Beats wider
+    than 64 bits are drawn in rows of `LANE_BITS`, the last row filled with grey (no bits)."""
     total = sum(bits for _, bits in fields)
     reg = [{"bits": bits, "name": name} if name else {"bits": bits} for name, bits in fields]
+    lanes = 1
+    if total > 64:
+        lanes = -(-total // LANE_BITS)
+        if lanes * LANE_BITS > total:
+            reg.append({"bits": lanes * LANE_BITS - total, "type": 1})
+        total = lanes * LANE_BITS
     return {"reg": reg, "config": {"bits": total, "lanes": lanes, "hspace": hspace,
                                    "fontsize": 11}}
 
@@ -61,10 +72,6 @@ def _expand(layout: dict) -> list[tuple[str, int]]:
     return out
 
 
-def _lanes_for(total: int) -> int:
-    return max(1, -(-total // 64))
-
-
 def register_pictures(man: dict) -> dict[str, dict]:
     """WaveDrom bit-field sources of the mode word and every beat."""
     lay = man["layouts"]
@@ -72,13 +79,13 @@ def register_pictures(man: dict) -> dict[str, dict]:
     mode = [(n, w) for n, _, w in _struct_fields(lay["mode"])]
     pics["mode"] = _reg(mode)
     act = _expand(lay["act_beat"])
-    pics["act_beat"] = _reg(act, _lanes_for(sum(w for _, w in act)))
+    pics["act_beat"] = _reg(act)
     pkt = _expand(lay["packet"])
-    pics["wgt_packet"] = _reg(pkt, _lanes_for(sum(w for _, w in pkt)))
+    pics["wgt_packet"] = _reg(pkt)
     prm = [(n, w) for n, _, w in _struct_fields(lay["col_params"])]
-    pics["prm_column"] = _reg(prm, _lanes_for(sum(w for _, w in prm)))
+    pics["prm_column"] = _reg(prm)
     res = _expand(lay["res_beat"])
-    pics["res_beat"] = _reg(res, _lanes_for(sum(w for _, w in res)))
+    pics["res_beat"] = _reg(res)
     for fmt, info in man["slot_lanes"].items():
         bits, lps = info["bits"], info["lanes_per_slot"]
         pics[f"slot_{fmt}"] = _reg([(f"lane {j}", bits) for j in range(lps)], hspace=420)
