@@ -374,7 +374,9 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "with the widths, offsets and latencies of its own manifest, `<name>.json`, which "
         "`python -m gen verilog` writes beside `<name>.v`. The host-side reference "
         "implementation of everything here is `gen/pack.py` (`Packer.pack`, "
-        "`Packer.unpack_result`); [the tutorial](TUTORIAL.md) drives it end to end.",
+        "`Packer.unpack_result`); [the tutorial](TUTORIAL.md) drives it end to end, and "
+        "`tests/test_interface_rules.py` builds the beats from this page's rules and the "
+        "manifest alone and checks them against the packer bit for bit.",
         "",
         "Files beside the Verilog: `<name>.json` (manifest), `<name>.vlt` (Verilator waivers), "
         "`<name>_inst.vh` (instantiation template); with `--axi-names` (`make verilog AXI=1`) "
