@@ -87,7 +87,9 @@ DEVICES: dict[str, Device] = {
     # Lattice CrossLink-NX 40k: LUT4 logic, 9x9 multiplier blocks (MULT9_CORE, two per 18x18
     # product) with their DSP registers packed by synth_nexus.
     "nexus-lifcl40": Device("nexus-lifcl40", "nexus",
-                            ("--device", "LIFCL-40-9BG400C", "--pdc", "pins.pdc"),
+                            # router1: router2 failed on the clock pad's arc to its buffer.
+                            ("--device", "LIFCL-40-9BG400C", "--pdc", "pins.pdc", "--router",
+                             "router1"),
                             32256, 32256, 112, 84,
                             # nextpnr-nexus 0.11 refuses the CCU2 carry chains Yosys 0.70
                             # leaves with a constant-driven CIN: carries go to LUTs.
