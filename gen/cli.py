@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 from gen.presets import PRESETS, preset
 
@@ -61,4 +62,21 @@ def config_from_args(args: argparse.Namespace):
         changes["t_min"], changes["t_max"] = args.t_window
     if changes:
         cfg = cfg.replace(**changes)
+    base = preset(args.preset)
+    if args.name is None and cfg.name == base.name and cfg != base:  # not renamed by a file
+        cfg = cfg.replace(name=override_name(base, cfg))
     return cfg
+
+
+def override_name(base, cfg) -> str:
+    """The module name of a preset changed by options: ``<preset name>_<rows>x<cols>`` when
+    only the array size changed, else with a short digest of the configuration too, so that
+    no two different arrays share a module (or file) name.
+    """
+    name = base.name
+    if (cfg.rows, cfg.cols) != (base.rows, base.cols):
+        name += f"_{cfg.rows}x{cfg.cols}"
+    if cfg.replace(rows=base.rows, cols=base.cols, name=base.name) != base:
+        name += "_" + hashlib.sha256(cfg.replace(name=base.name).to_json().encode()
+                                     ).hexdigest()[:6]
+    return name

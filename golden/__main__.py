@@ -1,4 +1,5 @@
-"""Command line of the golden model: ``python -m golden {compress,gemm,info} ...``.
+"""Command line of the golden model: ``python -m golden {compress,import,quantize,
+requant-params,gemm,dequantize,info} ...``.
 
 Exit status: 0 success, 2 user error (one line on stderr, no traceback), 3 the GEMM ran but
 raised an error flag on some output.
@@ -14,9 +15,11 @@ import numpy as np
 from .calibrate import smooth_factors, wanda_saliency
 from .compress import compress, load_weights
 from .formats import E8M0_NAN, FORMATS, SCALE_KINDS, decode, format_info, pow2_exponent
-from .gemm import dequantize_weights, gemm
+from .gemm import dequantize_weights, gemm, gemm_float
+from .host import dequantize_output, requant_params
 from .layer import LayerError, load_layer, save_layer
 from .metrics import bits_per_weight, metadata_floor, sqnr_db
+from .quant import quantize_activations_int8, quantize_activations_mxint8
 from .sparsity import SPARSITY_PATTERNS
 
 EXIT_USAGE = 2
@@ -73,7 +76,14 @@ def cmd_compress(args) -> int:
         raise UsageError(f"--zero-points applies to {with_zero} only, not {args.format}")
     if args.saliency is not None and args.saliency_from_x is not None:
         raise UsageError("give either --saliency or --saliency-from-x, not both")
-    w = load_weights(args.weights)
+    try:
+        w = load_weights(args.weights)
+    except ValueError as exc:
+        if "must be floating point" in str(exc):
+            raise UsageError(f"{exc}: integer tensors are already quantized; bring GPTQ, AWQ, "
+                             "PyTorch 2:4 or BitNet I2_S checkpoints in with `python -m golden "
+                             "import` (docs/IMPORTERS.md)") from None
+        raise
     smoothed = ""
     if args.smooth is not None:
         x_cal = _load_npy(args.smooth, "smoothing activations")
@@ -199,6 +209,199 @@ def cmd_info(args) -> int:
     return 0
 
 
+
+# -- real checkpoints ------------------------------------------------------------------------
+
+#: ``golden import`` kinds: the tensors each reads under ``--prefix P`` (``P.qweight``, ...).
+IMPORT_TENSORS = {
+    "gptq": ("qweight", "qzeros", "scales", "g_idx?"),
+    "awq": ("qweight", "qzeros", "scales"),
+    "sparse24": ("weight", "weight_mask?"),
+    "sparse24-packed": ("values", "meta"),
+    "bitnet-i2s": ("weight", "weight_scale?"),
+}
+
+
+def _read_tensors(path: str, prefix: str, names) -> dict[str, np.ndarray]:
+    """``{name: tensor}`` of ``prefix.name`` in a safetensors file (``name?``: optional)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="np") as f:
+            keys = set(f.keys())
+            out = {}
+            for name in names:
+                optional = name.endswith("?")
+                name = name.rstrip("?")
+                key = f"{prefix}.{name}" if prefix else name
+                if key in keys:
+                    out[name] = np.asarray(f.get_tensor(key))
+                elif not optional:
+                    near = sorted(k for k in keys if k.startswith(prefix))[:6]
+                    raise UsageError(f"tensor {key!r} not found in {path}"
+                                     + (f" (under {prefix!r}: {', '.join(near)})" if near
+                                        else ""))
+            return out
+    except UsageError:
+        raise
+    except FileNotFoundError:
+        raise UsageError(f"checkpoint {path!r} does not exist") from None
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise UsageError(f"cannot read {path} as safetensors ({exc})") from None
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        out, inp = (int(v) for v in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected OUT,IN, not {text!r}") from None
+    return out, inp
+
+
+def cmd_import(args) -> int:
+    """Read a producer's packed tensors from safetensors and write a layer file."""
+    from . import importers
+
+    t = _read_tensors(args.checkpoint, args.prefix, IMPORT_TENSORS[args.kind])
+    if args.kind == "gptq":
+        imp = importers.import_gptq(t["qweight"], t["qzeros"], t["scales"], g_idx=t.get("g_idx"),
+                                    version=args.gptq_version, scale_bits=args.scale_bits,
+                                    int4_if_symmetric=args.int4_if_symmetric)
+    elif args.kind == "awq":
+        imp = importers.import_awq(t["qweight"], t["qzeros"], t["scales"],
+                                   scale_bits=args.scale_bits,
+                                   int4_if_symmetric=args.int4_if_symmetric)
+    elif args.kind == "sparse24":
+        imp = importers.import_semi_structured_dense(
+            t["weight"], t.get("weight_mask"), fmt=args.format, scale_kind=args.scale,
+            group=args.group, scale_bits=args.scale_bits)
+    elif args.kind == "sparse24-packed":
+        imp = importers.import_semi_structured(
+            t["values"], t["meta"], meta_layout=args.meta_layout, fmt=args.format,
+            scale_kind=args.scale, group=args.group, scale_bits=args.scale_bits)
+    else:
+        if args.shape is None:
+            raise UsageError("bitnet-i2s needs --shape OUT,IN (GGML ne1, ne0)")
+        scale = t.get("weight_scale")
+        imp = importers.import_bitnet_i2s(
+            t["weight"].reshape(-1).view(np.uint8), args.shape, block=args.block,
+            scale=None if scale is None else float(np.asarray(scale, np.float64).reshape(-1)[0]),
+            scale_bits=args.scale_bits)
+    save_layer(args.output, imp.layer)
+    layer = imp.layer
+    notes = "exact" if imp.exact else (
+        f"scales rounded (largest relative error {imp.scale_error:.2e})" if imp.values_exact
+        else "element values quantized")
+    print(f"{args.output}: {args.kind} -> {layer.format} {layer.sparsity} G={layer.group} "
+          f"scale={layer.scale_kind} K={layer.K} N={layer.N}: {_bits_summary(layer)}; "
+          f"{notes}")
+    if imp.perm is not None:
+        perm_out = args.perm_out or _stem(args.output) + ".perm.npy"
+        np.save(perm_out, imp.perm)
+        print(f"act-order: feed the activations as x[:, perm] with perm in {perm_out}")
+    return 0
+
+
+def _stem(path: str) -> str:
+    for ext in (".npz", ".npy"):
+        if path.endswith(ext):
+            return path[: -len(ext)]
+    return path
+
+
+def cmd_quantize(args) -> int:
+    """Float activations → int8 codes (per token or per tensor) or MXINT8 codes + exponents."""
+    x = _load_npy(args.x, "float activations")
+    if x.dtype.kind != "f":
+        raise UsageError(f"activations {args.x!r} must be floating point, not {x.dtype}")
+    if x.ndim != 2:
+        raise UsageError(f"activations {args.x!r} must be 2-D [M, K], not {x.shape}")
+    if args.kind == "mxint8":
+        if x.shape[1] % 32:
+            raise UsageError(f"MXINT8 needs K a multiple of 32, not {x.shape[1]}")
+        x_q, x_exp = quantize_activations_mxint8(x, rceil=args.rceil)
+        side, side_out = x_exp, args.exp_out or _stem(args.output) + ".exp.npy"
+        what = "uint8 exponents [M, K/32] (pass as --x-exp)"
+    else:
+        if args.per_tensor:
+            x_q, s = quantize_activations_int8(x.reshape(1, -1))
+            x_q, side = x_q.reshape(x.shape), np.float64(s[0])
+        else:
+            x_q, side = quantize_activations_int8(x)
+        side_out = args.scale_out or _stem(args.output) + ".scale.npy"
+        what = ("float64 scale (per tensor)" if args.per_tensor else
+                "float64 scales per token [M]") + ": x = x_q * scale"
+    np.save(args.output, x_q)
+    np.save(side_out, side)
+    print(f"{args.output}: {args.kind} codes {list(x_q.shape)}; {side_out}: {what}")
+    return 0
+
+
+def _scalar_or_file(text: str, what: str) -> float:
+    """A float given inline or as a one-element .npy."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    a = _load_npy(text, what)
+    if a.size != 1:
+        raise UsageError(f"{what} {text!r} must hold one value (a per-tensor scale), not "
+                         f"{a.size}; quantize with --per-tensor")
+    return float(a.reshape(-1)[0])
+
+
+def cmd_requant_params(args) -> int:
+    """Write out_mult/out_shift/bias/out_zp into a layer from float scales."""
+    layer = load_layer(args.layer)
+    x_scale = _scalar_or_file(args.x_scale, "activation scale")
+    if (args.y_scale is None) == (args.y_scale_from is None):
+        raise UsageError("give the output scale as --y-scale S or --y-scale-from Y.npy")
+    if args.y_scale is not None:
+        y_scale = _scalar_or_file(args.y_scale, "output scale")
+    else:
+        y_cal = _load_npy(args.y_scale_from, "calibration outputs")
+        amax = float(np.abs(y_cal.astype(np.float64)).max(initial=0.0))
+        if not amax > 0:
+            raise UsageError(f"calibration outputs {args.y_scale_from!r} are all zero")
+        y_scale = amax / 127.0
+    bias = None if args.bias is None else _load_npy(args.bias, "float bias")
+    out = requant_params(layer, x_scale, y_scale, bias=bias, zp=args.zp,
+                         frac_bits=args.frac_bits)
+    save_layer(args.output, out)
+    y_scale_out = args.y_scale_out or _stem(args.output) + ".yscale.npy"
+    np.save(y_scale_out, np.float64(y_scale))
+    print(f"{args.output}: requant for x_scale {x_scale:.6g}, y_scale {y_scale:.6g}, zp "
+          f"{args.zp}: out_mult {int(out.out_mult.min())}..{int(out.out_mult.max())}, "
+          f"out_shift {int(out.out_shift.min())}..{int(out.out_shift.max())}"
+          + ("" if bias is None else ", bias in accumulator units")
+          + f"; output scale in {y_scale_out}")
+    return 0
+
+
+def cmd_dequantize(args) -> int:
+    """Integer results → floats; with --ref-x/--ref-w the SQNR against the float product."""
+    layer = load_layer(args.layer)
+    y = _load_npy(args.y, "results")
+    x_scale = None if args.x_scale is None else (
+        _load_npy(args.x_scale, "activation scales") if args.x_scale.endswith(".npy")
+        else float(args.x_scale))
+    y_scale = None if args.y_scale is None else _scalar_or_file(args.y_scale, "output scale")
+    yf = dequantize_output(y, layer, x_scale=x_scale, y_scale=y_scale,
+                           frac_bits=args.frac_bits)
+    np.save(args.output, yf)
+    msg = f"{args.output}: float64 {list(yf.shape)}"
+    if (args.ref_x is None) != (args.ref_w is None):
+        raise UsageError("give both --ref-x and --ref-w for the comparison")
+    if args.ref_x is not None:
+        ref = gemm_float(_load_npy(args.ref_x, "float activations"),
+                         _load_npy(args.ref_w, "float weights"))
+        if ref.shape != yf.shape:
+            raise UsageError(f"the float product has shape {ref.shape}, the results {yf.shape}")
+        msg += f"; SQNR against the float product {sqnr_db(ref, yf):.2f} dB"
+    print(msg)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m golden`` argument parser."""
     parser = _Parser(prog="golden", description="Bit-exact golden model of the compressed GEMM.")
@@ -243,6 +446,83 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int64 raw accumulator or int8 requantized output")
     p.add_argument("--err-out", metavar="E.npy", help="write the bool error flags [M, N]")
     p.set_defaults(func=cmd_gemm)
+
+    p = sub.add_parser("import", help="a GPTQ / AWQ / 2:4 / BitNet checkpoint layer -> layer file",
+                       description="Read one linear layer of a quantized checkpoint "
+                                   "(safetensors) and write it as a layer file; the tensor "
+                                   "layouts are in docs/IMPORTERS.md.")
+    p.add_argument("kind", choices=list(IMPORT_TENSORS),
+                   help="; ".join(f"{k}: {', '.join(v)}" for k, v in IMPORT_TENSORS.items()))
+    p.add_argument("checkpoint", metavar="FILE.safetensors")
+    p.add_argument("--prefix", default="", metavar="P",
+                   help="tensor name prefix, e.g. model.layers.0.mlp.down_proj (reads P.qweight "
+                        "...; a name with '?' is optional)")
+    p.add_argument("--gptq-version", type=int, choices=(1, 2), default=1,
+                   help="GPTQ zero-point convention: 1 stores z-1 (AutoGPTQ), 2 stores z")
+    p.add_argument("--int4-if-symmetric", action="store_true",
+                   help="GPTQ/AWQ: write int4 instead of uint4 when every zero point is 8")
+    p.add_argument("--format", default="int8", choices=("int8", "int4"),
+                   help="2:4 element format (default int8)")
+    p.add_argument("--scale", default="int", choices=list(SCALE_KINDS),
+                   help="2:4 scale kind (default int)")
+    p.add_argument("--group", type=int, default=None, help="2:4 group size (default K)")
+    p.add_argument("--meta-layout", default="plain", choices=("plain", "cutlass"),
+                   help="sparse24-packed metadata layout")
+    p.add_argument("--shape", type=_shape, metavar="OUT,IN", help="bitnet-i2s weight shape")
+    p.add_argument("--block", type=int, default=128, choices=(64, 128),
+                   help="bitnet-i2s block (128 x86, 64 ARM builds)")
+    p.add_argument("--scale-bits", type=int, default=16, help="width of int scales (default 16)")
+    p.add_argument("--perm-out", metavar="P.npy",
+                   help="GPTQ act-order input permutation (default OUTPUT with .perm.npy)")
+    p.add_argument("-o", "--output", required=True, metavar="L.npz")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("quantize", help="float activations -> int8 or MXINT8 codes",
+                       description="Quantize float activations [M, K] for the GEMM.")
+    p.add_argument("x", metavar="X.npy", help="float activations [M, K]")
+    p.add_argument("--kind", default="int8", choices=("int8", "mxint8"),
+                   help="int8: symmetric, scale max|x|/127 per token (or --per-tensor); "
+                        "mxint8: OCP MX blocks of 32 with E8M0 exponents")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="int8: one scale for the whole tensor (what requant needs)")
+    p.add_argument("--rceil", action="store_true", help="mxint8: round exponents up")
+    p.add_argument("--scale-out", metavar="S.npy",
+                   help="int8 scales (default OUTPUT with .scale.npy)")
+    p.add_argument("--exp-out", metavar="E.npy",
+                   help="mxint8 exponents (default OUTPUT with .exp.npy)")
+    p.add_argument("-o", "--output", required=True, metavar="XQ.npy")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("requant-params", help="float scales -> out_mult/out_shift in a layer",
+                       description="Set a layer's int8 output stage from float scales with "
+                                   "TFLite's QuantizeMultiplier rule (M0 in [2^30, 2^31), "
+                                   "shift).")
+    p.add_argument("layer", metavar="L.npz")
+    p.add_argument("--x-scale", required=True, metavar="S|S.npy",
+                   help="per-tensor activation scale (x = x_q * S; 1 for MXINT8)")
+    p.add_argument("--y-scale", metavar="S|S.npy", help="int8 output scale")
+    p.add_argument("--y-scale-from", metavar="Y.npy",
+                   help="calibrate the output scale as max|Y|/127 from float outputs")
+    p.add_argument("--bias", metavar="B.npy", help="float bias [N]")
+    p.add_argument("--zp", type=int, default=0, help="output zero point (default 0)")
+    p.add_argument("--y-scale-out", metavar="S.npy",
+                   help="where to write the output scale (default OUTPUT with .yscale.npy)")
+    p.add_argument("--frac-bits", type=int, default=16, help="pow2 fractional bits (default 16)")
+    p.add_argument("-o", "--output", required=True, metavar="L.npz")
+    p.set_defaults(func=cmd_requant_params)
+
+    p = sub.add_parser("dequantize", help="integer results -> floats (and SQNR vs float)",
+                       description="Raw accumulators times x_scale and 2^scale_exp, or int8 "
+                                   "outputs times the output scale.")
+    p.add_argument("y", metavar="Y.npy", help="int64 raw or int8 requantized results")
+    p.add_argument("--layer", required=True, metavar="L.npz")
+    p.add_argument("--x-scale", metavar="S|S.npy", help="activation scale(s) of raw results")
+    p.add_argument("--y-scale", metavar="S|S.npy", help="output scale of int8 results")
+    p.add_argument("--frac-bits", type=int, default=16, help="pow2 fractional bits (default 16)")
+    p.add_argument("--ref-x", metavar="X.npy", help="float activations for the comparison")
+    p.add_argument("--ref-w", metavar="W.npy", help="float weights [K, N] for the comparison")
+    p.add_argument("-o", "--output", required=True, metavar="YF.npy")
+    p.set_defaults(func=cmd_dequantize)
 
     p = sub.add_parser("info", help="describe a layer file",
                        description="Print layout, bits per weight and validity of a layer.")

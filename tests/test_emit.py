@@ -73,3 +73,40 @@ def test_single_mode_preset_is_smaller(tmp_path):
     full = _coarse_cells(emit(full_cfg, tmp_path / "f")["verilog"], full_cfg.name, tmp_path)
     tern = _coarse_cells(emit(tern_cfg, tmp_path / "t")["verilog"], tern_cfg.name, tmp_path)
     assert tern < 0.7 * full, (tern, full)
+
+
+def test_axis_wrapper_and_templates_lint_clean(tmp_path, env):
+    """The AXI4-Stream wrapper lints clean under -Wall with the core, and both instantiation
+    templates elaborate inside a parent module (every port named, widths matching).
+    """
+    cfg = PRESETS["tiny"]
+    paths = emit(cfg, tmp_path, axi_names=True)
+    text = paths["axis"].read_text()
+    for port in ("s_axis_act_tdata", "s_axis_wgt_tvalid", "s_axis_prm_tready",
+                 "m_axis_res_tdata", "m_axis_res_tuser", "m_axis_res_tlast", "aresetn"):
+        assert port in text
+    proc = subprocess.run(
+        ["verilator", "--lint-only", "-Wall", "--top-module", f"{cfg.name}_axis",
+         str(paths["waivers"]), str(paths["verilog"]), str(paths["axis"])],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "%Warning" not in proc.stderr, proc.stderr[-3000:]
+    for key, top in (("template", cfg.name), ("axis_template", f"{cfg.name}_axis")):
+        parent = tmp_path / f"parent_{key}.v"
+        parent.write_text(f"module parent_{key};\n`include \"{paths[key].name}\"\nendmodule\n")
+        proc = subprocess.run(
+            ["verilator", "--lint-only", "-Wno-UNDRIVEN", "-Wno-UNUSEDSIGNAL", "-Wno-fatal",
+             f"-I{tmp_path}", "--top-module", f"parent_{key}", str(paths["waivers"]),
+             str(paths["verilog"]), str(paths["axis"]), str(parent)],
+            capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, (top, proc.stderr[-3000:])
+        assert "PINMISSING" not in proc.stderr and "WIDTH" not in proc.stderr, proc.stderr
+
+
+def test_emit_refuses_to_overwrite_a_different_array(tmp_path):
+    from gen.emit import EmitError
+    cfg = PRESETS["tiny"]
+    emit(cfg, tmp_path, force=False)
+    emit(cfg, tmp_path, force=False)  # the same configuration again is fine
+    with pytest.raises(EmitError, match="different configuration"):
+        emit(cfg.replace(rows=3, cols=5), tmp_path, force=False)

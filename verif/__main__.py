@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,12 +41,38 @@ def _progress(message: str) -> None:
     print(f"[verif] {message}", file=sys.stderr, flush=True)
 
 
-def cmd_run(args) -> int:
-    """Run a layer file on the simulated core and write the result."""
-    from golden.layer import LayerError, load_layer
-    from verif.runner import RunError, run_layer
+def cxx_missing() -> str | None:
+    """Why Verilator cannot compile a model here (None when it can)."""
+    if shutil.which("c++") or shutil.which("g++") or shutil.which("clang++"):
+        return None
+    return "Verilator needs a C++ compiler on PATH (Debian: apt-get install g++)"
 
-    cfg = config_from_args(args)
+
+def fst_support_missing() -> str | None:
+    """Why Verilator cannot write FST waveforms here (None when it can): its FST writer needs
+    the lz4 headers and a C++ compiler.
+    """
+    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        return "no C++ compiler on PATH (Debian: apt-get install g++)"
+    proc = subprocess.run([cxx, "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return "--waves needs liblz4 for FST dumps (Debian: apt-get install liblz4-dev)"
+    return None
+
+
+def check_against_golden(cfg, layer, x, x_exp, out_stage, y, err) -> tuple[int, int]:
+    """(mismatching outputs, mismatching error flags) of an RTL result vs the golden GEMM."""
+    from golden.gemm import gemm
+    y_ref, err_ref = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
+                          t_max=cfg.t_max, out_stage=out_stage)
+    y, y_ref = np.asarray(y, np.int64), np.asarray(y_ref, np.int64)
+    return int((y != y_ref).sum()), int((np.asarray(err) != np.asarray(err_ref)).sum())
+
+
+def _run_inputs(args, load_layer, LayerError):
+    """The layer, activations, activation exponents and output path of ``verif run``."""
     try:
         layer = load_layer(args.layer)
     except LayerError as exc:
@@ -66,6 +94,28 @@ def cmd_run(args) -> int:
         x_exp = _load_npy(args.x_exp, "activation exponents")
         if x_exp.dtype != np.uint8:
             raise UserError(f"activation exponents {args.x_exp} must be uint8, not {x_exp.dtype}")
+    return layer, x, x_exp, out
+
+
+def _check_toolchain(args) -> None:
+    """One-line errors for a missing C++ compiler (or lz4 headers, for waveforms)."""
+    why = cxx_missing()
+    if why:
+        raise UserError(why)
+    if args.waves:
+        why = fst_support_missing()
+        if why:
+            raise UserError(why)
+
+
+def cmd_run(args) -> int:
+    """Run a layer file on the simulated core and write the result."""
+    from golden.layer import LayerError, load_layer
+    from verif.runner import RunError, run_layer
+
+    cfg = config_from_args(args)
+    layer, x, x_exp, out = _run_inputs(args, load_layer, LayerError)
+    _check_toolchain(args)
     try:
         waves = str(Path(args.out).with_suffix(".fst")) if args.waves else False
         traffic = None
@@ -89,6 +139,15 @@ def cmd_run(args) -> int:
           f"{rep['cycles_per_second']:.3g} cycles/s), wrote {out}")
     if rep.get("waves"):
         print(f"waveform: {rep['waves']}")
+    if args.check:
+        bad_y, bad_err = check_against_golden(cfg, layer, x, x_exp, args.out_stage, result.y,
+                                              result.err)
+        if bad_y or bad_err:
+            print(f"check: MISMATCH against the golden model: {bad_y} of {result.y.size} "
+                  f"outputs and {bad_err} error flags differ", file=sys.stderr)
+            return 1
+        print(f"check: bit-exact against the golden model ({result.y.size} outputs and their "
+              "error flags)")
     if rep["errors"]:
         print(f"python -m verif run: {rep['errors']} outputs carry the error flag (invalid code,"
               f" NaN scale or exponent window); see --err-out", file=sys.stderr)
@@ -109,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="result .npy (int64 raw, int8 requant)")
     p.add_argument("--err-out", help="write the per-output error flags (.npy, bool)")
     p.add_argument("--report", help="JSON report: cycles, ideal_cycles, utilization, ...")
+    p.add_argument("--check", action="store_true",
+                   help="compare the result and error flags with the golden GEMM (exit 1 on "
+                        "a mismatch)")
     p.add_argument("--waves", action="store_true",
                    help="dump an FST waveform beside the result (Y.fst; needs liblz4-dev; "
                         "with --cocotb)")

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,34 @@ def _log(msg: str) -> None:
     print(f"[sim] {msg}", file=sys.stderr, flush=True)
 
 
+#: Seconds between the progress lines of a running build.
+HEARTBEAT_SECONDS = 15.0
+
+
+@contextlib.contextmanager
+def _heartbeat(what: str, quiet: bool, every: float = HEARTBEAT_SECONDS):
+    """Print ``what: N s`` every ``every`` seconds until the block ends (long builds are not
+    silent: Verilator's C++ compile grows with the array, see docs/VERIFICATION.md).
+    """
+    if quiet:
+        yield
+        return
+    t0 = time.monotonic()
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(every):
+            _log(f"{what}: {time.monotonic() - t0:.0f} s elapsed")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False,
                 quiet: bool = False) -> SimModel:
     """Emit and compile ``cfg`` once; later calls (any process) reuse the cached build."""
@@ -172,10 +201,11 @@ def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False
             saved_waves = os.environ.pop("WAVES", None)  # the runner lets WAVES override
             os.environ["MAKEFLAGS"] = f"{saved} OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}"
             try:
-                runner.build(
-                    sources=sources, hdl_toplevel=cfg.name, build_dir=base / "obj",
-                    build_args=build_args, waves=waves and sim != "icarus",
-                    timescale=TIMESCALE, log_file=base / "build.log")
+                with _heartbeat(f"building {cfg.name} for {sim}", quiet):
+                    runner.build(
+                        sources=sources, hdl_toplevel=cfg.name, build_dir=base / "obj",
+                        build_args=build_args, waves=waves and sim != "icarus",
+                        timescale=TIMESCALE, log_file=base / "build.log")
             finally:
                 os.environ["MAKEFLAGS"] = saved
                 if saved_waves is not None:
