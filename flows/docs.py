@@ -276,10 +276,10 @@ def _arrow(x1, y1, x2, y2, label="") -> str:
 
 
 #: The PE pipeline, one box per register stage (docs/ARCHITECTURE.md describes each).
-PE_STAGES = (("decode", "lanes, N:M position"), ("select", "x[(j//N)M+idx]"),
+PE_STAGES = (("decode", "column edge: lanes, position"), ("select", "x at lane order pos"),
              ("multiply", "lane products"), ("add tree", "first half"),
-             ("add tree", "second half"), ("group sum", "P_g; pow2 shift amount"),
-             ("scale", "int mult / pow2 shift"), ("contribution", "sum / shifted / P_g"),
+             ("add tree", "second half"), ("group sum", "P_g; pow2 offset u"),
+             ("scale", "P_g · b on DSPs"), ("contribution", "sum, coarse shift"),
              ("accumulate", "acc_bits, sticky err"))
 
 
@@ -415,8 +415,12 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "",
         "with `step` the K elements a PE covers per beat in this mode (table below). K must "
         "be a multiple of `step` and of G; for `pow2` G is 32 (one E8M0 scale per block). "
-        "A mode word naming a format, pattern or scale kind the configuration does not enable "
-        "is illegal; check it on the host (`ArrayConfig.check_mode`, done by `Packer.pack`).",
+        "A mode word naming a format, pattern or scale kind the configuration does not enable, "
+        "MX activations or requant the build lacks, `group_beats` of 0 or above `k_beats`, "
+        "`k_beats · step` above `k_max`, or a `pow2` group other than one MX block is illegal: "
+        "the core still takes the GEMM's beats and returns all its rows, every one with the "
+        "error flag set (`k_beats` = 0 closes a tile on every beat). Check modes on the host "
+        "too (`ArrayConfig.check_mode`, done by `Packer.pack`).",
         "",
         "Codes:",
         "",
@@ -432,10 +436,12 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "",
         "![activation beat](interface/act_beat.svg)",
         "",
-        "`x[r][v]` (int8, `window` = "
-        f"{man['config']['window']} per row) is activation `X[m0 + r, b·step + v]` for "
-        "`v < step` and 0 above; `x_exp[r]` (only with `pow2` enabled) is the E8M0 exponent of "
-        "the MXINT8 block (32 K elements) that beat falls in, 127 when MX activations are off.",
+        "`x[r][p]` (int8, `window` = "
+        f"{man['config']['window']} per row): activation `X[m0 + r, b·step + v]` sits at "
+        "window position `p = k_pos[v]` of the mode's lane order (manifest `lane_map`, "
+        "below), every other position is 0; `x_exp[r]` (only with `pow2` enabled) is the E8M0 "
+        "exponent of the MXINT8 block (32 K elements) that beat falls in, 127 when MX "
+        "activations are off.",
         "",
         "### Weight beat (`wgt__payload`, "
         f"{widths['wgt__payload']} bits: one packet per column, column 0 at bit 0, "
@@ -443,13 +449,21 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "",
         "![weight packet of one column](interface/wgt_packet.svg)",
         "",
-        "* `codes[s]`: 8-bit slots. Lane `l` lives in slot `l // lanes_per_slot`, at bits "
-        "`(l % lanes_per_slot) · bits` (pictures below). Beat `b` carries the layer's "
-        "code rows `b·lanes … b·lanes + lanes − 1` of column `n0 + c` "
-        "(`lanes` = lanes used in the mode; unused slots are 0).",
-        "* `idx[l]` (with N:M enabled): position of lane `l`'s element inside its block of M "
-        "(the layer's `idx`); dense modes ignore it. Lane `l` of beat `b` is element "
-        "`k = ((b·lanes + l) // N)·M + idx[l]`.",
+        "* `codes[s]`: 8-bit slots. Beat `b` carries the layer's code rows "
+        "`b·lanes … b·lanes + lanes − 1` of column `n0 + c` (`lanes` = lanes used in the "
+        "mode); row `b·lanes + l` goes to the multiplier `(slot, quarter) = lane_mult[l]` "
+        "of the mode's lane order, i.e. slot `slot` at bits `(quarter // (4 / "
+        "lanes_per_slot)) · bits` (pictures below); unused positions are 0.",
+        "* `idx[lane_idx[l]]` (with N:M enabled): the layer's `idx` of row `b·lanes + l`, its "
+        "position inside its block of M; dense modes ignore it. That row is element "
+        "`k = ((b·lanes + l) // N)·M + idx`, whose activation the activation beat holds at "
+        "`k_pos[k mod step]`.",
+        "* The **lane order** (`lane_map` in the manifest, one entry `\"<format>/<sparsity>\"` "
+        "per mode: `lane_mult`, `lane_idx`, `k_pos`) is chosen so that every multiplier reads "
+        "only a few window positions (docs/ARCHITECTURE.md); a host packs by it and nothing "
+        "else. Example, `int8/2:4`: `lane_mult` = "
+        f"{man['lane_map'].get('int8/2:4', {}).get('lane_mult', '—')}, `k_pos` = "
+        f"{man['lane_map'].get('int8/2:4', {}).get('k_pos', '—')}.",
         "* `scale`: the column's group scale for the group this beat falls in (signed int "
         "scale, or E8M0 exponent in the low 8 bits for `pow2`); `zero`: the uint4 zero point "
         "of that group.",

@@ -137,8 +137,14 @@ class LaneMap:
         return s * max_lps + q // (4 // max_lps)
 
     def to_json(self) -> dict:
-        """The map as the manifest records it: per mode, lane → (slot, quarter), k → position."""
+        """The map as the manifest records it.
+
+        Per mode ``"<format>/<sparsity>"``: ``lane_mult`` (slot, quarter) of every stored slot
+        of a beat, ``lane_idx`` the position of its N:M index in the packet's ``idx`` array,
+        ``k_pos`` the window position of every beat-local k.
+        """
         return {f"{fmt}/{pattern}": {"lane_mult": [list(x) for x in lanes.lane_mult],
+                                     "lane_idx": [self.idx_index(x) for x in lanes.lane_mult],
                                      "k_pos": list(lanes.k_pos)}
                 for (fmt, pattern), lanes in self.modes.items()}
 

@@ -5,7 +5,7 @@
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from tests.test_importers import awq_pack, gptq_case, gptq_pack, i2s_pack
+from tests.test_golden_importers import awq_pack, gptq_case, gptq_pack, i2s_pack
 
 from golden.__main__ import main
 from golden.compress import compress

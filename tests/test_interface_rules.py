@@ -41,6 +41,7 @@ def documented_program(man, layer, x, out_stage):
     pkt = lay["packet"]
     pkt_bits = sum(f["width"] for f in pkt.values())
     idx_w = pkt["idx"]["layout"]["elem_width"] if "idx" in pkt else 0
+    order = man["lane_map"][f"{layer.format}/{layer.sparsity}"]
     M = x.shape[0]
     act, wgt, prm = [], [], []
     cp = lay["col_params"]
@@ -61,9 +62,10 @@ def documented_program(man, layer, x, out_stage):
                 a = 0
                 xw = lay["act_beat"]["x"]["layout"]["elem_width"]  # one row's window
                 for r in range(rows):
-                    for v in range(step):
+                    for v in range(step):  # beat-local k at its window position
                         xv = x[m0 + r, b * step + v] if m0 + r < M else 0
-                        a |= _field(xv, lay["act_beat"]["x"]["offset"] + r * xw + 8 * v, 8)
+                        pos = order["k_pos"][v]
+                        a |= _field(xv, lay["act_beat"]["x"]["offset"] + r * xw + 8 * pos, 8)
                     if "x_exp" in lay["act_beat"]:
                         a |= _field(127, lay["act_beat"]["x_exp"]["offset"] + 8 * r, 8)
                 act.append(a)
@@ -73,12 +75,14 @@ def documented_program(man, layer, x, out_stage):
                     for lane in range(lanes):
                         row = b * lanes + lane
                         code = layer.codes[row, n0 + c]
-                        slot, j = divmod(lane, lps)
+                        slot, quarter = order["lane_mult"][lane]  # the lane order
+                        j = quarter // (4 // lps)
                         w |= _field(code, base + pkt["codes"]["offset"] + 8 * slot + j * bits,
                                     bits)
                         if idx_w and layer.idx is not None:
+                            at = order["lane_idx"][lane]
                             w |= _field(layer.idx[row, n0 + c],
-                                        base + pkt["idx"]["offset"] + lane * idx_w, idx_w)
+                                        base + pkt["idx"]["offset"] + at * idx_w, idx_w)
                     if layer.scales is not None and "scale" in pkt:
                         g = (b * step) // layer.group
                         w |= _field(layer.scales[g, n0 + c], base + pkt["scale"]["offset"],

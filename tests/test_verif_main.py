@@ -30,7 +30,8 @@ def _argv(tmp, *extra):
 def _fake_run(y, err):
     def run_layer(cfg, layer, x, **kw):
         rep = {"mode": "m", "M": 2, "N": 2, "K": 32, "rows": 2, "cols": 2, "cycles": 10,
-               "ideal_cycles": 4.0, "utilization": 0.4, "errors": int(err.sum())}
+               "ideal_cycles": 4.0, "utilization": 0.4, "errors": int(err.sum()),
+               "engine": "native", "sim": "verilator", "cycles_per_second": 1e5}
         return RunResult(y=y, err=err, report=rep)
     return run_layer
 
