@@ -19,7 +19,7 @@ from hw.layouts import Layouts
 
 __all__ = [
     "LaneDecoder", "ActivationSelect", "LaneDecode", "LaneSelect", "LaneProducts", "AdderTree",
-    "GroupSum", "Pow2Exponent", "Scaler", "WideAccumulator", "ProcessingElement",
+    "GroupSum", "ScaleOperand", "Scaler", "WideAccumulator", "ProcessingElement",
     "adder_tree", "decoded_layout", "delay", "shift_add_product",
 ]
 
@@ -497,16 +497,19 @@ class GroupSum(wiring.Component):
         return m
 
 
-class Pow2Exponent(wiring.Component):
-    """The ``pow2`` shift of a group, as an offset into the window, and its checks.
+class ScaleOperand(wiring.Component):
+    """The multiplier operand of a group's scale, and the pow2 shift's coarse part and checks.
 
-    ``latency`` = 1.
+    ``latency`` = 1; runs beside `GroupSum`, so the `Scaler`'s multipliers see two registered
+    operands (``P_g`` and ``operand``) and nothing in front of them.
 
-    ``t = (e_w − 127) + (e_x − 127) + adj`` (SPEC §4; ``e_x`` = 127 for plain int8
-    activations); the contribution is ``floor(P_g · 2^(t + frac_bits))``. ``u`` is that shift
-    minus the window's smallest, ``shift_min``, so ``0 <= u <= shift_max − shift_min`` for every
-    exponent inside ``[t_min, t_max]``; ``bad`` is set for a NaN exponent (0xFF) or ``t``
-    outside the window. Runs beside `GroupSum`, so both have the same latency.
+    * ``none``: ``operand = 1``; ``int``: ``operand = s`` (the signed group scale);
+    * ``pow2``: ``t = (e_w − 127) + (e_x − 127) + adj`` (SPEC §4; ``e_x`` = 127 for plain int8
+      activations); the contribution is ``floor(P_g · 2^(t + frac_bits))``. With
+      ``u = t + frac_bits − shift_min`` (``0 <= u <= shift_max − shift_min`` inside the
+      window), ``operand = 2^(u mod CHUNK)`` and ``coarse = 1 + u div CHUNK`` selects the
+      `Scaler`'s constant shift; ``coarse`` is 0 for the other scale kinds. ``bad`` is set for
+      a NaN exponent (0xFF) or ``t`` outside ``[t_min, t_max]``.
     """
 
     latency = 1
@@ -514,16 +517,51 @@ class Pow2Exponent(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
         lay = Layouts(cfg)
-        super().__init__({
+        ports = {
             "mode": In(lay.mode),
-            "e_w": In(8),
-            "e_x": In(8),
-            "u": Out(range(cfg.shift_max - cfg.shift_min + 1)),
+            "operand": Out(signed(Scaler.operand_width(cfg))),
+            "coarse": Out(range(Scaler.coarse_count(cfg) + 1)),
             "bad": Out(1),
-        })
+        }
+        if cfg.scale_field_bits:
+            ports["scale"] = In(cfg.scale_field_bits)
+        if "pow2" in cfg.scale_kinds:
+            ports["e_x"] = In(8)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
+        cfg, mode = self._cfg, self.mode
+        chunk = Scaler.CHUNK
+        operand = Signal.like(self.operand, name="operand_next")
+        coarse = Signal.like(self.coarse, name="coarse_next")
+        bad = Signal(name="bad_next")
+        if "pow2" in cfg.scale_kinds:
+            u, nan, out_of_window = self._pow2_offset(m)
+        with m.Switch(mode.scale):
+            if "none" in cfg.scale_kinds:
+                with m.Case(SCALE_CODES["none"]):
+                    m.d.comb += operand.eq(1)
+            if "int" in cfg.scale_kinds:
+                with m.Case(SCALE_CODES["int"]):
+                    m.d.comb += operand.eq(self.scale[:cfg.scale_bits].as_signed())
+            if "pow2" in cfg.scale_kinds:
+                with m.Case(SCALE_CODES["pow2"]):
+                    # chunk is a power of two: u mod chunk and u div chunk are bit fields
+                    # (inside the window u >= 0; outside it the contribution is 0 anyway).
+                    fine_bits = (chunk - 1).bit_length()
+                    m.d.comb += [operand.eq(Const(1, unsigned(chunk + 1)) << u[:fine_bits]),
+                                 coarse.eq(u[fine_bits:len(u) - 1] + 1),
+                                 bad.eq(nan | out_of_window)]
+        op_out = Signal.like(self.operand, name="operand_out", reset_less=True)
+        coarse_out = Signal.like(self.coarse, name="coarse_out", reset_less=True)
+        bad_out = Signal(name="bad_out", reset_less=True)
+        m.d.sync += [op_out.eq(operand), coarse_out.eq(coarse), bad_out.eq(bad)]
+        m.d.comb += [self.operand.eq(op_out), self.coarse.eq(coarse_out), self.bad.eq(bad_out)]
+        return m
+
+    def _pow2_offset(self, m: Module):
+        """``u`` (signed), and the NaN and window checks of a group's exponents."""
         cfg, mode = self._cfg, self.mode
         # Everything that depends only on the (static) mode is folded into one registered
         # constant: adj − 254 + frac_bits − 6·mx_act − shift_min.
@@ -536,17 +574,14 @@ class Pow2Exponent(wiring.Component):
         offset = Signal(signed(12), reset_less=True)
         m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - cfg.shift_min
                               - Mux(mode.mx_act, 6, 0))
+        e_w = self.scale[:8]
         e_x = Mux(mode.mx_act, self.e_x, 127)
         exps = Signal(unsigned(9), attrs=KEEP)  # one carry chain per addition (see KEEP)
         u = Signal(signed(12))
-        m.d.comb += [exps.eq(self.e_w + e_x), u.eq(exps + offset)]
-        nan = (self.e_w == 0xFF) | (mode.mx_act & (self.e_x == 0xFF))
+        m.d.comb += [exps.eq(e_w + e_x), u.eq(exps + offset)]
+        nan = (e_w == 0xFF) | (mode.mx_act & (self.e_x == 0xFF))
         out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
-        u_out = Signal.like(self.u, name="u_out", reset_less=True)
-        bad_out = Signal(name="bad_out", reset_less=True)
-        m.d.sync += [u_out.eq(u), bad_out.eq(nan | out_of_window)]
-        m.d.comb += [self.u.eq(u_out), self.bad.eq(bad_out)]
-        return m
+        return u, nan, out_of_window
 
 
 class Scaler(wiring.Component):
@@ -559,8 +594,9 @@ class Scaler(wiring.Component):
 
     * ``none``: ``b = 1``; ``int``: ``b = s`` (the signed group scale);
     * ``pow2``: ``b = 2^(u mod 16)`` and a shift by ``16·(u div 16) + shift_min``, chosen from
-      a handful of constants (`Pow2Exponent` gives ``u``); the arithmetic right shift of the
-      exact product is the SPEC's floor. No barrel shifter: the fine shift is the multiplier.
+      a handful of constants (`ScaleOperand` gives ``b`` and the choice); the arithmetic right
+      shift of the exact product is the SPEC's floor. No barrel shifter: the fine shift is the
+      multiplier.
 
     1. ``P_g · b`` as two narrower partial products (``P_g``'s low 17 bits unsigned, the rest
        signed), so each fits one DSP multiplier;
@@ -574,48 +610,45 @@ class Scaler(wiring.Component):
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
-        lay = Layouts(cfg)
         ports = {
-            "mode": In(lay.mode),
             "p": In(signed(cfg.p_bits)),
             "i_ctl": In(_group_ctl_layout()),
             "contrib": Out(signed(cfg.acc_bits)),
             "o_ctl": Out(_group_ctl_layout()),
         }
-        if "int" in cfg.scale_kinds:
-            ports["scale"] = In(signed(cfg.scale_bits))
-        if "pow2" in cfg.scale_kinds:
-            ports["u"] = In(range(cfg.shift_max - cfg.shift_min + 1))
-            ports["bad"] = In(1)
+        ports["operand"] = In(signed(self.operand_width(cfg)))
+        ports["coarse"] = In(range(self.coarse_count(cfg) + 1))
+        ports["bad"] = In(1)
         super().__init__(ports)
 
-    @property
-    def operand_bits(self) -> int:
+    @classmethod
+    def operand_width(cls, cfg: ArrayConfig) -> int:
         """Signed width of the multiplier operand ``b``."""
-        cfg = self._cfg
         bits = 2
         if "int" in cfg.scale_kinds:
             bits = max(bits, cfg.scale_bits)
         if "pow2" in cfg.scale_kinds:
-            bits = max(bits, min(self.CHUNK, cfg.shift_max - cfg.shift_min + 1) + 1)
+            bits = max(bits, min(cls.CHUNK, cfg.shift_max - cfg.shift_min + 1) + 1)
         return bits
+
+    @classmethod
+    def coarse_count(cls, cfg: ArrayConfig) -> int:
+        """Constant pow2 shifts the `Scaler` chooses from (0 without pow2)."""
+        if "pow2" not in cfg.scale_kinds:
+            return 0
+        return (cfg.shift_max - cfg.shift_min) // cls.CHUNK + 1
+
+    @property
+    def operand_bits(self) -> int:
+        """Signed width of the multiplier operand ``b``."""
+        return self.operand_width(self._cfg)
 
     def elaborate(self, platform):
         m = Module()
-        cfg, mode = self._cfg, self.mode
+        cfg = self._cfg
         pow2 = "pow2" in cfg.scale_kinds
         chunk = self.CHUNK
-        operand = Signal(signed(self.operand_bits))
-        with m.Switch(mode.scale):
-            if "none" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["none"]):
-                    m.d.comb += operand.eq(1)
-            if "int" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["int"]):
-                    m.d.comb += operand.eq(self.scale)
-            if pow2:
-                with m.Case(SCALE_CODES["pow2"]):
-                    m.d.comb += operand.eq(Const(1, unsigned(chunk + 1)) << (self.u % chunk))
+        operand = self.operand  # registered by ScaleOperand
         # Stage 1: the two partial products.
         ctl1 = Signal(_group_ctl_layout(), name="ctl1")
         m.d.sync += [ctl1.valid.eq(self.i_ctl.valid), ctl1.tile_first.eq(self.i_ctl.tile_first),
@@ -628,13 +661,11 @@ class Scaler(wiring.Component):
         m.d.sync += [prod_lo.eq(self.p[:lo_bits].as_unsigned() * operand),
                      prod_hi.eq(self.p[lo_bits:].as_signed() * operand)]
         if pow2:
-            n_coarse = (cfg.shift_max - cfg.shift_min) // chunk + 1
+            n_coarse = self.coarse_count(cfg)
             coarse1 = Signal(range(n_coarse + 1), name="coarse1", reset_less=True)
             bad1 = Signal(name="bad1", reset_less=True)
-            is_pow2 = mode.scale == SCALE_CODES["pow2"]
             # 0: no shift (none, int); 1 + h: a pow2 shift by chunk·h + shift_min.
-            m.d.sync += [coarse1.eq(Mux(is_pow2, self.u // chunk + 1, 0)),
-                         bad1.eq(self.bad & is_pow2)]
+            m.d.sync += [coarse1.eq(self.coarse), bad1.eq(self.bad)]
         # Stage 2: the contribution.
         full = Signal(signed(cfg.p_bits + self.operand_bits + 1))
         m.d.comb += full.eq((prod_hi << lo_bits) + prod_lo)
@@ -711,7 +742,7 @@ class ProcessingElement(wiring.Component):
     `LaneSelect`                  1        activation select from the window
     `LaneProducts`                1        lane products
     `AdderTree`                   2        beat partial over all lanes
-    `GroupSum` ∥ `Pow2Exponent`   1        group partial ``P_g`` ∥ pow2 shift offset, checks
+    `GroupSum` ∥ `ScaleOperand`   1        group partial ``P_g`` ∥ multiplier operand, checks
     `Scaler`                      2        ``P_g · b`` on the multipliers, coarse shift
     `WideAccumulator`             1        exact accumulator, result (shadow) register
     ============================  =======  ==================================================
@@ -748,7 +779,7 @@ class ProcessingElement(wiring.Component):
         cfg, lay = self._cfg, self._lay
         m = Module()
         mode = self.mode
-        assert Pow2Exponent.latency == GroupSum.latency  # parallel branches stay aligned
+        assert ScaleOperand.latency == GroupSum.latency  # parallel branches stay aligned
 
         # Systolic forwarding. `row_out` is also this PE's window delayed by one cycle, which
         # the lane select reads. Only the beat control is reset: data registers are
@@ -772,7 +803,7 @@ class ProcessingElement(wiring.Component):
             products.w.eq(lanes.w), products.x.eq(lanes.x),
             tree.products.eq(products.products),
             group.beat.eq(tree.beat),
-            scaler.mode.eq(mode), scaler.p.eq(group.p), scaler.i_ctl.eq(group.o_ctl),
+            scaler.p.eq(group.p), scaler.i_ctl.eq(group.o_ctl),
             acc.contrib.eq(scaler.contrib), acc.i_ctl.eq(scaler.o_ctl),
             self.result.eq(acc.result), self.result_err.eq(acc.result_err),
         ]
@@ -785,16 +816,12 @@ class ProcessingElement(wiring.Component):
             group.invalid.eq(delay(m, lanes.invalid, to_group - LaneSelect.latency,
                                    name="invalid")),
         ]
+        m.submodules.scale_operand = operand = ScaleOperand(cfg)
+        m.d.comb += [operand.mode.eq(mode), scaler.operand.eq(operand.operand),
+                     scaler.coarse.eq(operand.coarse), scaler.bad.eq(operand.bad)]
         if cfg.scale_field_bits:
-            scale = delay(m, self.wgt_in.scale, to_group, name="scale")
-        if "int" in cfg.scale_kinds:
-            m.d.comb += scaler.scale.eq(
-                delay(m, scale, GroupSum.latency, name="scale_g")[:cfg.scale_bits].as_signed())
+            m.d.comb += operand.scale.eq(delay(m, self.wgt_in.scale, to_group, name="scale"))
         if "pow2" in cfg.scale_kinds:
-            m.submodules.pow2_exponent = pow2 = Pow2Exponent(cfg)
-            m.d.comb += [pow2.mode.eq(mode), pow2.e_w.eq(scale[:8]),
-                         scaler.u.eq(pow2.u), scaler.bad.eq(pow2.bad)]
-            if lay.has_x_exp:
-                m.d.comb += pow2.e_x.eq(delay(m, self.row_in.x_exp, LaneDecode.latency + to_group,
-                                              name="xexp"))
+            m.d.comb += operand.e_x.eq(delay(m, self.row_in.x_exp, LaneDecode.latency + to_group,
+                                             name="xexp"))
         return m

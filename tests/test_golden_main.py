@@ -5,7 +5,6 @@
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from tests.test_golden_importers import awq_pack, gptq_case, gptq_pack, i2s_pack
 
 from golden.__main__ import main
 from golden.compress import compress
@@ -13,6 +12,7 @@ from golden.gemm import dequantize_weights, gemm
 from golden.host import quantize_multiplier
 from golden.importers import import_gptq
 from golden.layer import load_layer, save_layer
+from tests.test_golden_importers import awq_pack, gptq_case, gptq_pack, i2s_pack
 
 
 def run(argv, capsys):
