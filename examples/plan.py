@@ -738,8 +738,7 @@ def report_text(args, cfg, prof, uniform, plans, int8, best, same, same_bits, ta
             f"({'at or above' if ok else '**below**'} it) with {same['cycles']:,} cycles "
             f"({best['cycles'] / same['cycles']:.2f}× fewer, {best['cycles'] - same['cycles']:,} "
             f"saved) and {same['bits_per_weight']:.3f} bits/weight "
-            f"({best['bits_per_weight'] - same['bits_per_weight']:+.3f} vs uniform; "
-            "negative is fewer)."
+            f"({same['bits_per_weight'] - best['bits_per_weight']:+.3f} vs uniform)."
             + (f" Minimizing bits at the same floor (`Pbest-bits`): "
                f"{_fmt_cos(same_bits['measured']['mean'])}, {same_bits['cycles']:,} cycles, "
                f"{same_bits['bits_per_weight']:.3f} bits/weight." if same_bits else ""))
