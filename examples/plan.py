@@ -261,13 +261,14 @@ def profile(enc: Encoder, array: Array, x_cal: dict, sens_sentences: list[str], 
 # ----------------------------------------------------------------------------- the search
 
 
-def minimize(f: np.ndarray, g: np.ndarray, limit: float, allowed: np.ndarray | None = None):
+def minimize(f: np.ndarray, g: np.ndarray, limit: float, allowed: np.ndarray | None = None,
+             starts=()):
     """Pick one option per row minimizing ``Σ f`` subject to ``Σ g <= limit``.
 
     Lagrangian relaxation (``min f + λ·g`` per row, bisection on λ), then, from every
     feasible plan the bisection met, greedy single-row moves that lower ``Σ f`` while ``Σ g``
-    stays within ``limit``; the best result is returned, or None when even ``min Σ g``
-    exceeds the limit.
+    stays within ``limit`` (``starts`` adds plans to start from); the best result is returned,
+    or None when even ``min Σ g`` exceeds the limit.
     """
     f = np.where(np.isfinite(f), f, np.inf)
     g = np.where(np.isfinite(g), g, np.inf)
@@ -289,7 +290,7 @@ def minimize(f: np.ndarray, g: np.ndarray, limit: float, allowed: np.ndarray | N
     best_g = pick(np.inf)
     if g[rows, best_g].sum() > limit:
         return None
-    starts = [best_g]
+    starts = [best_g, *(np.asarray(p) for p in starts)]
     picks = pick(0.0)
     if g[rows, picks].sum() <= limit:
         starts.append(picks)
@@ -335,11 +336,13 @@ def plan_for(prof: Profile, budget: dict, allowed: np.ndarray | None = None):
     bits_total = prof.bits * w
     drop = prof.drop()
     if "min_cosine" in budget:
-        if budget.get("objective", "cycles") == "bits":
-            f = bits_total + 1e-6 * prof.cycles
-        else:
-            f = prof.cycles + 1e-9 * bits_total
-        return minimize(f, drop, 1.0 - budget["min_cosine"], allowed)
+        by_cycles = prof.cycles + 1e-9 * bits_total
+        by_bits = bits_total + 1e-6 * prof.cycles
+        limit = 1.0 - budget["min_cosine"]
+        bits_first = budget.get("objective", "cycles") == "bits"
+        f, other = (by_bits, by_cycles) if bits_first else (by_cycles, by_bits)
+        seed = minimize(other, drop, limit, allowed)  # the other objective's plan: one start
+        return minimize(f, drop, limit, allowed, () if seed is None else (seed,))
     if "max_bits" in budget:
         return minimize(drop, bits_total, budget["max_bits"] * float(w.sum()), allowed)
     if "max_cycles" in budget:
@@ -540,24 +543,26 @@ def plot_pareto(path: Path, fronts: dict, uniform: list[dict], plans: list[dict]
                             (axes[1], "bits", "bits per weight")):
         pts = fronts[key]
         xs = [p["cycles"] if key == "cycles" else p["bits_per_weight"] for p in pts]
-        ax.plot(xs, [p["predicted_cosine"] for p in pts], "-", color="0.6", lw=1,
+        ax.plot(xs, [1.0 - p["predicted_cosine"] for p in pts], "-", color="0.6", lw=1,
                 label="planner front (predicted)")
         for p in plans:
             x = p["cycles"] if key == "cycles" else p["bits_per_weight"]
-            ax.plot(x, p["measured"]["mean"], "o", color="#1f77b4", ms=6)
-            ax.annotate(p["tag"], (x, p["measured"]["mean"]), fontsize=7,
+            ax.plot(x, 1.0 - p["measured"]["mean"], "o", color="#1f77b4", ms=6)
+            ax.annotate(p["tag"], (x, 1.0 - p["measured"]["mean"]), fontsize=7,
                         xytext=(4, -10), textcoords="offset points")
         for u in uniform:
             x = u["cycles"] if key == "cycles" else u["bits_per_weight"]
-            ax.plot(x, u["measured"]["mean"], "s", color="#d62728", ms=6)
-            ax.annotate(u["label"], (x, u["measured"]["mean"]), fontsize=7,
+            ax.plot(x, 1.0 - u["measured"]["mean"], "s", color="#d62728", ms=6)
+            ax.annotate(u["label"], (x, 1.0 - u["measured"]["mean"]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         ax.plot([], [], "o", color="#1f77b4", label="plans (measured)")
         ax.plot([], [], "s", color="#d62728", label="uniform choices (measured)")
+        ax.axhline(0.01, color="0.8", lw=0.8, ls="--")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("mean embedding cosine to float (held-out sentences)")
-        ax.set_ylim(max(0.0, min(u["measured"]["mean"] for u in uniform) - 0.05), 1.002)
-        ax.grid(alpha=0.3)
+        ax.set_yscale("log")
+        ax.invert_yaxis()
+        ax.set_ylabel("1 − mean embedding cosine to float (held-out sentences, log)")
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle("all-MiniLM-L6-v2, every linear layer compressed: planner vs uniform choices")
     fig.tight_layout()
@@ -660,6 +665,11 @@ def report(args, enc, array, prof, x_cal, check, ev, reference, split) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot_pareto(out / "plan_pareto.png", fronts, uniform, plans)
+    data = ROOT / "build" / "plan" / "report.json"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text(json.dumps({"fronts": fronts, "uniform": [
+        {k: v for k, v in u.items() if k != "choice"} for u in uniform], "plans": [
+        {k: (v.tolist() if k == "picks" else v) for k, v in p.items()} for p in plans]}))
     doc = plan_document(prof, target["picks"], array, target["budget"], target["measured"], split)
     doc["rtl"] = rtl
     (out / "plan_minilm.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -733,8 +743,8 @@ def report_text(args, cfg, prof, uniform, plans, int8, best, same, same_bits, ta
         ok = same["measured"]["mean"] >= bm
         lines.append(
             f"* **Same accuracy as the best uniform choice** (`{best['label']}`, mean "
-            f"{_fmt_cos(bm)}, {best['cycles']:,} cycles, {best['bits_per_weight']:.3f} "
-            f"bits/weight): plan `Pbest` measures {_fmt_cos(same['measured']['mean'])} "
+            f"{bm:.5f}, {best['cycles']:,} cycles, {best['bits_per_weight']:.3f} "
+            f"bits/weight): plan `Pbest` measures {same['measured']['mean']:.5f} "
             f"({'at or above' if ok else '**below**'} it) with {same['cycles']:,} cycles "
             f"({best['cycles'] / same['cycles']:.2f}× fewer, {best['cycles'] - same['cycles']:,} "
             f"saved) and {same['bits_per_weight']:.3f} bits/weight "
