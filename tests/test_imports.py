@@ -1,4 +1,4 @@
-"""The import graph runs one way: golden <- hw <- gen <- verif <- flows | examples.
+"""The import graph runs one way: golden <- hw <- gen <- verif <- flows <- examples.
 
 The contract lives in ``pyproject.toml`` (``[tool.importlinter]``) and is checked with the
 ``import-linter`` package; a second check refuses private names imported across packages.
