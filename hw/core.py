@@ -1,5 +1,7 @@
 """The PE array with its stream interfaces, drain sequencer and output stage."""
 
+import re
+
 from amaranth.hdl import (
     Cat,
     ClockSignal,
@@ -54,11 +56,14 @@ class RequantStage(wiring.Component):
         cfg = self._cfg
         adv = self.advance
 
+        depth = []  # the stage number of every register, from its name's suffix
+
         def stage(name, value, shape=None):
-            """A register of this pipeline, loaded when it advances.
+            """A register of this pipeline (``<name><stage>``), loaded when it advances.
 
             Reset-less: the output stage's valid bits say which values are real.
             """
+            depth.append(int(re.search(r"(\d+)$", name).group(1)))
             reg = Signal(shape if shape is not None else value.shape(), name=name,
                          reset_less=True)
             with m.If(adv):
@@ -123,6 +128,8 @@ class RequantStage(wiring.Component):
                 self.y.eq(Mux(rounded > 127, 127, Mux(rounded < -128, -128, rounded))),
                 self.err.eq(err7),
             ]
+        # The stages above, then the output register: the latency the class states.
+        assert max(depth) + 1 == self.latency, (max(depth), self.latency)
         return m
 
 
