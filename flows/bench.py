@@ -20,7 +20,6 @@ gave the same results and the same cycle count.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.cli import add_config_args, config_from_args
+from gen.cli import Parser, add_config_args, config_from_args
 from golden.tables import MX_BLOCK
 from hw.config import ConfigError, Mode
 
@@ -369,16 +368,9 @@ def markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv=None) -> int:
     """Run the bench; return the exit status."""
-    p = _Parser(prog="python -m flows.bench", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m flows.bench", description=__doc__.splitlines()[0])
     add_config_args(p)
     p.add_argument("--long", action="store_true", help="also K = 4096")
     p.add_argument("--k", type=int, action="append", help="K values (default 1024)")

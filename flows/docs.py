@@ -12,7 +12,6 @@ picture sources differ (``tests/test_docs.py`` does the same).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.cli import add_config_args, config_from_args
+from gen.cli import Parser, add_config_args, config_from_args
 from hw.config import ConfigError
 
 __all__ = ["generate", "handshake_trace", "main"]
@@ -658,16 +657,9 @@ def stale_files(cfg, docs_dir: Path, preset: str) -> list[str]:
         return stale
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv=None) -> int:
     """Command-line entry point (``make docs``)."""
-    p = _Parser(prog="python -m flows.docs", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m flows.docs", description=__doc__.splitlines()[0])
     add_config_args(p)
     p.set_defaults(preset="tiny")
     p.add_argument("-o", "--out", default=str(ROOT / "docs"), metavar="DIR",

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen.cli import add_config_args, config_from_args
+from gen.cli import Parser, add_config_args, config_from_args
 from gen.presets import preset
 from hw.config import ConfigError
 
@@ -914,15 +914,8 @@ def _dsp_arg(text: str):
     return v
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m flows.synth",
+    p = Parser(prog="python -m flows.synth",
                 description="Synthesize a configuration (yowasp Yosys + nextpnr): LUT, FF, "
                             "DSP, BRAM and Fmax.")
     add_config_args(p)

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 
 from gen.presets import PRESETS, preset
 
-__all__ = ["add_config_args", "config_from_args"]
+__all__ = ["Parser", "add_config_args", "config_from_args"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse for the project's commands: a bad argument prints the usage and one error
+    line, and exits with status 2 (no traceback)."""
+
+    def error(self, message):
+        """Report a bad argument and exit with status 2."""
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _csv(text: str) -> tuple[str, ...]:

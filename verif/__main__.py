@@ -11,15 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.cli import add_config_args, config_from_args
+from gen.cli import Parser, add_config_args, config_from_args
 from hw.config import ConfigError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -157,8 +150,8 @@ def cmd_run(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m verif`` argument parser."""
-    parser = _Parser(prog="python -m verif", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    parser = Parser(prog="python -m verif", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     p = sub.add_parser("run", help="run a layer file on the simulated core")
     add_config_args(p)
     p.add_argument("--x", required=True, help="int8 activations [M, K] (.npy)")
