@@ -520,7 +520,7 @@ class ScaleOperand(wiring.Component):
         ports = {
             "mode": In(lay.mode),
             "operand": Out(signed(Scaler.operand_width(cfg))),
-            "coarse": Out(range(Scaler.coarse_count(cfg) + 1)),
+            "coarse": Out(range(max(Scaler.coarse_count(cfg) + 1, 2))),
             "bad": Out(1),
         }
         if cfg.scale_field_bits:
@@ -617,7 +617,7 @@ class Scaler(wiring.Component):
             "o_ctl": Out(_group_ctl_layout()),
         }
         ports["operand"] = In(signed(self.operand_width(cfg)))
-        ports["coarse"] = In(range(self.coarse_count(cfg) + 1))
+        ports["coarse"] = In(range(max(self.coarse_count(cfg) + 1, 2)))
         ports["bad"] = In(1)
         super().__init__(ports)
 
@@ -651,10 +651,7 @@ class Scaler(wiring.Component):
         operand = self.operand  # registered by ScaleOperand
         # Stage 1: the two partial products.
         ctl1 = Signal(_group_ctl_layout(), name="ctl1")
-        m.d.sync += [ctl1.valid.eq(self.i_ctl.valid), ctl1.tile_first.eq(self.i_ctl.tile_first),
-                     ctl1.tile_last.eq(self.i_ctl.tile_last)]
-        err1 = Signal(name="err1", reset_less=True)
-        m.d.sync += err1.eq(self.i_ctl.err)
+        m.d.sync += ctl1.eq(self.i_ctl)
         lo_bits = min(17, cfg.p_bits - 1)
         prod_lo = Signal(signed(lo_bits + 1 + self.operand_bits), reset_less=True)
         prod_hi = Signal(signed(cfg.p_bits - lo_bits + self.operand_bits), reset_less=True)
@@ -670,10 +667,8 @@ class Scaler(wiring.Component):
         full = Signal(signed(cfg.p_bits + self.operand_bits + 1))
         m.d.comb += full.eq((prod_hi << lo_bits) + prod_lo)
         contrib = Signal(signed(cfg.acc_bits), name="contrib", reset_less=True)
-        err2 = Signal(name="err2", reset_less=True)
         ctl2 = Signal(_group_ctl_layout(), name="ctl2")
-        m.d.sync += [ctl2.valid.eq(ctl1.valid), ctl2.tile_first.eq(ctl1.tile_first),
-                     ctl2.tile_last.eq(ctl1.tile_last), err2.eq(err1)]
+        m.d.sync += ctl2.eq(ctl1)
         if pow2:
             with m.Switch(coarse1):
                 with m.Case(0):
@@ -684,10 +679,10 @@ class Scaler(wiring.Component):
                         m.d.sync += contrib.eq(full << amount if amount >= 0
                                                else full >> -amount)
             with m.If(bad1):
-                m.d.sync += [contrib.eq(0), err2.eq(1)]
+                m.d.sync += [contrib.eq(0), ctl2.err.eq(1)]
         else:
             m.d.sync += contrib.eq(full)
-        m.d.comb += [self.contrib.eq(contrib), self.o_ctl.eq(ctl2), self.o_ctl.err.eq(err2)]
+        m.d.comb += [self.contrib.eq(contrib), self.o_ctl.eq(ctl2)]
         return m
 
 
