@@ -183,8 +183,6 @@ class Packer:
         self.wgt_bits = lay.wgt_beat.size
         self.res_bits = lay.res_beat.size
         self.prm_bits = lay.col_params.size * cfg.cols
-        self._prm_fields = [(_offset(lay.col_params, k)[0], _width(_offset(lay.col_params, k)[1]))
-                            for k in ("bias", "mult", "shift", "zp")]
         self.mode_bits = lay.mode.size
         self._x_off, _ = _offset(lay.act_beat, "x")
         self._xexp_off = _offset(lay.act_beat, "x_exp")[0] if lay.has_x_exp else None
@@ -218,19 +216,6 @@ class Packer:
             for c in range(self.cfg.cols)
         ])
         return Const.cast(const.as_value()).value
-
-    def _prm_word_fast(self, bias, mult, shift, zp) -> int:
-        """`prm_word` from the layout's field offsets, without building a constant.
-
-        Two's complement fields: the same word as `prm_word`, for values in range.
-        """
-        size = self.lay.col_params.size
-        word = 0
-        for c in range(self.cfg.cols):
-            for (off, width), value in zip(self._prm_fields, (bias[c], mult[c], shift[c], zp[c]),
-                                           strict=True):
-                word |= (int(value) & ((1 << width) - 1)) << (c * size + off)
-        return word
 
     # -- packing ---------------------------------------------------------------------------
 
@@ -411,7 +396,7 @@ class Packer:
 
         def prm_word(nt: int) -> int:
             sl = slice(nt * cols, nt * cols + cols)
-            return self._prm_word_fast(*(a[sl] for a in prm))
+            return self.prm_word(*(a[sl] for a in prm))
 
         return _TilePlan(mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats),
                          step=step, k_beats=k_beats, group_beats=group_beats, M=M, N=N,

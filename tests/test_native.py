@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from amaranth.lib import data
 
 from gen.pack import Packer
 from gen.presets import preset
@@ -133,13 +134,17 @@ def test_pack_command_writes_the_harness_files(tmp_path):
         assert act[(t % mts) * kb + b] == prog.act_beats[i]
         assert wgt[(t // mts) * kb + b] == prog.wgt_beats[i]
     assert [prm[t // mts] for t in range(len(prog.tiles))] == prog.prm_beats
-    # The requant words equal the layout's own constants (negative fields included).
+    # The requant words read back through the layout (negative fields included).
     packer = Packer(TINY)
     rng = np.random.default_rng(5)
+    prm_layout = data.ArrayLayout(packer.lay.col_params, TINY.cols)
     for _ in range(20):
         fields = (rng.integers(-(1 << 31), 1 << 31, 2), rng.integers(1 << 30, 1 << 31, 2),
                   rng.integers(-31, 31, 2), rng.integers(-128, 128, 2))
-        assert packer._prm_word_fast(*fields) == packer.prm_word(*fields)
+        view = prm_layout.from_bits(packer.prm_word(*fields))
+        for c in range(TINY.cols):
+            got = (view[c].bias, view[c].mult, view[c].shift, view[c].zp)
+            assert got == tuple(int(f[c]) for f in fields)
     bad = subprocess.run([sys.executable, "-m", "gen", "pack", "--preset", "tiny", "--layer",
                           str(tmp_path / "L.npz"), "--x", str(tmp_path / "L.npz"), "-o",
                           str(tmp_path / "b2")], capture_output=True, text=True)
