@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.config import ArrayConfig, ConfigError
+from verif.cluster import add_cluster_args
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "build" / "dse"
@@ -252,13 +253,8 @@ def main(argv=None) -> int:
                    help=f"{' | '.join(GRIDS)} | FILE.json (default small: "
                         f"{len(GRIDS['small'])} points)")
     p.add_argument("--device", default="ecp5-85k")
-    p.add_argument("--jobs", type=int, default=2,
-                   help="workers of the local Dask cluster: synthesis runs at a time")
-    p.add_argument("--scheduler", metavar="ADDR",
-                   help="Dask scheduler to hand the points to (default: UPE_DASK_SCHEDULER, "
-                        "else a local cluster)")
-    p.add_argument("--serial", action="store_true",
-                   help="no Dask: the points one after the other in this process")
+    add_cluster_args(p, what="points", jobs=2,
+                     jobs_help="workers of the local Dask cluster: synthesis runs at a time")
     p.add_argument("--freq", type=float, default=100.0)
     p.add_argument("--gemm", default="512,512,4096", help="M,N,K of the throughput GEMM")
     p.add_argument("--fresh", action="store_true", help="re-synthesize points already done")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SCHEDULER_ENV", "PointResult", "run_points", "scheduler_from"]
+__all__ = ["SCHEDULER_ENV", "PointResult", "add_cluster_args", "run_points", "scheduler_from"]
 
 SCHEDULER_ENV = "UPE_DASK_SCHEDULER"
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,17 @@ class PointResult:
     value: object = None
     error: str | None = None
     seconds: float = 0.0
+
+
+def add_cluster_args(parser, *, what: str, jobs: int, jobs_help: str) -> None:
+    """The ``--jobs``, ``--scheduler`` and ``--serial`` options of a command that runs
+    ``what`` (its points or jobs) through `run_points`."""
+    parser.add_argument("--jobs", type=int, default=jobs, help=jobs_help)
+    parser.add_argument("--scheduler", metavar="ADDR",
+                        help=f"Dask scheduler to hand the {what} to (default: "
+                             f"{SCHEDULER_ENV}, else a local cluster)")
+    parser.add_argument("--serial", action="store_true",
+                        help=f"no Dask: the {what} one after the other in this process")
 
 
 def scheduler_from(option: str | None) -> str | None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from gen.presets import preset
 from hw.config import MX_BLOCK, ArrayConfig, ConfigError, Mode
+from verif.cluster import add_cluster_args
 
 __all__ = ["ENGINES", "random_traffic", "plan_mode", "plan_jobs", "run_job", "summarize",
            "main"]
@@ -203,13 +204,8 @@ def main(argv=None) -> int:
     parser.add_argument("--macs", type=float, default=1e6,
                         help="dense-equivalent MACs per mode (default 1e6)")
     parser.add_argument("--seed", type=int, help="base seed (default: UPE_SEED or the clock)")
-    parser.add_argument("--jobs", type=int, default=max(os.cpu_count() or 1, 1),
-                        help="workers of the local Dask cluster (default: CPU count)")
-    parser.add_argument("--scheduler", metavar="ADDR",
-                        help="Dask scheduler to hand the jobs to (default: UPE_DASK_SCHEDULER, "
-                             "else a local cluster)")
-    parser.add_argument("--serial", action="store_true",
-                        help="no Dask: the jobs one after the other in this process")
+    add_cluster_args(parser, what="jobs", jobs=max(os.cpu_count() or 1, 1),
+                     jobs_help="workers of the local Dask cluster (default: CPU count)")
     parser.add_argument("--engine", choices=ENGINES, default="native",
                         help="native harness (default) or the cocotb testbench (coverage)")
     parser.add_argument("--modes", default="*", help="only modes matching this glob, e.g. "
