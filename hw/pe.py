@@ -20,7 +20,7 @@ from hw.layouts import Layouts
 __all__ = [
     "LaneDecoder", "ActivationSelect", "LaneDecode", "LaneSelect", "LaneProducts", "AdderTree",
     "GroupSum", "ScaleOperand", "Scaler", "WideAccumulator", "ProcessingElement",
-    "adder_tree", "decoded_layout", "delay", "shift_add_product",
+    "adder_tree", "decoded_layout", "delay", "select_reachable", "shift_add_product",
 ]
 
 
@@ -180,6 +180,18 @@ class LaneDecoder(wiring.Component):
         return m
 
 
+def select_reachable(m: Module, window, reach: list[int], pos, x) -> None:
+    """Drive ``x`` with ``window[reach[pos]]``: one mux over only the reachable positions
+    (``pos`` counts among them; with one position there is no mux and ``pos`` is unused)."""
+    if len(reach) == 1:
+        m.d.comb += x.eq(window[reach[0]])
+        return
+    with m.Switch(pos):
+        for i, p in enumerate(reach):
+            with m.Case(i):
+                m.d.comb += x.eq(window[p])
+
+
 class ActivationSelect(wiring.Component):
     """Pick the activation of one multiplier from the window, by the co-designed lane order.
 
@@ -215,15 +227,8 @@ class ActivationSelect(wiring.Component):
         return self._map.reach((self._slot, self._quarter))
 
     def select(self, m: Module, window, pos, x) -> None:
-        """Drive ``x`` with ``window[reachable[pos]]``."""
-        reach = self.reachable
-        if len(reach) == 1:
-            m.d.comb += x.eq(window[reach[0]])
-            return
-        with m.Switch(pos):
-            for i, p in enumerate(reach):
-                with m.Case(i):
-                    m.d.comb += x.eq(window[p])
+        """Drive ``x`` with ``window[reachable[pos]]`` (`select_reachable`)."""
+        select_reachable(m, window, self.reachable, pos, x)
 
     def routes(self):
         """``{(fmt, pattern): (base, m)}`` for every mode that uses this multiplier."""
@@ -373,13 +378,8 @@ class LaneSelect(wiring.Component):
             if not reach:
                 continue
             x_sel = Signal(signed(8), name=f"x_sel{i}")
-            if len(reach) == 1:
-                m.d.comb += x_sel.eq(self.window[reach[0]])
-            else:
-                with m.Switch(self.decoded.pos[f"pos{i}"]):
-                    for k, p in enumerate(reach):
-                        with m.Case(k):
-                            m.d.comb += x_sel.eq(self.window[p])
+            pos = self.decoded.pos[f"pos{i}"] if len(reach) > 1 else None
+            select_reachable(m, self.window, reach, pos, x_sel)
             m.d.sync += self.x[i].eq(x_sel)
         m.d.sync += [self.w.eq(self.decoded.w), self.invalid.eq(self.decoded.invalid)]
         return m
