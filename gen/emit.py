@@ -19,7 +19,6 @@ from hw.config import (
 )
 from hw.core import (
     Core,
-    RequantStage,
     core_drain_delay,
     core_latency,
     core_signature,
@@ -29,6 +28,7 @@ from hw.core import (
 from hw.lanemap import lane_map
 from hw.layouts import Layouts
 from hw.pe import ProcessingElement
+from hw.requant import RequantStage
 
 __all__ = ["emit", "manifest", "WAIVED_WARNINGS", "EmitError", "axis_wrapper_verilog",
            "instance_template"]

@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 from gen.presets import preset
 from golden.gemm import gemm, requantize
 from hw.config import ArrayConfig, Mode
-from hw.core import RequantStage
+from hw.requant import RequantStage
 from verif.amsim import run_gemm
 from verif.cases import random_case
 

@@ -57,7 +57,7 @@ def test_manifest_timing_matches_config():
     """The manifest fields the model reads describe the configuration it was emitted from."""
     pytest.importorskip("amaranth")
     from gen.emit import manifest
-    from hw.core import RequantStage
+    from hw.requant import RequantStage
 
     man = manifest(TINY)
     t = ArrayTiming.from_manifest(man)

@@ -546,7 +546,7 @@ def _pe_latency() -> int:
 
 
 def _output_latency() -> int:
-    from hw.core import RequantStage
+    from hw.requant import RequantStage
     return RequantStage.latency
 
 
@@ -555,7 +555,8 @@ def core_depth() -> int:
 
     With k_beats = 1 and requant, the second tile's beat waits for the first tile's drain.
     """
-    from hw.core import Core, RequantStage
+    from hw.core import Core
+    from hw.requant import RequantStage
     cfg = _reduced_core_cfg()
     core = Core(cfg)
     core._MustUse__silence = True  # only asked for its latency, never elaborated
