@@ -2,7 +2,7 @@
 
 import re
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,9 +20,11 @@ class RequantStage(wiring.Component):
     ``y = sat8(RDBPOT(SRDHM(sat32(acc + bias) · 2^max(sh,0), M0), max(−sh,0)) + zp)`` with
     gemmlowp rounding; ``acc + bias`` shifted left that does not fit int32 saturates and raises
     ``err``. Latency ``latency`` (8) cycles of ``advance``; one value per advancing cycle.
-    Stages: bias add; int32 range check and left shift; 32×32 product as two partial products;
-    their sum; SRDHM (one add and a shift, see below); RDBPOT's rounding bias; its right
-    shift; zero point and int8 saturation.
+    Stages: bias add; int32 range check and left shift (the saturation itself is applied after
+    the product, see stage 2); 32×32 product as four 16×16 partial
+    products (one DSP each); the middle sum beside the outer part's rounding increment; their
+    sum, which is SRDHM (see below); RDBPOT's rounding bias; its right shift; zero point and
+    int8 saturation.
     """
 
     latency = 8
@@ -76,25 +78,44 @@ class RequantStage(wiring.Component):
                 with m.Case(k):
                     m.d.comb += [hi_bound.eq(INT32_MAX >> k), lo_bound.eq(-(1 << (31 - k)))]
         hi1, lo1 = stage("hi1", hi_bound), stage("lo1", lo_bound)
-        # Stage 2: range check and left shift.
+        # Stage 2: range check and left shift. The saturation is not applied to v (that mux
+        # sat in front of the DSPs' input registers, on the critical path): a saturated v is
+        # INT32_MAX or INT32_MIN, whose SRDHM with M0 is known in closed form (`_saturated`)
+        # and chosen at stage 5 instead of the product.
         over, under = accb > hi1, accb < lo1
         shifted = Signal(signed(32))
         m.d.comb += shifted.eq(accb[:32] << left1)
-        v2 = stage("v2", Mux(over, INT32_MAX, Mux(under, INT32_MIN, shifted)), signed(32))
+        v2 = stage("v2", shifted, signed(32))
+        over2, under2 = stage("over2", over), stage("under2", under)
         err2 = stage("err2", over | under)
         right2, mult2, zp2 = stage("right2", right1), stage("mult2", mult1), stage("zp2", zp1)
-        # Stage 3: v · M0 as two 32×16 partial products (M0 is positive, below 2^31).
-        lo3 = stage("lo3", v2 * mult2[:16].as_unsigned(), signed(49))
-        hi3 = stage("hi3", v2 * mult2[16:32].as_signed(), signed(48))
+        sat_max, sat_min = self._saturated(stage, mult1)
+        # Stage 3: v · M0 as four 16×16 partial products, one MULT18X18D each with nothing
+        # but registers around it: v = vh·2^16 + vl (vh signed), M0 = mh·2^16 + ml (M0 is
+        # positive, below 2^31).
+        vl, vh = v2[:16].as_unsigned(), v2[16:32].as_signed()
+        ml, mh = mult2[:16].as_unsigned(), mult2[16:32].as_unsigned()
+        ll3 = stage("ll3", vl * ml, unsigned(32))
+        lh3 = stage("lh3", vl * mh, unsigned(32))
+        hl3 = stage("hl3", vh * ml, signed(33))
+        hh3 = stage("hh3", vh * mh, signed(32))
         err3, right3, zp3 = stage("err3", err2), stage("right3", right2), stage("zp3", zp2)
-        # Stage 4: the 64-bit product.
-        ab4 = stage("ab4", (hi3 << 16) + lo3, signed(64))
+        over3, under3 = stage("over3", over2), stage("under3", under2)
+        # Stage 4: ab = hh·2^32 + ll + (lh + hl)·2^16. hh·2^32 + ll is a concatenation (ll is
+        # unsigned, below 2^32); SRDHM's rounding 2^30 is added to it here, an increment of
+        # its bits 30 and up, beside the middle sum.
+        outer4 = stage("outer4", Cat(ll3[:30], Cat(ll3[30:32], hh3).as_signed() + 1),
+                       signed(64))
+        mid4 = stage("mid4", lh3 + hl3, signed(34))
         err4, right4, zp4 = stage("err4", err3), stage("right4", right3), stage("zp4", zp3)
+        over4, under4 = stage("over4", over3), stage("under4", under3)
         # Stage 5: SRDHM, (ab + nudge) / 2^31 truncating toward zero. With the nudge
         # 2^30 for ab >= 0 and 1 − 2^30 below, both cases equal floor((ab + 2^30) / 2^31):
-        # one adder and an arithmetic shift. The RDBPOT rounding constant is looked up here,
-        # a stage ahead of its use.
-        high5 = stage("high5", (ab4 + (1 << 30)) >> 31, signed(33))
+        # one adder (the 2^30 is in outer4) and an arithmetic shift. The RDBPOT rounding
+        # constant is looked up here, a stage ahead of its use.
+        high5 = stage("high5", Mux(over4, sat_max, Mux(under4, sat_min,
+                                                          (outer4 + (mid4 << 16)) >> 31)),
+                      signed(33))
         err5, right5, zp5 = stage("err5", err4), stage("right5", right4), stage("zp5", zp4)
         half = Signal(unsigned(31))
         m.d.comb += half.eq(Mux(right4 == 0, 0, Const(1, 32) << (right4 - 1)[:5]))
@@ -118,3 +139,21 @@ class RequantStage(wiring.Component):
         # The stages above, then the output register: the latency the class states.
         assert max(depth) + 1 == self.latency, (max(depth), self.latency)
         return m
+
+    @staticmethod
+    def _saturated(stage, mult1):
+        """SRDHM(INT32_MAX, M0) and SRDHM(INT32_MIN, M0) at stage 4, from M0 at stage 1.
+
+        With M0 read as the unsigned 32-bit value the partial products use, ``floor((v·M0 +
+        2^30) / 2^31)`` is ``M0 − [M0 > 2^30] − [M0 > 3·2^30]`` for ``v = 2^31 − 1`` and
+        ``−M0`` for ``v = −2^31`` (for a valid M0 in [2^30, 2^31): ``M0 − [M0 > 2^30]`` and
+        ``−M0``), exactly what the product path gives for those v.
+        """
+        m0 = mult1.as_unsigned()
+        gt1_2 = stage("sat_gt1_2", m0 > (1 << 30))
+        gt3_2 = stage("sat_gt3_2", m0 > (3 << 30))
+        m0_2 = stage("sat_m0_2", m0)
+        min2 = stage("sat_min2", -m0, signed(34))
+        max3 = stage("sat_max3", m0_2 - gt1_2 - gt3_2, signed(34))
+        min3 = stage("sat_min3", min2)
+        return stage("sat_max4", max3), stage("sat_min4", min3)
