@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.ecp5_dsp import pack_mult_registers
 from gen.cli import Parser, add_config_args, config_from_args
 from gen.presets import preset
 from hw.config import ConfigError
@@ -602,7 +603,7 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0, seed: int = 1,
     dsp_min_width: int | None | str = "default", pnr_extra: tuple[str, ...] = (),
     route: bool = True, route_timeout: float | None = 900.0, reuse_netlist: bool = False,
-    progress=None,
+    dsp_registers: bool = True, progress=None,
 ) -> dict:
     """Synthesize ``cfg`` for ``device``; write ``<tag>-<device>.json`` and ``.md``.
 
@@ -620,8 +621,11 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     seed : int
         nextpnr placer seed.
     dsp_min_width : int, None or ``'default'``
-        Minimum operand width of a product mapped to a DSP (None: no DSPs; ``'default'``: 8 on
-        ECP5, none on iCE40).
+        Minimum operand width of a product mapped to a DSP (None: no DSPs; ``'default'``: on
+        ECP5 8, or the narrowest `ArrayConfig.hard_lanes` weight below that; none on iCE40).
+    dsp_registers : bool
+        ECP5: move the registers that feed and take each product into its MULT18X18D
+        (`flows.ecp5_dsp`) before place and route, so nextpnr times the registered block.
     reuse_netlist : bool
         Skip Yosys when ``out_dir/<tag>-<device>/`` holds the netlist of the same
         configuration and DSP policy (to re-run place and route only).
@@ -653,7 +657,10 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
                          kind="usage") from None
     if dsp_min_width == "default":
         # Nexus: 8-bit products in LUTs, or tiny needs 160 of the LIFCL-40's 112 MULT9s.
-        dsp_min_width = {"ecp5": 8, "ice40": None, "nexus": 10}.get(dev.family, 2)
+        # ECP5: down to the narrowest lane the configuration builds as a plain product
+        # (`ArrayConfig.hard_lanes`; the other lanes are shift-add logic, no `*` to map).
+        ecp5 = min(8, cfg.hard_lane_min_bits or 8)
+        dsp_min_width = {"ecp5": ecp5, "ice40": None, "nexus": 10}.get(dev.family, 2)
     out_dir = Path(out_dir)
     name = f"{tag}-{device}"
     work = out_dir / name
@@ -710,8 +717,19 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
                                       t_start, progress)
     if dev.pdc:
         (work / "pins.pdc").write_text(dev.pdc)
+    pnr_netlist = "netlist.json"
+    dsp_pack = None
+    if dev.family == "ecp5" and dsp_registers and total_cells["dsp"]:
+        netlist = json.loads((work / "netlist.json").read_text())
+        dsp_pack = pack_mult_registers(netlist)
+        pnr_netlist = "netlist_dsp.json"
+        (work / pnr_netlist).write_text(json.dumps(netlist))
+        progress(f"{name}: DSP registers packed: {dsp_pack['inputs_registered']} of "
+                 f"{dsp_pack['multipliers']} multipliers with registered inputs, "
+                 f"{dsp_pack['outputs_registered']} with a registered output "
+                 f"({dsp_pack['ffs_removed']} fabric FFs absorbed)")
     pnr = _tool(dev.pnr_tool)
-    cmd = [pnr, *dev.pnr_args, "--json", "netlist.json", "--freq", f"{freq:g}",
+    cmd = [pnr, *dev.pnr_args, "--json", pnr_netlist, "--freq", f"{freq:g}",
            "--report", "report.json", "--timing-allow-fail",
            "--seed", str(seed), *pnr_extra]
     if not route:
@@ -769,6 +787,7 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
         "utilization": pnr_res["utilization"], "clocks": pnr_res["clocks"],
         "critical_path": pnr_res["critical_path"],
         "dsp_min_width": dsp_min_width,
+        "dsp_registers": dsp_pack,
         "lut_mapper": lut_mapper,
         "config": cfg.to_dict(),
         "peak_macs_per_cycle": cfg.peak_macs_per_cycle,
@@ -930,6 +949,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ECP5, no DSPs on iCE40; 2 = Yosys' own policy; 'none')")
     p.add_argument("--pnr-arg", action="append", default=[], metavar="ARG",
                    help="extra nextpnr argument (repeatable), e.g. --pnr-arg=--router2")
+    p.add_argument("--no-dsp-registers", action="store_true",
+                   help="ECP5: leave the registers around the multipliers in the fabric "
+                        "(Yosys' mapping as is) instead of packing them into MULT18X18D")
     p.add_argument("--reuse-netlist", action="store_true",
                    help="skip Yosys when the work directory holds the netlist of the same "
                         "configuration (re-run place and route only)")
@@ -954,6 +976,7 @@ def main(argv=None) -> int:
         synthesize(cfg, args.device, args.out, tag=tag, freq=args.freq, seed=args.seed,
                    dsp_min_width=args.dsp_min_width, pnr_extra=tuple(args.pnr_arg),
                    route=not args.no_route, reuse_netlist=args.reuse_netlist,
+                   dsp_registers=not args.no_dsp_registers,
                    route_timeout=args.route_timeout or None,
                    progress=progress)
         return 0
