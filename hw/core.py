@@ -254,6 +254,14 @@ class Core(wiring.Component):
             row = Signal(lay.row_beat, name=f"row_in{r}")
             m.d.comb += [row.eq(rb), row.ctl.eq(rb_ctl)]
             rows_in.append(row)
+        # The mode as every column's decoder and PEs see it: a registered copy per column, so
+        # the mode word fans out to the array through registers (it is stable while busy, and
+        # a beat reaches a decoder one entry register after it is taken).
+        col_mode = []
+        for c in range(cfg.cols):
+            cm = Signal(lay.mode, name=f"col_mode{c}", reset_less=True)
+            m.d.sync += cm.eq(mode)
+            col_mode.append(cm)
         cols_in = []
         for c in range(cfg.cols):
             pk = Signal(lay.packet, name=f"col_entry{c}", reset_less=True)
@@ -265,7 +273,7 @@ class Core(wiring.Component):
             # Decoded once per column; every PE of the column reads the decoded packet.
             dec = LaneDecode(cfg)
             m.submodules[f"col_decode{c}"] = dec
-            m.d.comb += [dec.mode.eq(mode), dec.packet.eq(pk)]
+            m.d.comb += [dec.mode.eq(col_mode[c]), dec.packet.eq(pk)]
             cols_in.append(dec.decoded)
 
         # ---- the PE grid ------------------------------------------------------------------
@@ -279,7 +287,7 @@ class Core(wiring.Component):
                     m.submodules[f"pe_{r}_{c}"] = pe
                 pes[r][c] = pe
                 m.d.comb += [
-                    pe.mode.eq(mode),
+                    pe.mode.eq(col_mode[c]),
                     pe.row_in.eq(rows_in[r] if c == 0 else pes[r][c - 1].row_out),
                     pe.wgt_in.eq(cols_in[c] if r == 0 else pes[r - 1][c].wgt_out),
                 ]
