@@ -261,7 +261,7 @@ class ActivationSelect(wiring.Component):
 
 def _lanes(cfg: ArrayConfig):
     """Physical multipliers ``(slot, quarter)`` the enabled formats use, in PE order."""
-    return [(s, q) for s in range(cfg.slots) for q in range(4) if cfg.quarter_value_bits[q]]
+    return list(cfg.lanes)
 
 
 def _weight_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -392,24 +392,19 @@ class LaneProducts(wiring.Component):
 
     def __init__(self, cfg: ArrayConfig):
         self._n = len(_lanes(cfg))
+        self._hard = [mult in cfg.hard_lanes for mult in _lanes(cfg)]
         super().__init__({
             "w": In(_weight_layout(cfg)),
             "x": In(data.ArrayLayout(signed(8), self._n)),
             "products": Out(_product_layout(cfg)),
         })
 
-    #: Lanes with a weight narrower than this are shift-add products in LUTs; wider ones
-    #: (int8) a plain product, which synthesis maps to a DSP multiplier.
-    SHIFT_ADD_BELOW = 8
-
     def elaborate(self, platform):
         m = Module()
         for i in range(self._n):
             x, w = self.x[i], self.w[f"w{i}"]
-            if len(w) < self.SHIFT_ADD_BELOW:
-                product = shift_add_product(m, x, w, name=f"lane{i}")
-            else:
-                product = x * w
+            # `ArrayConfig.hard_lanes`: a plain product, for a DSP block.
+            product = x * w if self._hard[i] else shift_add_product(m, x, w, name=f"lane{i}")
             m.d.sync += self.products[f"p{i}"].eq(product)
         return m
 
@@ -497,6 +492,35 @@ class GroupSum(wiring.Component):
         return m
 
 
+class ExponentSum(wiring.Component):
+    """``e_w + e_x`` of a group and its NaN check, registered (``latency`` = 1).
+
+    Runs in the delay line that carries the group's scale to `ScaleOperand`, one stage before
+    its end, so `ScaleOperand` starts from the sum (it was the routed critical path of
+    `tiny`: the exponent mux and two additions in front of the scaler's DSP). ``e_x`` is 127
+    unless the mode has MX activations.
+    """
+
+    latency = 1
+    exps_shape = unsigned(9)
+
+    def __init__(self):
+        super().__init__({"mx_act": In(1), "e_w": In(8), "e_x": In(8),
+                          "exps": Out(self.exps_shape), "exp_nan": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        e_x = Mux(self.mx_act, self.e_x, 127)
+        exps = Signal(self.exps_shape, name="exps_next")
+        m.d.comb += exps.eq(self.e_w + e_x)
+        exps_reg = Signal(self.exps_shape, name="exps_reg", reset_less=True)
+        nan_reg = Signal(name="nan_reg", reset_less=True)
+        m.d.sync += [exps_reg.eq(exps),
+                     nan_reg.eq((self.e_w == 0xFF) | (self.mx_act & (self.e_x == 0xFF)))]
+        m.d.comb += [self.exps.eq(exps_reg), self.exp_nan.eq(nan_reg)]
+        return m
+
+
 class ScaleOperand(wiring.Component):
     """The multiplier operand of a group's scale, and the pow2 shift's coarse part and checks.
 
@@ -505,7 +529,8 @@ class ScaleOperand(wiring.Component):
 
     * ``none``: ``operand = 1``; ``int``: ``operand = s`` (the signed group scale);
     * ``pow2``: ``t = (e_w − 127) + (e_x − 127) + adj`` (SPEC §4; ``e_x`` = 127 for plain int8
-      activations); the contribution is ``floor(P_g · 2^(t + frac_bits))``. With
+      activations; ``e_w + e_x`` and the NaN check arrive from `ExponentSum`); the
+      contribution is ``floor(P_g · 2^(t + frac_bits))``. With
       ``u = t + frac_bits − shift_min`` (``0 <= u <= shift_max − shift_min`` inside the
       window), ``operand = 2^(u mod CHUNK)`` and ``coarse = 1 + u div CHUNK`` selects the
       `Scaler`'s constant shift; ``coarse`` is 0 for the other scale kinds. ``bad`` is set for
@@ -526,7 +551,8 @@ class ScaleOperand(wiring.Component):
         if cfg.scale_field_bits:
             ports["scale"] = In(cfg.scale_field_bits)
         if "pow2" in cfg.scale_kinds:
-            ports["e_x"] = In(8)
+            ports["exps"] = In(ExponentSum.exps_shape)
+            ports["exp_nan"] = In(1)
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -574,14 +600,10 @@ class ScaleOperand(wiring.Component):
         offset = Signal(signed(12), reset_less=True)
         m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - cfg.shift_min
                               - Mux(mode.mx_act, 6, 0))
-        e_w = self.scale[:8]
-        e_x = Mux(mode.mx_act, self.e_x, 127)
-        exps = Signal(unsigned(9), attrs=KEEP)  # one carry chain per addition (see KEEP)
         u = Signal(signed(12))
-        m.d.comb += [exps.eq(e_w + e_x), u.eq(exps + offset)]
-        nan = (e_w == 0xFF) | (mode.mx_act & (self.e_x == 0xFF))
+        m.d.comb += u.eq(self.exps + offset)  # e_w + e_x, summed a cycle earlier
         out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
-        return u, nan, out_of_window
+        return u, self.exp_nan, out_of_window
 
 
 class Scaler(wiring.Component):
@@ -817,6 +839,14 @@ class ProcessingElement(wiring.Component):
         if cfg.scale_field_bits:
             m.d.comb += operand.scale.eq(delay(m, self.wgt_in.scale, to_group, name="scale"))
         if "pow2" in cfg.scale_kinds:
-            m.d.comb += operand.e_x.eq(delay(m, self.row_in.x_exp, LaneDecode.latency + to_group,
-                                             name="xexp"))
+            # The exponents' sum is formed in the last stage of their delay line.
+            m.submodules.exponent_sum = exps = ExponentSum()
+            pre = to_group - ExponentSum.latency
+            assert pre >= 0
+            m.d.comb += [
+                exps.mx_act.eq(mode.mx_act),
+                exps.e_w.eq(delay(m, self.wgt_in.scale[:8], pre, name="e_w")),
+                exps.e_x.eq(delay(m, self.row_in.x_exp, LaneDecode.latency + pre, name="xexp")),
+                operand.exps.eq(exps.exps), operand.exp_nan.eq(exps.exp_nan),
+            ]
         return m
