@@ -23,6 +23,7 @@ GEN_ARGS := $(if $(CONFIG),--config $(CONFIG)) $(if $(ROWS),--rows $(ROWS)) \
             $(if $(REQUANT),--requant $(REQUANT)) $(if $(SCALE_BITS),--scale-bits $(SCALE_BITS)) \
             $(if $(K_MAX),--k-max $(K_MAX)) $(if $(FRAC_BITS),--frac-bits $(FRAC_BITS)) \
             $(if $(T_WINDOW),--t-window=$(T_WINDOW)) $(if $(ACC_BITS),--acc-bits $(ACC_BITS)) \
+            $(if $(DSP_LANES),--dsp-lanes $(DSP_LANES)) \
             $(if $(NAME),--name $(NAME))
 # Emission only: AXI=1 adds the AXI4-Stream wrapper, FORCE=1 overwrites a different array.
 EMIT_ARGS := $(if $(filter 1,$(AXI)),--axi-names) $(if $(filter 1,$(FORCE)),--force)

@@ -52,6 +52,9 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frac-bits", type=int)
     p.add_argument("--t-window", type=_window, metavar="LO:HI", help="pow2 exponent window")
     p.add_argument("--acc-bits", type=int, help="default: the derived minimum safe width")
+    p.add_argument("--dsp-lanes", type=int, metavar="N",
+                   help="multiplier lanes per PE built as DSP products (default: the int8 "
+                        "lanes), the rest shift-add products in LUTs")
     p.add_argument("--name", help="top module name")
 
 
@@ -62,7 +65,7 @@ def config_from_args(args: argparse.Namespace):
         cfg = cfg.from_file(args.config, base=cfg)
     changes = {}
     for key in ("rows", "cols", "slots", "window", "formats", "sparsity", "scale_kinds",
-                "scale_bits", "k_max", "frac_bits", "acc_bits", "name"):
+                "scale_bits", "k_max", "frac_bits", "acc_bits", "dsp_lanes", "name"):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value

@@ -135,6 +135,11 @@ class ArrayConfig:
     acc_bits : int or None
         Accumulator width; None derives the minimum safe width, an explicit value smaller than
         that is refused.
+    dsp_lanes : int or None
+        Multiplier lanes per PE built as plain products, which synthesis maps to DSP blocks
+        (`hard_lanes`); the others are shift-add products in LUTs. Lanes are taken widest
+        first (every slot's quarter 0, then quarter 2, then 1 and 3). None: the lanes whose
+        weights have 8 or more bits (the int8 lanes).
     """
 
     rows: int = 4
@@ -152,6 +157,7 @@ class ArrayConfig:
     t_min: int = -32
     t_max: int = 8
     acc_bits: int | None = None
+    dsp_lanes: int | None = None
     name: str = field(default="upe_core")
 
     def __post_init__(self):  # noqa: C901 - one flat check per parameter, in order
@@ -176,6 +182,8 @@ class ArrayConfig:
         s(self, "frac_bits", _int("frac_bits", self.frac_bits, 0, 48))
         s(self, "t_min", _int("t_min", self.t_min, -300, 300))
         s(self, "t_max", _int("t_max", self.t_max, -300, 300))
+        if self.dsp_lanes is not None:
+            s(self, "dsp_lanes", _int("dsp_lanes", self.dsp_lanes, 0, len(self.lanes)))
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ConfigError(f"name must be a Verilog identifier, not {self.name!r}")
         if self.t_min > self.t_max:
@@ -276,6 +284,25 @@ class ArrayConfig:
                     w = max(w, FORMAT_VALUE_BITS[f])
             widths.append(w)
         return tuple(widths)
+
+    @property
+    def lanes(self) -> tuple[tuple[int, int], ...]:
+        """The PE's multiplier lanes ``(slot, quarter)`` the enabled formats use, in PE order."""
+        return tuple((s, q) for s in range(self.slots) for q in range(4)
+                     if self.quarter_value_bits[q])
+
+    @property
+    def hard_lanes(self) -> frozenset[tuple[int, int]]:
+        """Lanes built as plain products (DSP blocks), from `dsp_lanes`."""
+        if self.dsp_lanes is None:
+            return frozenset(m for m in self.lanes if self.quarter_value_bits[m[1]] >= 8)
+        by_width = sorted(self.lanes, key=lambda m: ((0, 2, 1, 3).index(m[1]), m[0]))
+        return frozenset(by_width[:self.dsp_lanes])
+
+    @property
+    def hard_lane_min_bits(self) -> int | None:
+        """Narrowest weight of a `hard_lanes` product (None without hard lanes)."""
+        return min((self.quarter_value_bits[q] for _, q in self.hard_lanes), default=None)
 
     @property
     def wmax(self) -> int:

@@ -122,3 +122,15 @@ def test_cli_refuses_without_traceback(args, message, tmp_path):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_dsp_lanes_choose_the_widest_lanes_first():
+    tiny = preset("tiny")
+    assert tiny.hard_lanes == {(s, 0) for s in range(tiny.slots)}  # the int8 lanes
+    assert tiny.hard_lane_min_bits == 8
+    eight = tiny.replace(dsp_lanes=8)
+    assert eight.hard_lanes == {(s, q) for s in range(tiny.slots) for q in (0, 2)}
+    assert eight.hard_lane_min_bits == tiny.quarter_value_bits[2]
+    assert tiny.replace(dsp_lanes=0).hard_lane_min_bits is None
+    with pytest.raises(ConfigError, match="dsp_lanes"):
+        tiny.replace(dsp_lanes=len(tiny.lanes) + 1)

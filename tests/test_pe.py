@@ -126,3 +126,22 @@ def test_pe_random(mode):
     y, err, _ = run_gemm(PE_CFG, layer, x, x_exp=x_exp)
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(err, want_err)
+
+
+@pytest.mark.parametrize("dsp_lanes", [0, 8, len(PE_CFG.lanes)])
+def test_pe_hard_lanes(dsp_lanes):
+    """Lanes moved between DSP products and shift-add logic compute the same GEMM."""
+    cfg = PE_CFG.replace(dsp_lanes=dsp_lanes)
+    quarters = {q for _, q in cfg.hard_lanes}
+    assert len(cfg.hard_lanes) == dsp_lanes and (dsp_lanes < 8 or quarters >= {0, 2})
+    for mode in cfg.modes:
+        if mode.sparsity not in ("dense", "2:4") or mode.fmt not in (
+                "int8", "uint4", "fp4_e2m1", "int2"):
+            continue
+        seed = int.from_bytes(hashlib.sha256(mode.name.encode()).digest()[:4], "little") % 1000
+        layer, x, x_exp = random_case(seed, cfg, mode, 2, 64, 2)
+        want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits,
+                              t_min=cfg.t_min, t_max=cfg.t_max)
+        y, err, _ = run_gemm(cfg, layer, x, x_exp=x_exp)
+        np.testing.assert_array_equal(y, want, err_msg=mode.name)
+        np.testing.assert_array_equal(err, want_err, err_msg=mode.name)
