@@ -17,7 +17,7 @@ from .quant import (
     int_scales,
     quantize_elements,
     quantize_mx,
-    uint4_zero_points,
+    zero_points,
 )
 from .sparsity import pack_nm, parse_sparsity, prune_nm
 from .tables import MX_BLOCK
@@ -136,7 +136,7 @@ def compress(
             stored_mac = np.broadcast_to(np.ldexp(1.0, scale_exp)[None, :], s_mac.shape)
         stored_elem = np.ldexp(stored_mac, -info.pow2_adj)
         if info.has_zero_point:
-            zeros = uint4_zero_points(wmin, stored_elem)
+            zeros = zero_points(wmin, stored_elem, fmt)
         codes_dense = quantize_elements(
             fmt,
             w_kept,
