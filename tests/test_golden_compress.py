@@ -176,3 +176,28 @@ def test_fp8_pow2_layers_hold_no_nan_codes_and_round_trip():
         relayer = compress(dequantize_weights(layer), fmt=fmt, scale_kind="pow2")
         np.testing.assert_array_equal(relayer.codes, layer.codes)
         np.testing.assert_array_equal(relayer.scales, layer.scales)
+
+
+def test_nvfp4_compressor_recipe_by_hand():
+    from golden.compress import compress_nvfp4
+
+    w = np.zeros((32, 2))
+    w[:16, 0] = np.linspace(-3.0, 2.0, 16)
+    w[0, 1] = 6.0 * 448.0 * 0.5  # the tensor maximum: T = amax / (6·448) = 0.5
+    layer, t = compress_nvfp4(w)
+    assert t == 0.5 and layer.group == 16 and layer.scale_bits == 19
+    assert (layer.scale_exp == -10).all()
+    # column 0 block 0: amax 3 → E4M3 RNE(3 / (6·0.5)) = 1.0 → s = 512; block 1 empty → s = 0
+    assert layer.scales[:, 0].tolist() == [512, 0]
+    assert layer.scales[0, 1] == 448 * 512  # the tensor maximum uses the full E4M3 range
+    wq = dequantize_weights(layer) * t
+    assert wq[0, 0] == -3.0 and wq[0, 1] == w[0, 1]
+    assert sqnr_db(w, wq) > 20
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(64, 16))
+    layer, t = compress_nvfp4(w, sparsity="2:4")
+    assert layer.sparsity == "2:4" and sqnr_db(w, dequantize_weights(layer) * t) > 5
+    layer, t = compress_nvfp4(np.zeros((16, 2)))
+    assert t == 1.0 and not layer.scales.any()
+    with pytest.raises(ValueError, match="not divisible by group 16"):
+        compress_nvfp4(np.ones((24, 2)))
