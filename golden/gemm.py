@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import E8M0_BIAS, E8M0_NAN, activation_format, decode, pow2_exponent
+from .formats import E8M0_BIAS, E8M0_NAN, FORMATS, activation_format, decode, pow2_exponent
 from .layer import (
     INT32_MAX,
     INT32_MIN,
@@ -22,6 +22,7 @@ from .layer import (
 )
 from .quant import MX_BLOCK, expand_groups
 from .sparsity import unpack_nm
+from .tables import ACT_MAX, signed_width
 
 __all__ = [
     "decode_activations",
@@ -30,6 +31,7 @@ __all__ = [
     "gemm",
     "gemm_float",
     "gemm_raw",
+    "group_sum_bits",
     "mac_weights",
     "rdbpot",
     "requantize",
@@ -74,8 +76,8 @@ def _check_activations(x, K: int, x_format: str | None = None) -> np.ndarray:
     what = "int8" if x_format is None else f"{x_format} codes"
     if not isinstance(x, np.ndarray) or x.dtype != want:
         dtype = getattr(x, "dtype", type(x).__name__)
-        raise ValueError(f"activations x ({what}) must be a {np.dtype(want).name} array, got "
-                         f"{dtype}")
+        raise ValueError(f"activations x ({what}) must be an array of {np.dtype(want).name}, "
+                         f"got {dtype}")
     if x.ndim != 2 or x.shape[1] != K:
         raise ValueError(f"activations x must have shape [M, {K}] like the layer, got {x.shape}")
     return x
@@ -105,6 +107,19 @@ def decode_activations(x, x_format: str | None = None) -> tuple[np.ndarray, np.n
         return x.astype(np.float64), np.zeros(x.shape, dtype=bool)
     values, invalid = decode(x_format, x.view(np.uint8) if x.dtype == np.int8 else x)
     return values.astype(np.float64), invalid
+
+
+def group_sum_bits(layer: Layer, x_format: str | None = None) -> int:
+    """Signed width of the largest ``|P_g|`` of ``layer`` with ``x_format`` activations.
+
+    ``|P_g| <= (G · N_sp / M_sp) · max|x| · max|w − z|`` with ``max|x|`` 128 for int8 and
+    MXINT8, 448·2**9 for E4M3, 57344·2**16 for E5M2 (an E4M3 × E4M3 product alone needs 37
+    bits with its sign, E5M2 × int8 40).
+    """
+    x_format = activation_format(x_format)
+    x_max = ACT_MAX if x_format is None else FORMATS[x_format].mac_abs_max
+    bound = layer.group * layer.n_sp // layer.m_sp * x_max * FORMATS[layer.format].mac_abs_max
+    return signed_width(-bound, bound)
 
 
 def _check_x_exp(x_exp, M: int, K: int, scale_kind: str):

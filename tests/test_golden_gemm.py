@@ -456,7 +456,7 @@ def test_mx_activation_argument_errors():
     x_exp = np.full((1, 1), 127, np.uint8)
     with pytest.raises(ValueError, match="fp8_e4m3 activations need their block exponents"):
         gemm_raw(np.zeros((1, 32), np.uint8), layer, x_format="fp8_e4m3")
-    with pytest.raises(ValueError, match=r"x \(fp8_e5m2 codes\) must be a uint8 array, got int8"):
+    with pytest.raises(ValueError, match=r"\(fp8_e5m2 codes\) must be an array of uint8, got int8"):
         gemm_raw(np.zeros((1, 32), np.int8), layer, x_exp=x_exp, x_format="fp8_e5m2")
     with pytest.raises(ValueError, match="plain int8"):
         gemm_raw(np.zeros((1, 32), np.int8), layer, x_exp=x_exp, x_format="int8")
