@@ -1,7 +1,7 @@
 """docs/NUMERICS.md: every format, sparsity, scale, output-stage and layer-file row it lists as
 implemented is implemented exactly as written, the formats it lists as golden only are exactly
 those the hardware generator refuses (`hw.config.GOLDEN_ONLY_FORMATS`), and the rows it lists as
-not implemented yet are exactly SPEC's NVFP4 and block sparsity.
+not implemented yet are exactly SPEC's block sparsity.
 """
 
 import dataclasses
@@ -19,7 +19,7 @@ from hw.config import GOLDEN_ONLY_FORMATS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "NUMERICS.md"
 NOT_YET = {"formats": set(), "sparsity": {"block"},
-           "scales": {"nvfp4"}, "layer": {"block_shape", "block_mask"}, "stages": set()}
+           "scales": set(), "layer": {"block_shape", "block_mask"}, "stages": set()}
 
 
 def _section_table(title: str) -> list[dict[str, str]]:
@@ -75,8 +75,13 @@ def test_sparsity_table():
 
 
 def test_scales_table():
+    from golden.compress import NVFP4_GROUP, NVFP4_SCALE_BITS, compress_nvfp4
+
     done, later = _split(_section_table("4. Scales"))
-    assert tuple(done) == SCALE_KINDS and later == NOT_YET["scales"]
+    assert tuple(k for k in done if k != "nvfp4") == SCALE_KINDS and later == NOT_YET["scales"]
+    layer, _ = compress_nvfp4(np.ones((32, 2)))  # the nvfp4 row: an int-scale fp4 layer
+    assert (layer.format, layer.scale_kind, layer.group) == ("fp4_e2m1", "int", NVFP4_GROUP)
+    assert layer.scale_bits == NVFP4_SCALE_BITS
 
 
 def test_output_stage_table():
