@@ -7,7 +7,7 @@ file (`golden.layer`), the compressor (`golden.compress`), the GEMM and output s
 only, never on the hardware packages. Command line: ``python -m golden --help``.
 """
 
-from .compress import compress, load_weights
+from .compress import compress, compress_nvfp4, load_weights
 from .formats import FORMATS, FormatInfo, decode, decode_float, e8m0_to_float, encode, float_to_e8m0
 from .gemm import (  # the function gemm stays in golden.gemm: it would shadow the module
     dequantize_weights,
@@ -20,7 +20,11 @@ from .gemm import (  # the function gemm stays in golden.gemm: it would shadow t
 )
 from .layer import Layer, LayerError, load_layer, save_layer, validate_layer
 from .metrics import bits_floor, bits_per_weight, metadata_floor, sqnr_db
-from .quant import quantize_activations_int8, quantize_activations_mxint8
+from .quant import (
+    quantize_activations_int8,
+    quantize_activations_mx,
+    quantize_activations_mxint8,
+)
 from .sparsity import pack_nm, parse_sparsity, prune_nm, unpack_nm
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "bits_floor",
     "bits_per_weight",
     "compress",
+    "compress_nvfp4",
     "decode",
     "decode_float",
     "dequantize_weights",
@@ -47,6 +52,7 @@ __all__ = [
     "parse_sparsity",
     "prune_nm",
     "quantize_activations_int8",
+    "quantize_activations_mx",
     "quantize_activations_mxint8",
     "rdbpot",
     "requantize",

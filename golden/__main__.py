@@ -13,13 +13,21 @@ import sys
 import numpy as np
 
 from .calibrate import smooth_factors, wanda_saliency
-from .compress import compress, load_weights
-from .formats import E8M0_NAN, FORMATS, SCALE_KINDS, decode, format_info, pow2_exponent
-from .gemm import dequantize_weights, gemm, gemm_float
+from .compress import NVFP4_GROUP, NVFP4_SCALE_BITS, compress, compress_nvfp4, load_weights
+from .formats import (
+    E8M0_NAN,
+    FORMATS,
+    MX_ACT_FORMATS,
+    SCALE_KINDS,
+    decode,
+    format_info,
+    pow2_exponent,
+)
+from .gemm import dequantize_weights, gemm, gemm_float, group_sum_bits
 from .host import dequantize_output, requant_params
 from .layer import LayerError, load_layer, save_layer
 from .metrics import bits_per_weight, metadata_floor, sqnr_db
-from .quant import quantize_activations_int8, quantize_activations_mxint8
+from .quant import quantize_activations_int8, quantize_activations_mx
 from .sparsity import SPARSITY_PATTERNS
 
 EXIT_USAGE = 2
@@ -69,8 +77,29 @@ def _bits_summary(layer) -> str:
     )
 
 
+def _nvfp4_options(args) -> None:
+    """Refuse compress options that contradict --nvfp4 (or are missing without it)."""
+    if not args.nvfp4:
+        for option, value in (("--format", args.format), ("--scale", args.scale)):
+            if value is None:
+                raise UsageError(f"the following argument is required: {option} "
+                                 "(or give --nvfp4)")
+        return
+    fixed = (("--format", args.format, "fp4_e2m1"), ("--scale", args.scale, "int"),
+             ("--group", args.group, NVFP4_GROUP))
+    for option, value, want in fixed:
+        if value is not None and value != want:
+            raise UsageError(f"--nvfp4 means {option} {want}, not {value}")
+    if args.scale_bits is not None and args.scale_bits < NVFP4_SCALE_BITS:
+        raise UsageError(f"--nvfp4 needs --scale-bits >= {NVFP4_SCALE_BITS} (E4M3 scales * 2^9), "
+                         f"not {args.scale_bits}")
+    if args.rceil or args.zero_points:
+        raise UsageError("--rceil and --zero-points do not apply to --nvfp4")
+
+
 def cmd_compress(args) -> int:
     """Compress float weights into a layer file and print a one-line summary."""
+    _nvfp4_options(args)
     if args.zero_points and not format_info(args.format).has_zero_point:
         with_zero = ", ".join(f.name for f in FORMATS.values() if f.has_zero_point)
         raise UsageError(f"--zero-points applies to {with_zero} only, not {args.format}")
@@ -100,22 +129,31 @@ def cmd_compress(args) -> int:
     elif args.saliency_from_x is not None:
         # Wanda |w|·‖x_k‖ is unchanged by smoothing, so the smoothed w may be used here.
         saliency = wanda_saliency(w, _load_npy(args.saliency_from_x, "Wanda activations"))
-    layer = compress(
-        w,
-        fmt=args.format,
-        sparsity=args.sparsity,
-        group=args.group,
-        scale_kind=args.scale,
-        scale_bits=args.scale_bits,
-        rceil=args.rceil,
-        saliency=saliency,
-    )
+    tensor_note, tensor_scale = "", 1.0
+    if args.nvfp4:
+        layer, tensor_scale = compress_nvfp4(w, sparsity=args.sparsity, saliency=saliency,
+                                             scale_bits=args.scale_bits or NVFP4_SCALE_BITS)
+        tensor_out = args.tensor_scale_out or _stem(args.output) + ".tscale.npy"
+        np.save(tensor_out, np.float32(tensor_scale))
+        tensor_note = (f" (NVFP4: fp32 tensor scale {tensor_scale:.6g} in {tensor_out}; "
+                       "multiply it into the activation scale)")
+    else:
+        layer = compress(
+            w,
+            fmt=args.format,
+            sparsity=args.sparsity,
+            group=args.group,
+            scale_kind=args.scale,
+            scale_bits=16 if args.scale_bits is None else args.scale_bits,
+            rceil=args.rceil,
+            saliency=saliency,
+        )
     save_layer(args.output, layer)
-    sqnr = sqnr_db(w, dequantize_weights(layer))
+    sqnr = sqnr_db(w, dequantize_weights(layer) * tensor_scale)
     print(
         f"{args.output}: {layer.format} {layer.sparsity} G={layer.group} "
         f"scale={layer.scale_kind} K={layer.K} N={layer.N}: {_bits_summary(layer)}, "
-        f"SQNR {sqnr:.2f} dB{smoothed}"
+        f"SQNR {sqnr:.2f} dB{smoothed}{tensor_note}"
     )
     return 0
 
@@ -127,15 +165,18 @@ def _smooth_path(output: str) -> str:
 
 
 def cmd_gemm(args) -> int:
-    """Run the bit-exact GEMM on int8 activations and write the result."""
+    """Run the bit-exact GEMM on int8 or MX activations and write the result."""
     layer = load_layer(args.layer)
     x = _load_npy(args.x, "activations")
     x_exp = None if args.x_exp is None else _load_npy(args.x_exp, "x_exp")
+    if args.x_format not in (None, "int8") and x_exp is None:
+        raise UsageError(f"--x-format {args.x_format} needs the block exponents --x-exp E.npy")
     t_min, t_max = args.t_window
     y, err = gemm(
         x,
         layer,
         x_exp=x_exp,
+        x_format=args.x_format,
         frac_bits=args.frac_bits,
         t_min=t_min,
         t_max=t_max,
@@ -148,7 +189,8 @@ def cmd_gemm(args) -> int:
     if n_err:
         print(
             f"golden gemm: error flag set on {n_err} of {err.size} outputs "
-            "(invalid code, NaN scale, exponent window or int32 saturation)",
+            "(invalid weight or activation code, NaN scale, exponent window or int32 "
+            "saturation)",
             file=sys.stderr,
         )
         return EXIT_FLAGGED
@@ -191,8 +233,12 @@ def cmd_info(args) -> int:
         t_range = f"[{finite.min()}, {finite.max()}]" if finite.size else "none"
         lines.append(
             f"exponents   weight t = e_w-127{info.pow2_adj:+d} in {t_range}, "
-            f"{int((e == E8M0_NAN).sum())} NaN scales"
+            f"{int((e == E8M0_NAN).sum())} NaN scales; MX activations add e_x-127 and "
+            + ", ".join(f"{FORMATS[f].pow2_adj:+d} ({f})" for f in MX_ACT_FORMATS)
         )
+    x_formats = ("int8", *MX_ACT_FORMATS) if layer.scale_kind == "pow2" else ("int8",)
+    lines.append("group sums  |P_g| in " + ", ".join(
+        f"{group_sum_bits(layer, f)} bits ({f} activations)" for f in x_formats))
     _, invalid = decode(layer.format, layer.codes)
     n_invalid = int(invalid.sum())
     bad_codes = ", ".join(f"{c:#0{info.bits + 2}b}" for c in info.invalid_codes)
@@ -219,7 +265,11 @@ IMPORT_TENSORS = {
     "sparse24": ("weight", "weight_mask?"),
     "sparse24-packed": ("values", "meta"),
     "bitnet-i2s": ("weight", "weight_scale?"),
+    "nvfp4": ("weight", "weight_scale", "weight_scale_2"),
 }
+#: ``nvfp4`` tensor names of compressed-tensors checkpoints (read when ``P.weight_packed`` is
+#: present; ``weight_global_scale`` divides the weights).
+NVFP4_CT_TENSORS = ("weight_packed", "weight_scale", "weight_global_scale")
 
 
 def _read_tensors(path: str, prefix: str, names) -> dict[str, np.ndarray]:
@@ -262,6 +312,8 @@ def cmd_import(args) -> int:
     """Read a producer's packed tensors from safetensors and write a layer file."""
     from . import importers
 
+    if args.kind == "nvfp4":
+        return _import_nvfp4(args)
     t = _read_tensors(args.checkpoint, args.prefix, IMPORT_TENSORS[args.kind])
     if args.kind == "gptq":
         imp = importers.import_gptq(t["qweight"], t["qzeros"], t["scales"], g_idx=t.get("g_idx"),
@@ -302,6 +354,39 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _import_nvfp4(args) -> int:
+    """``golden import nvfp4``: ModelOpt or compressed-tensors tensors (fp8 scales read raw)."""
+    from . import importers
+
+    def key(name):
+        return f"{args.prefix}.{name}" if args.prefix else name
+
+    keys = [key(n) for n in IMPORT_TENSORS["nvfp4"] + NVFP4_CT_TENSORS]
+    try:
+        t = importers.read_safetensors_raw(args.checkpoint, keys)
+    except FileNotFoundError:
+        raise UsageError(f"checkpoint {args.checkpoint!r} does not exist") from None
+    convention, names = "modelopt", IMPORT_TENSORS["nvfp4"]
+    if key("weight_packed") in t:
+        convention, names = "compressed-tensors", NVFP4_CT_TENSORS
+    missing = [key(n) for n in names if key(n) not in t]
+    if missing:
+        raise UsageError(f"tensor {missing[0]!r} not found in {args.checkpoint} (nvfp4 reads "
+                         f"{', '.join(IMPORT_TENSORS['nvfp4'])} or {', '.join(NVFP4_CT_TENSORS)})")
+    packed, scale, tensor = (t[key(n)] for n in names)
+    imp = importers.import_nvfp4(packed, scale, tensor, convention=convention,
+                                 scale_bits=max(args.scale_bits, NVFP4_SCALE_BITS))
+    save_layer(args.output, imp.layer)
+    tensor_out = args.tensor_scale_out or _stem(args.output) + ".tscale.npy"
+    np.save(tensor_out, np.float64(imp.tensor_scale))
+    layer = imp.layer
+    print(f"{args.output}: nvfp4 ({convention}) -> {layer.format} {layer.sparsity} "
+          f"G={layer.group} scale={layer.scale_kind} K={layer.K} N={layer.N}: "
+          f"{_bits_summary(layer)}; exact; tensor scale {imp.tensor_scale:.6g} in {tensor_out} "
+          "(multiply it into the activation scale)")
+    return 0
+
+
 def _stem(path: str) -> str:
     for ext in (".npz", ".npy"):
         if path.endswith(ext):
@@ -310,19 +395,23 @@ def _stem(path: str) -> str:
 
 
 def cmd_quantize(args) -> int:
-    """Float activations → int8 codes (per token or per tensor) or MXINT8 codes + exponents."""
+    """Float activations → int8 codes (per token or per tensor) or MX codes + exponents."""
     x = _load_npy(args.x, "float activations")
     if x.dtype.kind != "f":
         raise UsageError(f"activations {args.x!r} must be floating point, not {x.dtype}")
     if x.ndim != 2:
         raise UsageError(f"activations {args.x!r} must be 2-D [M, K], not {x.shape}")
-    if args.kind == "mxint8":
+    if args.kind in MX_ACT_FORMATS:
         if x.shape[1] % 32:
-            raise UsageError(f"MXINT8 needs K a multiple of 32, not {x.shape[1]}")
-        x_q, x_exp = quantize_activations_mxint8(x, rceil=args.rceil)
+            raise UsageError(f"MX activations ({args.kind}) need K a multiple of 32, not "
+                             f"{x.shape[1]}")
+        x_q, x_exp = quantize_activations_mx(x, args.kind, rceil=args.rceil)
         side, side_out = x_exp, args.exp_out or _stem(args.output) + ".exp.npy"
-        what = "uint8 exponents [M, K/32] (pass as --x-exp)"
+        what = (f"uint8 exponents [M, K/32] (pass as --x-exp with --x-format {args.kind}; "
+                "x = element * 2^(x_exp - 127))")
     else:
+        if args.rceil:
+            raise UsageError("--rceil applies to the MX kinds only")
         if args.per_tensor:
             x_q, s = quantize_activations_int8(x.reshape(1, -1))
             x_q, side = x_q.reshape(x.shape), np.float64(s[0])
@@ -411,12 +500,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compress float weights [K, N] into a layer file (.npz).")
     p.add_argument("weights", help="FILE.npy (float [K, N]) or FILE.safetensors:TENSOR "
                                    "(PyTorch [out, in], transposed to [K, N])")
-    p.add_argument("--format", required=True, choices=list(FORMATS))
+    p.add_argument("--format", choices=list(FORMATS), help="element format (required unless "
+                                                          "--nvfp4)")
     p.add_argument("--sparsity", default="dense", choices=list(SPARSITY_PATTERNS))
     p.add_argument("--group", type=int, default=None,
                    help="group size along K (default: K, or 32 for pow2)")
-    p.add_argument("--scale", required=True, choices=list(SCALE_KINDS))
-    p.add_argument("--scale-bits", type=int, default=16, help="width of int scales (default 16)")
+    p.add_argument("--scale", choices=list(SCALE_KINDS), help="scale kind (required unless "
+                                                             "--nvfp4)")
+    p.add_argument("--scale-bits", type=int, default=None,
+                   help="width of int scales (default 16; 19 with --nvfp4)")
+    p.add_argument("--nvfp4", action="store_true",
+                   help="NVFP4: fp4_e2m1 elements, an E4M3 scale per 16 as an int scale "
+                        "(E4M3 * 2^9), the fp32 tensor scale written beside the layer")
+    p.add_argument("--tensor-scale-out", metavar="T.npy",
+                   help="--nvfp4: where to write the fp32 tensor scale (default OUTPUT with "
+                        ".tscale.npy)")
     p.add_argument("--rceil", action="store_true",
                    help="pow2: round amax/max_elem up to a power of two instead of OCP floor")
     p.add_argument("--saliency", metavar="S.npy", help="pruning score [K, N] instead of |w|")
@@ -434,10 +532,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("gemm", help="run the bit-exact GEMM",
-                       description="Y = requant(sum_g scale_g * P_g) on int8 activations.")
-    p.add_argument("--x", required=True, metavar="X.npy", help="int8 activations [M, K]")
+                       description="Y = requant(sum_g scale_g * P_g) on int8 or MX "
+                                   "activations.")
+    p.add_argument("--x", required=True, metavar="X.npy",
+                   help="int8 activations [M, K], or MX element codes (int8 for mxint8, uint8 "
+                        "for fp8) with --x-exp")
     p.add_argument("--layer", required=True, metavar="L.npz")
-    p.add_argument("--x-exp", metavar="E.npy", help="uint8 MXINT8 exponents [M, K/32]")
+    p.add_argument("--x-format", choices=("int8", *MX_ACT_FORMATS), default=None,
+                   help="activation format (default int8, or mxint8 with --x-exp)")
+    p.add_argument("--x-exp", metavar="E.npy", help="uint8 E8M0 block exponents [M, K/32] of "
+                                                    "MX activations")
     p.add_argument("--frac-bits", type=int, default=16, help="pow2 fractional bits (default 16)")
     p.add_argument("--t-window", type=_parse_window, default=(-32, 8), metavar="LO:HI",
                    help="pow2 exponent window (default -32:8; write --t-window=-40:8)")
@@ -447,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--err-out", metavar="E.npy", help="write the bool error flags [M, N]")
     p.set_defaults(func=cmd_gemm)
 
-    p = sub.add_parser("import", help="a GPTQ / AWQ / 2:4 / BitNet checkpoint layer -> layer file",
+    p = sub.add_parser("import", help="a GPTQ / AWQ / 2:4 / BitNet / NVFP4 checkpoint layer -> "
+                                      "layer file",
                        description="Read one linear layer of a quantized checkpoint "
                                    "(safetensors) and write it as a layer file; the tensor "
                                    "layouts are in docs/IMPORTERS.md.")
@@ -469,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta-layout", default="plain", choices=("plain", "cutlass"),
                    help="sparse24-packed metadata layout")
     p.add_argument("--shape", type=_shape, metavar="OUT,IN", help="bitnet-i2s weight shape")
+    p.add_argument("--tensor-scale-out", metavar="T.npy",
+                   help="nvfp4: where to write the per-tensor scale (default OUTPUT with "
+                        ".tscale.npy)")
     p.add_argument("--block", type=int, default=128, choices=(64, 128),
                    help="bitnet-i2s block (128 x86, 64 ARM builds)")
     p.add_argument("--scale-bits", type=int, default=16, help="width of int scales (default 16)")
@@ -477,19 +585,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="L.npz")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("quantize", help="float activations -> int8 or MXINT8 codes",
+    p = sub.add_parser("quantize", help="float activations -> int8 or MX codes",
                        description="Quantize float activations [M, K] for the GEMM.")
     p.add_argument("x", metavar="X.npy", help="float activations [M, K]")
-    p.add_argument("--kind", default="int8", choices=("int8", "mxint8"),
+    p.add_argument("--kind", default="int8", choices=("int8", *MX_ACT_FORMATS),
                    help="int8: symmetric, scale max|x|/127 per token (or --per-tensor); "
-                        "mxint8: OCP MX blocks of 32 with E8M0 exponents")
+                        "mxint8, fp8_e4m3, fp8_e5m2: OCP MX blocks of 32 with E8M0 exponents "
+                        "(floor(log2 amax) - emax_elem, elements RNE, saturating)")
     p.add_argument("--per-tensor", action="store_true",
                    help="int8: one scale for the whole tensor (what requant needs)")
-    p.add_argument("--rceil", action="store_true", help="mxint8: round exponents up")
+    p.add_argument("--rceil", action="store_true",
+                   help="MX kinds: RCEIL, round amax/max_elem up to a power of two")
     p.add_argument("--scale-out", metavar="S.npy",
                    help="int8 scales (default OUTPUT with .scale.npy)")
     p.add_argument("--exp-out", metavar="E.npy",
-                   help="mxint8 exponents (default OUTPUT with .exp.npy)")
+                   help="MX exponents (default OUTPUT with .exp.npy)")
     p.add_argument("-o", "--output", required=True, metavar="XQ.npy")
     p.set_defaults(func=cmd_quantize)
 

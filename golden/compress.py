@@ -17,12 +17,12 @@ from .quant import (
     int_scales,
     quantize_elements,
     quantize_mx,
-    uint4_zero_points,
+    zero_points,
 )
 from .sparsity import pack_nm, parse_sparsity, prune_nm
 from .tables import MX_BLOCK
 
-__all__ = ["compress", "load_weights", "resolve_group"]
+__all__ = ["compress", "compress_nvfp4", "load_weights", "nvfp4_layer", "resolve_group"]
 
 
 def resolve_group(K: int, fmt: str, sparsity: str, scale_kind: str, group=None) -> int:
@@ -136,7 +136,7 @@ def compress(
             stored_mac = np.broadcast_to(np.ldexp(1.0, scale_exp)[None, :], s_mac.shape)
         stored_elem = np.ldexp(stored_mac, -info.pow2_adj)
         if info.has_zero_point:
-            zeros = uint4_zero_points(wmin, stored_elem)
+            zeros = zero_points(wmin, stored_elem, fmt)
         codes_dense = quantize_elements(
             fmt,
             w_kept,
@@ -234,3 +234,106 @@ def load_weights(spec: str) -> np.ndarray:
     if not np.isfinite(a).all():
         raise ValueError("weights contain NaN or infinity")
     return np.ascontiguousarray(a)
+
+
+# ----------------------------------------------------------------------------- NVFP4
+
+#: NVFP4 (SPEC §4): FP4 E2M1 elements, an E4M3 scale per 16 consecutive k, an fp32 tensor scale.
+NVFP4_GROUP = 16
+#: Width of the ``int`` scale holding an E4M3 scale · 2**9 (up to 448 · 2**9 = 229 376).
+NVFP4_SCALE_BITS = 19
+#: ``scale_exp`` of an NVFP4 layer: the −9 of the E4M3 scale and the element's ×2.
+NVFP4_SCALE_EXP = -10
+
+
+def nvfp4_layer(codes, scale_codes, *, sparsity: str = "dense", idx=None,
+                scale_bits: int = NVFP4_SCALE_BITS) -> Layer:
+    """An NVFP4 weight as a SPEC ``int``-scale layer (``fp4_e2m1``, ``G = 16``).
+
+    Parameters
+    ----------
+    codes : array_like of uint8
+        E2M1 codes, ``[K, N]`` dense or N:M slots with ``idx``.
+    scale_codes : array_like of uint8, shape (K/16, N)
+        E4M3 block scale codes; the stored ``int`` scale is the E4M3 integer (value · 2**9).
+        NaN codes are refused.
+    sparsity, idx
+        N:M pattern and slot indices of ``codes``.
+    scale_bits : int
+        Width of the stored scales, at least 19.
+
+    Returns
+    -------
+    Layer
+        ``scale_exp = −10`` in every column: ``w = v · s · 2**−10`` with ``v`` the ×2 element
+        integer, the dequantization before the per-tensor scale.
+    """
+    from .formats import decode
+
+    scale_codes = np.asarray(scale_codes)
+    if scale_codes.dtype != np.uint8 or scale_codes.ndim != 2:
+        raise ValueError(f"NVFP4 scales must be uint8 E4M3 codes [K/16, N], got "
+                         f"{scale_codes.dtype} {scale_codes.shape}")
+    if operator.index(scale_bits) < NVFP4_SCALE_BITS:
+        raise ValueError(f"NVFP4 scales need scale_bits >= {NVFP4_SCALE_BITS} (E4M3 · 2**9 up to "
+                         f"229376), got {scale_bits}")
+    s, bad = decode("fp8_e4m3", scale_codes)
+    if bad.any():
+        g, n = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(f"NVFP4 block scale {g} of column {n} is an E4M3 NaN code "
+                         f"({int(bad.sum())} NaN scales)")
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    n_sp, m_sp = parse_sparsity(sparsity)
+    K, N = scale_codes.shape[0] * NVFP4_GROUP, scale_codes.shape[1]
+    layer = Layer(format="fp4_e2m1", sparsity=sparsity, group=NVFP4_GROUP, scale_kind="int",
+                  shape=(K, N), codes=codes, idx=idx, scales=s.astype(np.int32),
+                  scale_exp=np.full(N, NVFP4_SCALE_EXP, np.int32),
+                  scale_bits=int(scale_bits))
+    validate_layer(layer)
+    return layer
+
+
+def compress_nvfp4(w_float, *, sparsity: str = "dense", saliency=None,
+                   scale_bits: int = NVFP4_SCALE_BITS) -> tuple[Layer, float]:
+    """Quantize float weights to NVFP4 the way NVIDIA's recipe does, as an ``int``-scale layer.
+
+    Pruning first (as in `compress`); then, over the kept weights: the fp32 per-tensor scale
+    ``T = amax / (6 · 448)`` (1.0 for an all-zero tensor); per block of 16 consecutive k the
+    E4M3 scale ``RNE(block_amax / (6 · T))``, saturating at 448 (code 0 for an all-zero
+    block); elements ``RNE(w / (scale · T))`` in E2M1, saturating at ±6, −0 as +0.
+
+    Returns
+    -------
+    layer : Layer
+        `nvfp4_layer`: ``fp4_e2m1``, ``G = 16``, ``int`` scales = E4M3 · 2**9,
+        ``scale_exp = −10``.
+    tensor_scale : float
+        The fp32 per-tensor scale ``T`` (a float32 value): the weights are
+        ``dequantize_weights(layer) · T``. It belongs to the host or the requant stage
+        (multiply it into the activation scale of `golden.host.requant_params`).
+    """
+    from .formats import encode
+
+    w = _as_weights(w_float)
+    K, N = w.shape
+    resolve_group(K, "fp4_e2m1", sparsity, "int", NVFP4_GROUP)
+    n_sp, m_sp = parse_sparsity(sparsity)
+    keep = prune_nm(w, n_sp, m_sp, saliency)
+    w_kept = np.where(keep, w, 0.0)
+    amax = float(np.abs(w_kept).max(initial=0.0))
+    tensor_scale = float(np.float32(amax / (6.0 * 448.0))) if amax > 0 else 1.0
+    if tensor_scale == 0.0 or not np.isfinite(tensor_scale):
+        raise ValueError(f"weights with max |w| = {amax:g} have no float32 NVFP4 tensor scale")
+    block_amax = np.abs(w_kept).reshape(K // NVFP4_GROUP, NVFP4_GROUP, N).max(axis=1)
+    scale_codes = encode("fp8_e4m3", block_amax / (6.0 * tensor_scale))
+    scale_codes[scale_codes == 0x80] = 0
+    scale = np.ldexp(decode("fp8_e4m3", scale_codes)[0].astype(np.float64), -9)
+    codes_dense = quantize_elements("fp4_e2m1", w_kept,
+                                    expand_groups(scale * tensor_scale, NVFP4_GROUP))
+    idx = None
+    codes = codes_dense
+    if n_sp != m_sp:
+        values, _ = decode("fp4_e2m1", codes_dense)
+        codes, idx = pack_nm(codes_dense, keep & (values != 0), n_sp, m_sp, 0)
+    return nvfp4_layer(codes, scale_codes, sparsity=sparsity, idx=idx,
+                       scale_bits=scale_bits), tensor_scale

@@ -6,7 +6,9 @@ value a producer (PyTorch, OCP MX) means; ``encode`` goes back from real element
 round-to-nearest-even and saturation to the format's full code range.
 
 The three views relate as ``decode_float = decode * 2**pow2_adj`` for ``fp4_e2m1`` (×2 integers,
-adj −1) and ``mxint8`` (code/64, adj −6), and ``decode_float = decode`` for the integer formats.
+adj −1), ``mxint8`` (code/64, adj −6), ``fp8_e4m3`` (value·2**9, adj −9) and ``fp8_e5m2``
+(value·2**16, adj −16), and ``decode_float = decode`` for the integer formats. The fp8 NaN and
+Inf codes decode to 0 with the invalid flag; `decode_float` gives them their float meaning.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import ml_dtypes
 import numpy as np
 
 from . import tables as _tables
-from .tables import E8M0_BIAS, E8M0_NAN
+from .tables import E8M0_BIAS, E8M0_NAN, MX_ACT_FORMATS
 
 __all__ = [
     "FORMATS",
+    "MX_ACT_FORMATS",
     "SCALE_KINDS",
     "FormatInfo",
+    "activation_format",
     "decode",
     "decode_float",
     "e8m0_to_float",
@@ -52,6 +56,17 @@ def _build_table(info: FormatInfo) -> tuple[np.ndarray, np.ndarray]:
         sign_bit = info.n_codes // 2
         magnitudes = np.asarray(info.magnitudes, dtype=np.int64)
         values = np.where(codes & sign_bit, -1, 1) * magnitudes[codes & (sign_bit - 1)]
+    elif info.encoding == "minifloat":  # S E..E M..M, bias 2**(E-1) - 1, subnormals at E = 0
+        e_bits, m_bits = info.float_bits
+        bias = (1 << (e_bits - 1)) - 1
+        exp = (codes >> m_bits) & ((1 << e_bits) - 1)
+        man = codes & ((1 << m_bits) - 1)
+        significand = np.where(exp == 0, man, man | (1 << m_bits))
+        # value = significand · 2**(max(exp, 1) − bias − m_bits); integer = value · 2**−adj
+        shift = np.maximum(exp, 1) - bias - m_bits - info.pow2_adj
+        if shift.min() < 0:
+            raise AssertionError(f"format {info.name}: pow2_adj {info.pow2_adj} leaves fractions")
+        values = np.where(codes >> (e_bits + m_bits), -1, 1) * (significand << shift)
     else:
         raise AssertionError(f"format {info.name}: no codec for encoding {info.encoding!r}")
     values = np.where(invalid, 0, values).astype(np.int64)
@@ -62,6 +77,8 @@ def _build_table(info: FormatInfo) -> tuple[np.ndarray, np.ndarray]:
 
 
 _TABLES = {name: _build_table(info) for name, info in FORMATS.items()}
+#: ml_dtypes casts of the ``minifloat`` rows (OCP E4M3 without infinities, E5M2 IEEE-like).
+_FLOAT8_DTYPES = {(4, 3): ml_dtypes.float8_e4m3fn, (5, 2): ml_dtypes.float8_e5m2}
 
 
 def format_info(fmt: str) -> FormatInfo:
@@ -111,14 +128,23 @@ def decode(fmt: str, codes) -> tuple[np.ndarray, np.ndarray]:
 def decode_float(fmt: str, codes) -> np.ndarray:
     """Decode element codes to their real element value (float64).
 
-    ``fp4_e2m1`` gives ``±0 .. ±6`` (code ``0b1000`` is −0.0), ``mxint8`` gives ``code/64``, the
-    integer formats give their integer; the invalid ternary code gives 0.0.
+    ``fp4_e2m1`` gives ``±0 .. ±6`` (code ``0b1000`` is −0.0), ``mxint8`` gives ``code/64``,
+    ``fp8_e4m3`` ``±0 .. ±448`` and ``fp8_e5m2`` ``±0 .. ±57344`` (code ``0x80`` is −0.0; the
+    NaN codes give NaN and the E5M2 Inf codes ±inf, as ``ml_dtypes`` does); the integer formats
+    give their integer; the invalid ternary code gives 0.0.
     """
     info = format_info(fmt)
-    values, _ = decode(fmt, codes)
+    values, invalid = decode(fmt, codes)
     out = values.astype(np.float64) * 2.0**info.pow2_adj
-    if info.encoding == "e2m1":
-        out = np.where(np.asarray(codes) == info.n_codes // 2, -0.0, out)
+    if info.encoding in ("e2m1", "minifloat"):
+        c = np.asarray(codes)
+        out = np.where(c == info.n_codes // 2, -0.0, out)
+        if info.encoding == "minifloat":
+            e_bits, m_bits = info.float_bits
+            negative = (c >> (e_bits + m_bits)) == 1
+            inf = invalid & ((c & ((1 << m_bits) - 1)) == 0)
+            special = np.copysign(np.where(inf, np.inf, np.nan), np.where(negative, -1.0, 1.0))
+            out = np.where(invalid, special, out)
     return out
 
 
@@ -139,8 +165,10 @@ def encode(fmt: str, values) -> np.ndarray:
     Returns
     -------
     ndarray of uint8
-        Codes, LSB-aligned. ``fp4_e2m1`` keeps the sign of zero (−0.0 → ``0b1000``);
-        ternary: −1 → ``0b11``, 0 → ``0b00``, +1 → ``0b01``.
+        Codes, LSB-aligned. ``fp4_e2m1`` and the fp8 formats keep the sign of zero (−0.0 →
+        ``0b1000`` / ``0x80``) and never produce a NaN or Inf code (±inf saturate to the
+        largest finite value, ±448 for E4M3, ±57344 for E5M2); ternary: −1 → ``0b11``,
+        0 → ``0b00``, +1 → ``0b01``.
     """
     info = format_info(fmt)
     x = np.asarray(values, dtype=np.float64)
@@ -150,6 +178,9 @@ def encode(fmt: str, values) -> np.ndarray:
         # Clamp first: the SPEC asks for saturation whatever ml_dtypes' cast does at overflow.
         top = info.symmetric_max
         return np.clip(x, -top, top).astype(ml_dtypes.float4_e2m1fn).view(np.uint8)
+    if info.encoding == "minifloat":  # RNE with subnormals; the cast does not saturate
+        top = info.symmetric_max
+        return np.clip(x, -top, top).astype(_FLOAT8_DTYPES[info.float_bits]).view(np.uint8)
     q = np.rint(x * 2.0**-info.pow2_adj if info.pow2_adj else x)  # rint: half to even
     np.clip(q, info.value_min, info.value_max, out=q)
     # Every value range fits int8; its bytes masked to the code width are the codes.
@@ -180,12 +211,37 @@ def float_to_e8m0(x) -> np.ndarray:
     return np.where(bad, E8M0_NAN, code).astype(np.uint8)
 
 
-def pow2_exponent(fmt: str, e_w, e_x=None) -> np.ndarray:
+def activation_format(x_format, x_exp=None) -> str | None:
+    """Check an activation format name: None (plain int8) or one of `MX_ACT_FORMATS`.
+
+    ``x_format=None`` with ``x_exp`` given means ``'mxint8'`` (the only MX activation format of
+    earlier releases); ``'int8'`` means plain int8 activations and is returned as None.
+
+    Raises
+    ------
+    ValueError
+        For another name, or an MX format without ``x_exp`` / ``'int8'`` with it.
+    """
+    if x_format is None:
+        return None if x_exp is None else _tables.MX_ACT_FORMAT
+    if x_format == "int8":
+        if x_exp is not None:
+            raise ValueError("x_exp (MX block exponents) was given with plain int8 activations; "
+                             f"name the activation format ({', '.join(MX_ACT_FORMATS)})")
+        return None
+    if x_format not in MX_ACT_FORMATS:
+        raise ValueError(f"unknown activation format {x_format!r}; expected int8 or one of "
+                         f"{', '.join(MX_ACT_FORMATS)}")
+    return x_format
+
+
+def pow2_exponent(fmt: str, e_w, e_x=None, x_format: str | None = None) -> np.ndarray:
     """The exponent ``t`` of a ``pow2`` contribution (SPEC §4, docs/NUMERICS.md).
 
     ``t = (e_w − 127) + adj_w`` with int8 activations, ``t = (e_w − 127) + (e_x − 127) + adj_w
-    + adj_x`` with MXINT8 activations, where ``adj`` is the format's ``pow2_adj``. NaN codes
-    (0xFF) are not treated here: callers mask them.
+    + adj_x`` with MX activations, where ``adj_w`` is the weight format's ``pow2_adj`` and
+    ``adj_x`` the activation format's (−6 ``mxint8``, −9 ``fp8_e4m3``, −16 ``fp8_e5m2``). NaN
+    codes (0xFF) are not treated here: callers mask them.
 
     Parameters
     ----------
@@ -195,19 +251,21 @@ def pow2_exponent(fmt: str, e_w, e_x=None) -> np.ndarray:
         E8M0 weight exponents.
     e_x : array_like of int, optional
         E8M0 activation exponents (broadcast against ``e_w``); None for int8 activations.
+    x_format : str, optional
+        Activation format of ``e_x`` (one of `MX_ACT_FORMATS`; default ``'mxint8'``).
 
     Returns
     -------
     ndarray of int64
     """
     t = np.asarray(e_w, dtype=np.int64) - E8M0_BIAS + format_info(fmt).pow2_adj
+    x_format = activation_format(x_format, e_x)
     if e_x is not None:
-        t = t + (np.asarray(e_x, dtype=np.int64) - E8M0_BIAS
-                 + FORMATS[_tables.MX_ACT_FORMAT].pow2_adj)
+        t = t + (np.asarray(e_x, dtype=np.int64) - E8M0_BIAS + FORMATS[x_format].pow2_adj)
     return t
 
 
-def pow2_weight_exponent(fmt: str, t, e_x=None) -> np.ndarray:
+def pow2_weight_exponent(fmt: str, t, e_x=None, x_format: str | None = None) -> np.ndarray:
     """The E8M0 weight exponent that gives exponent ``t`` (the inverse of `pow2_exponent`).
 
     Parameters
@@ -218,10 +276,12 @@ def pow2_weight_exponent(fmt: str, t, e_x=None) -> np.ndarray:
         Wanted exponents.
     e_x : array_like of int, optional
         E8M0 activation exponents the weight meets; None for int8 activations.
+    x_format : str, optional
+        Activation format of ``e_x`` (default ``'mxint8'``).
 
     Returns
     -------
     ndarray of int64
         Not clamped to the code range 0…254.
     """
-    return np.asarray(t, dtype=np.int64) - pow2_exponent(fmt, 0, e_x)
+    return np.asarray(t, dtype=np.int64) - pow2_exponent(fmt, 0, e_x, x_format)

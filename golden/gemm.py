@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import E8M0_BIAS, E8M0_NAN, decode, pow2_exponent
+from .formats import E8M0_BIAS, E8M0_NAN, FORMATS, activation_format, decode, pow2_exponent
 from .layer import (
     INT32_MAX,
     INT32_MIN,
@@ -22,12 +22,16 @@ from .layer import (
 )
 from .quant import MX_BLOCK, expand_groups
 from .sparsity import unpack_nm
+from .tables import ACT_MAX, signed_width
 
 __all__ = [
+    "decode_activations",
     "dequantize_weights",
+    "exact_matmul",
     "gemm",
     "gemm_float",
     "gemm_raw",
+    "group_sum_bits",
     "mac_weights",
     "rdbpot",
     "requantize",
@@ -66,20 +70,63 @@ def mac_weights(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     return w, invalid_columns
 
 
-def _check_activations(x, K: int) -> np.ndarray:
-    if not isinstance(x, np.ndarray) or x.dtype != np.int8:
+def _check_activations(x, K: int, x_format: str | None = None) -> np.ndarray:
+    # int8 and MXINT8 element codes travel as int8, fp8 element codes as their uint8 bytes.
+    want = np.int8 if x_format in (None, "mxint8") else np.uint8
+    what = "int8" if x_format is None else f"{x_format} codes"
+    if not isinstance(x, np.ndarray) or x.dtype != want:
         dtype = getattr(x, "dtype", type(x).__name__)
-        raise ValueError(f"activations x must be an int8 array, got {dtype}")
+        raise ValueError(f"activations x ({what}) must be an array of {np.dtype(want).name}, "
+                         f"got {dtype}")
     if x.ndim != 2 or x.shape[1] != K:
         raise ValueError(f"activations x must have shape [M, {K}] like the layer, got {x.shape}")
     return x
+
+
+def decode_activations(x, x_format: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Activations as the MAC sees them (SPEC §1): the §2 integer of each element code.
+
+    Parameters
+    ----------
+    x : ndarray, shape (M, K)
+        int8 activations (``x_format`` None or ``'int8'``), MXINT8 codes (int8) or fp8 codes
+        (uint8, ``'fp8_e4m3'`` / ``'fp8_e5m2'``).
+    x_format : str, optional
+        Activation format.
+
+    Returns
+    -------
+    values : ndarray of float64, shape (M, K)
+        Exact integers: the int8 value, the MXINT8 code, or the fp8 value · 2**9 / 2**16.
+    invalid : ndarray of bool, shape (M, K)
+        fp8 NaN / Inf codes (they count 0).
+    """
+    x_format = activation_format(x_format)
+    x = np.asarray(x)
+    if x_format is None:
+        return x.astype(np.float64), np.zeros(x.shape, dtype=bool)
+    values, invalid = decode(x_format, x.view(np.uint8) if x.dtype == np.int8 else x)
+    return values.astype(np.float64), invalid
+
+
+def group_sum_bits(layer: Layer, x_format: str | None = None) -> int:
+    """Signed width of the largest ``|P_g|`` of ``layer`` with ``x_format`` activations.
+
+    ``|P_g| <= (G · N_sp / M_sp) · max|x| · max|w − z|`` with ``max|x|`` 128 for int8 and
+    MXINT8, 448·2**9 for E4M3, 57344·2**16 for E5M2 (an E4M3 × E4M3 product alone needs 37
+    bits with its sign, E5M2 × int8 40).
+    """
+    x_format = activation_format(x_format)
+    x_max = ACT_MAX if x_format is None else FORMATS[x_format].mac_abs_max
+    bound = layer.group * layer.n_sp // layer.m_sp * x_max * FORMATS[layer.format].mac_abs_max
+    return signed_width(-bound, bound)
 
 
 def _check_x_exp(x_exp, M: int, K: int, scale_kind: str):
     if x_exp is None:
         return None
     if scale_kind != "pow2":
-        raise ValueError(f"x_exp (MXINT8 activations) needs pow2 scales, layer has {scale_kind!r}")
+        raise ValueError(f"x_exp (MX activations) needs pow2 scales, layer has {scale_kind!r}")
     x_exp = np.asarray(x_exp)
     if x_exp.dtype != np.uint8:
         raise ValueError(f"x_exp must be uint8 E8M0 exponents, got {x_exp.dtype}")
@@ -89,8 +136,11 @@ def _check_x_exp(x_exp, M: int, K: int, scale_kind: str):
 
 
 def _floor_shift(p: np.ndarray, shift) -> np.ndarray:
-    """``floor(p · 2**shift)`` for int64 ``p`` and integer ``shift`` of either sign."""
+    """``floor(p · 2**shift)`` for int64 (or Python int) ``p`` and integer ``shift``."""
     shift = np.asarray(shift, dtype=np.int64)
+    if p.dtype == object:
+        s = np.broadcast_to(shift, p.shape).astype(object)
+        return np.where(s >= 0, p << np.maximum(s, 0), p >> np.maximum(-s, 0))  # >>: floor
     if shift.size and shift.min() >= 0:
         return np.left_shift(p, shift)
     left = np.left_shift(p, np.clip(shift, 0, 62))
@@ -98,11 +148,46 @@ def _floor_shift(p: np.ndarray, shift) -> np.ndarray:
     return np.where(shift >= 0, left, right)
 
 
+def exact_matmul(a: np.ndarray, b: np.ndarray, amax=None, bmax=None) -> np.ndarray:
+    """``a @ b`` exactly, for float64 matrices holding integers (|entries| < 2**53).
+
+    One float64 product when every partial sum stays below 2**50; otherwise the wider operand
+    is split into high and low halves (``a = hi · 2**L + lo``, both exact) recursively and the
+    partial products are recombined exactly. Returns int64, or an object array of Python ints
+    when the result could leave the int64 range (fp8 × fp8 group sums need up to 69 bits).
+    """
+    amax = float(np.abs(a).max(initial=0.0)) if amax is None else float(amax)
+    bmax = float(np.abs(b).max(initial=0.0)) if bmax is None else float(bmax)
+    bound = a.shape[1] * amax * bmax
+    if bound < _EXACT_FLOAT_BOUND or max(amax, bmax) <= 1:  # ±1 operands: nothing to split
+        return (a @ b).astype(np.int64)
+    split_a = amax >= bmax
+    top = amax if split_a else bmax
+    shift = max(int(top).bit_length() // 2, 1)
+    unit = float(1 << shift)
+    v = a if split_a else b
+    hi = np.floor(v / unit)  # exact: division by a power of two, floor of an exact quotient
+    lo = v - hi * unit  # 0 <= lo < 2**shift
+    hmax = float(np.ceil(top / unit))
+    if split_a:
+        p_hi, p_lo = exact_matmul(hi, b, hmax, bmax), exact_matmul(lo, b, unit - 1, bmax)
+    else:
+        p_hi, p_lo = exact_matmul(a, hi, amax, hmax), exact_matmul(a, lo, amax, unit - 1)
+    if bound < _INT64_BOUND and p_hi.dtype != object and p_lo.dtype != object:
+        return (p_hi << shift) + p_lo
+    return p_hi.astype(object) * (1 << shift) + p_lo.astype(object)
+
+
+def _to_int64(a: np.ndarray) -> np.ndarray:
+    """An int64 or object (Python int) array whose values fit int64, as int64."""
+    return a if a.dtype == np.int64 else a.astype(np.int64)
+
+
 def _group_products(xf: np.ndarray, w: np.ndarray, group: int):
-    """Yield ``(g, P_g)`` with ``P_g`` the exact int64 group sums, shape (M, N)."""
+    """Yield ``(g, P_g)`` with ``P_g`` the exact group sums (int64 or Python ints), (M, N)."""
     for g in range(w.shape[0] // group):
         sl = slice(g * group, (g + 1) * group)
-        yield g, (xf[:, sl] @ w[sl]).astype(np.int64)
+        yield g, exact_matmul(xf[:, sl], w[sl])
 
 
 def _accumulate_int(xf, w, layer: Layer, xmax: float) -> np.ndarray:
@@ -120,11 +205,42 @@ def _accumulate_int(xf, w, layer: Layer, xmax: float) -> np.ndarray:
         raise ValueError("int GEMM result could exceed int64; the golden model refuses it")
     acc = np.zeros((xf.shape[0], layer.N), dtype=np.int64)
     for g, p in _group_products(xf, w, layer.group):
+        p = _to_int64(p)
         acc += p if s is None else p * s[g]
     return acc
 
 
-def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, fold=True):
+def _pow2_bound(xf, w, t_w, bad_w, x_exp, G, frac_bits, t_min, t_max) -> float:
+    """An upper bound of ``|acc|`` of a ``pow2`` GEMM (float64, rounded up in effect).
+
+    ``|floor(P · 2**s)| <= G · max|x| · max|w| · 2**s + 1`` per contribution; contributions with
+    a NaN scale or ``t`` outside the window count 0. First one bound over the whole GEMM with
+    each group's largest ``t``; when that is too coarse, the bound of every output.
+    """
+    M, N = xf.shape[0], w.shape[1]
+    n_groups = w.shape[0] // G
+    x_mg = np.abs(xf).reshape(M, n_groups, G).max(axis=2, initial=0.0)  # [M, G_count]
+    w_gn = np.abs(w).reshape(n_groups, G, N).max(axis=1, initial=0.0)  # [G_count, N]
+    t_w = np.where(bad_w, t_min - 1, t_w)
+    b = None
+    if x_exp is not None:
+        b = np.where(x_exp == E8M0_NAN, t_min - 1 - t_w.max(initial=0), x_exp - E8M0_BIAS)
+    t_hi = t_w.max(axis=1, initial=t_min) + (0 if b is None else b.max(axis=0, initial=0))
+    scale = np.ldexp(1.0, np.minimum(t_hi, t_max) + frac_bits)
+    coarse = (G * x_mg.max(axis=0, initial=0.0) * w_gn.max(axis=1, initial=0.0) * scale).sum()
+    if coarse + n_groups < _INT64_BOUND:
+        return float(coarse + n_groups)
+    bound = np.zeros((M, N))
+    for g in range(n_groups):
+        t = t_w[g][None, :] + (0 if b is None else b[:, g][:, None])
+        inside = (t >= t_min) & (t <= t_max)
+        bound += np.where(inside, G * x_mg[:, g][:, None] * w_gn[g][None, :]
+                          * np.ldexp(1.0, np.clip(t, t_min, t_max) + frac_bits) + 1, 0.0)
+    return float(bound.max(initial=0.0))
+
+
+def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, fold=True,
+                     x_format=None):
     """``Σ_g floor(P_g · 2**(t + frac_bits))`` with NaN / window errors (NUMERICS.md).
 
     Left-shifted contributions are exact, so with ``fold=True`` they are folded into the
@@ -136,16 +252,14 @@ def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, 
     """
     M, N = xf.shape[0], layer.N
     e_w = layer.scales.astype(np.int64)
-    # [G_count, N]; with MXINT8 activations their adjustment, the exponents come in below.
-    t_w = pow2_exponent(layer.format, e_w, None if x_exp is None else E8M0_BIAS)
+    # [G_count, N]; with MX activations their adjustment, the exponents come in below.
+    t_w = pow2_exponent(layer.format, e_w, None if x_exp is None else E8M0_BIAS, x_format)
     bad_w = e_w == E8M0_NAN
-    wmax = float(np.abs(w).max(initial=0.0))
-    bound = layer.group * xmax * wmax * layer.n_groups
-    if bound * 2.0 ** max(t_max + frac_bits, 0) >= _INT64_BOUND:
+    G = layer.group
+    if _pow2_bound(xf, w, t_w, bad_w, x_exp, G, frac_bits, t_min, t_max) >= _INT64_BOUND:
         raise ValueError(
             f"pow2 accumulator could exceed int64 with t_max={t_max}, frac_bits={frac_bits}"
         )
-    G = layer.group
     acc = np.zeros((M, N), dtype=np.int64)
     if x_exp is None:
         bad = bad_w | (t_w < t_min) | (t_w > t_max)  # [G_count, N]
@@ -159,13 +273,13 @@ def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, 
         else:
             for g in np.flatnonzero(left.any(axis=1)):
                 sl = slice(g * G, (g + 1) * G)
-                p = (xf[:, sl] @ (w[sl] * left[g])).astype(np.int64)
-                acc += np.left_shift(p, np.where(left[g], shift[g], 0))
+                p = exact_matmul(xf[:, sl], w[sl] * left[g])
+                acc += _to_int64(_floor_shift(p, np.where(left[g], shift[g], 0)))
         for g in np.flatnonzero(right.any(axis=1)):
             sl = slice(g * G, (g + 1) * G)
             cols = np.flatnonzero(right[g])
-            p = (xf[:, sl] @ w[sl][:, cols]).astype(np.int64)
-            acc[:, cols] += np.right_shift(p, np.minimum(-shift[g, cols], 63))  # floor
+            p = exact_matmul(xf[:, sl], w[sl][:, cols])
+            acc[:, cols] += _to_int64(_floor_shift(p, shift[g, cols]))  # floor
         return acc, np.broadcast_to(bad.any(axis=0), (M, N)).copy()
     b = x_exp - E8M0_BIAS  # [M, G_count] activation exponents
     t_lo = t_w.min(axis=1) + b.min(axis=0)
@@ -189,34 +303,40 @@ def _accumulate_pow2(xf, w, layer: Layer, x_exp, xmax, frac_bits, t_min, t_max, 
     err = np.zeros((M, N), dtype=bool)
     for g in np.flatnonzero(~clean) if fold else range(layer.n_groups):
         sl = slice(g * G, (g + 1) * G)
-        p = (xf[:, sl] @ w[sl]).astype(np.int64)
+        p = exact_matmul(xf[:, sl], w[sl])
         t = t_w[g][None, :] + b[:, g][:, None]
         bad = bad_w[g][None, :] | (x_exp[:, g] == E8M0_NAN)[:, None]
         bad = bad | (t < t_min) | (t > t_max)  # [M, N]
-        contribution = _floor_shift(p, t + frac_bits)
+        contribution = _floor_shift(p, np.where(bad, 0, t + frac_bits))
         if bad.any():
             contribution[bad] = 0
             err |= bad
-        acc += contribution
+        acc += _to_int64(contribution)
     return acc, err
 
 
-def gemm_raw(x, layer: Layer, *, x_exp=None, frac_bits: int = 16, t_min: int = -32,
-             t_max: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def gemm_raw(x, layer: Layer, *, x_exp=None, x_format: str | None = None, frac_bits: int = 16,
+             t_min: int = -32, t_max: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """The raw accumulator of the compressed GEMM, bit-exact (SPEC §1, §5, §6 ``raw``).
 
     Parameters
     ----------
-    x : ndarray of int8, shape (M, K)
-        Activations (MXINT8 element codes when ``x_exp`` is given).
+    x : ndarray, shape (M, K)
+        Activations: int8, or MX element codes with ``x_exp`` (int8 for ``mxint8``, uint8 for
+        ``fp8_e4m3`` / ``fp8_e5m2``). An element enters ``P_g`` as its SPEC §2 integer; fp8
+        NaN / Inf codes count 0 and flag every output of their row.
     layer : Layer
         Compressed weights (validated here).
     x_exp : ndarray of uint8, shape (M, K/32), optional
-        MXINT8 activation exponents (``pow2`` layers only); adds −6 to ``t``.
+        E8M0 exponents of MX activations (``pow2`` layers only).
+    x_format : str, optional
+        Activation format: ``'int8'`` (plain, no ``x_exp``), ``'mxint8'``, ``'fp8_e4m3'`` or
+        ``'fp8_e5m2'``; default ``'mxint8'`` when ``x_exp`` is given, else ``'int8'``. Adds
+        ``adj_x`` = −6 / −9 / −16 to ``t`` (SPEC §4).
     frac_bits : int
         Fractional bits of the ``pow2`` fixed-point accumulator.
     t_min, t_max : int
-        Allowed window of ``t = (e_w − 127) + (e_x − 127) + adj``.
+        Allowed window of ``t = (e_w − 127) + (e_x − 127) + adj_w + adj_x``.
 
     Returns
     -------
@@ -224,21 +344,27 @@ def gemm_raw(x, layer: Layer, *, x_exp=None, frac_bits: int = 16, t_min: int = -
         ``Σ_g P_g · s`` (``int``; ``s = 1`` for ``none``) or ``Σ_g floor(P_g · 2**(t+frac_bits))``
         (``pow2``); erroneous contributions count 0.
     err : ndarray of bool, shape (M, N)
-        Sticky error flags: invalid ternary code in the column, NaN scale, ``t`` outside window.
+        Sticky error flags: invalid weight code in the column (ternary ``0b10``, fp8 NaN/Inf),
+        invalid activation code in the row, NaN scale, ``t`` outside the window.
     """
     validate_layer(layer)
-    x = _check_activations(x, layer.K)
+    x_format = activation_format(x_format, x_exp)
+    if x_format is not None and x_exp is None:
+        raise ValueError(f"{x_format} activations need their block exponents x_exp "
+                         f"[M, K/{MX_BLOCK}]")
+    x = _check_activations(x, layer.K, x_format)
     if int(frac_bits) < 0 or int(t_min) > int(t_max):
         raise ValueError(f"need frac_bits >= 0 and t_min <= t_max, got {frac_bits}, "
                          f"[{t_min}, {t_max}]")
     x_exp = _check_x_exp(x_exp, x.shape[0], layer.K, layer.scale_kind)
     w, invalid_columns = mac_weights(layer)
-    xf = x.astype(np.float64)
+    xf, invalid_x = decode_activations(x, x_format)
     xmax = float(np.abs(xf).max(initial=0.0))
     err = np.broadcast_to(invalid_columns, (x.shape[0], layer.N)).copy()
+    err |= invalid_x.any(axis=1)[:, None]
     if layer.scale_kind == "pow2":
         acc, err_pow2 = _accumulate_pow2(
-            xf, w, layer, x_exp, xmax, int(frac_bits), int(t_min), int(t_max)
+            xf, w, layer, x_exp, xmax, int(frac_bits), int(t_min), int(t_max), x_format=x_format
         )
         err |= err_pow2
     else:
@@ -357,8 +483,8 @@ def requantize(acc, layer: Layer | None = None, *, bias=None, out_mult=None, out
     return np.clip(y, -128, 127).astype(np.int8), sat
 
 
-def gemm(x, layer: Layer, *, x_exp=None, frac_bits: int = 16, t_min: int = -32, t_max: int = 8,
-         out_stage: str = "raw") -> tuple[np.ndarray, np.ndarray]:
+def gemm(x, layer: Layer, *, x_exp=None, x_format: str | None = None, frac_bits: int = 16,
+         t_min: int = -32, t_max: int = 8, out_stage: str = "raw") -> tuple[np.ndarray, np.ndarray]:
     """The whole compressed GEMM: `gemm_raw`, then optionally `requantize` with the layer's stage.
 
     Returns ``(int64 acc, err)`` for ``out_stage='raw'`` and ``(int8 y, err)`` for
@@ -368,7 +494,8 @@ def gemm(x, layer: Layer, *, x_exp=None, frac_bits: int = 16, t_min: int = -32, 
         raise ValueError(f"out_stage must be 'raw' or 'requant', not {out_stage!r}")
     if out_stage == "requant" and (layer.out_mult is None or layer.out_shift is None):
         raise ValueError("out_stage 'requant' needs a layer with out_mult and out_shift")
-    acc, err = gemm_raw(x, layer, x_exp=x_exp, frac_bits=frac_bits, t_min=t_min, t_max=t_max)
+    acc, err = gemm_raw(x, layer, x_exp=x_exp, x_format=x_format, frac_bits=frac_bits,
+                        t_min=t_min, t_max=t_max)
     if out_stage == "raw":
         return acc, err
     y, err_requant = requantize(acc, layer)

@@ -15,6 +15,9 @@ dequantization of the same weights for checking, and what the conversion had to 
   order ``[0, 2, 4, 6, 1, 3, 5, 7]``).
 * `import_bitnet_i2s` — BitNet b1.58 ``I2_S`` (bitnet.cpp GGUF) ternary codes
   ``0/1/2 = −1/0/+1`` with one float32 scale per tensor.
+* `import_nvfp4` — NVFP4 (NVIDIA ModelOpt ``weight`` / ``weight_scale`` / ``weight_scale_2``,
+  or compressed-tensors ``weight_packed`` / ``weight_scale`` / ``weight_global_scale``): packed
+  E2M1 nibbles, E4M3 block scales per 16 inputs, an fp32 per-tensor scale.
 
 Float scales become SPEC ``int`` scales with a per column ``scale_exp`` through
 `golden.quant.int_scales`; they are exact when they are multiples of ``2**scale_exp`` (for
@@ -24,11 +27,14 @@ otherwise rounded to nearest even, which `Imported.scale_error` reports.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .compress import compress
+from .compress import NVFP4_GROUP, NVFP4_SCALE_BITS, compress, nvfp4_layer
+from .formats import decode_float
 from .layer import Layer, validate_layer
 from .quant import int_scales
 from .sparsity import pack_nm
@@ -41,11 +47,14 @@ __all__ = [
     "import_awq",
     "import_bitnet_i2s",
     "import_gptq",
+    "import_nvfp4",
     "import_semi_structured",
     "import_semi_structured_dense",
+    "read_safetensors_raw",
     "semi_structured_to_dense",
     "unpack_i2s",
     "unpack_int32_nibbles",
+    "unpack_uint8_nibbles",
 ]
 
 #: AutoAWQ ``WQLinear_GEMM``: nibble ``i`` of a packed int32 holds output column ``ORDER[i]``.
@@ -74,6 +83,9 @@ class Imported:
         False when the element values had to be quantized (float 2:4 tensors).
     perm : ndarray of int64, shape (K,), or None
         Input channel order of the layer (GPTQ act-order ``g_idx``): feed ``x[:, perm]``.
+    tensor_scale : float
+        Per-tensor factor outside the layer (NVFP4's fp32 scale, for the host or the requant
+        stage): the producer's weights are ``reference · tensor_scale``; 1.0 otherwise.
     """
 
     layer: Layer
@@ -81,6 +93,7 @@ class Imported:
     scale_error: float = 0.0
     values_exact: bool = True
     perm: np.ndarray | None = None
+    tensor_scale: float = 1.0
 
     @property
     def exact(self) -> bool:
@@ -598,3 +611,130 @@ def import_bitnet_i2s(data, shape, *, scale=None, block: int = 128,
     validate_layer(layer)
     ref = (codes.T.astype(np.float64) - 1.0) * scale
     return Imported(layer=layer, reference=ref, scale_error=err)
+
+
+# ----------------------------------------------------------------------------- NVFP4
+
+#: NVFP4 per-tensor scale conventions: the tensor name and whether it multiplies (ModelOpt's
+#: ``weight_scale_2``) or divides (compressed-tensors' ``weight_global_scale``) the weights.
+NVFP4_CONVENTIONS = {"modelopt": ("weight", "weight_scale_2", False),
+                     "compressed-tensors": ("weight_packed", "weight_global_scale", True)}
+
+
+def unpack_uint8_nibbles(packed) -> np.ndarray:
+    """Two 4-bit codes per byte along the last axis, low nibble first: ``[…, n] → […, 2n]``."""
+    p = _array(packed, "packed tensor", 2)
+    if p.dtype != np.uint8:
+        raise ValueError(f"packed E2M1 weights must be uint8 (two nibbles a byte), got {p.dtype}")
+    return np.stack([p & 0xF, p >> 4], axis=-1).reshape(p.shape[0], -1)
+
+
+def import_nvfp4(weight, weight_scale, tensor_scale, *, convention: str = "modelopt",
+                 scale_bits: int = NVFP4_SCALE_BITS) -> Imported:
+    """Import an NVFP4 linear weight as a SPEC ``int``-scale ``fp4_e2m1`` layer (``G = 16``).
+
+    Parameters
+    ----------
+    weight : array_like of uint8, shape (out, in/2)
+        Packed E2M1 codes: byte ``j`` of a row holds input ``2j`` in its low nibble and
+        ``2j + 1`` in its high nibble (sign in bit 3 of each nibble).
+    weight_scale : array_like, shape (out, in/16)
+        E4M3 block scales, as ``uint8`` codes or ``ml_dtypes.float8_e4m3fn`` values; NaN codes
+        are refused.
+    tensor_scale : float or array_like of one float
+        The fp32 per-tensor scale: ModelOpt's ``weight_scale_2`` (``w = e2m1 · scale ·
+        weight_scale_2``) or compressed-tensors' ``weight_global_scale`` (``w = e2m1 · scale /
+        weight_global_scale``), chosen by ``convention``.
+    convention : str
+        ``'modelopt'`` or ``'compressed-tensors'``.
+    scale_bits : int
+        Width of the stored ``int`` scales, at least 19 (E4M3 · 2**9 up to 229 376).
+
+    Returns
+    -------
+    Imported
+        Codes and scales exact (``exact`` is True): ``reference = e2m1 · scale`` (float64),
+        and ``tensor_scale`` the per-tensor factor (``weight_scale_2``, or
+        ``1 / weight_global_scale`` rounded to float64), so the producer's weights are
+        ``reference · tensor_scale``.
+    """
+    if convention not in NVFP4_CONVENTIONS:
+        raise ValueError(f"NVFP4 convention must be one of {', '.join(NVFP4_CONVENTIONS)}, "
+                         f"got {convention!r}")
+    codes = unpack_uint8_nibbles(weight)  # [out, in]
+    out_f, in_f = codes.shape
+    sc = _array(weight_scale, "weight_scale", 2)
+    if sc.dtype != np.uint8 and sc.dtype.name != "float8_e4m3fn":
+        raise ValueError(f"weight_scale must be E4M3 (uint8 codes or float8_e4m3fn), got "
+                         f"{sc.dtype}")
+    sc = sc.view(np.uint8)
+    if in_f % NVFP4_GROUP or sc.shape != (out_f, in_f // NVFP4_GROUP):
+        raise ValueError(f"weight_scale must have shape ({out_f}, {in_f // NVFP4_GROUP}) for "
+                         f"{out_f} x {in_f} weights (one scale per 16 inputs), got {sc.shape}")
+    t = np.asarray(tensor_scale, dtype=np.float64).reshape(-1)
+    name = NVFP4_CONVENTIONS[convention][1]
+    if t.size != 1 or not np.isfinite(t[0]) or t[0] <= 0:
+        raise ValueError(f"{name} must be one positive finite float, got "
+                         f"{np.asarray(tensor_scale).tolist()}")
+    factor = 1.0 / float(t[0]) if NVFP4_CONVENTIONS[convention][2] else float(t[0])
+    layer = nvfp4_layer(codes.T, np.ascontiguousarray(sc.T), scale_bits=scale_bits)
+    elem = decode_float("fp4_e2m1", codes.T) + 0.0  # −0 → 0
+    ref = elem * np.repeat(decode_float("fp8_e4m3", sc.T), NVFP4_GROUP, axis=0)
+    return Imported(layer=layer, reference=ref, tensor_scale=factor)
+
+
+_SAFETENSORS_DTYPES = {"U8": np.uint8, "I8": np.int8, "F8_E4M3": np.uint8, "F8_E5M2": np.uint8,
+                       "I16": "<i2", "I32": "<i4", "I64": "<i8", "F16": "<f2", "F32": "<f4",
+                       "F64": "<f8", "BF16": "<u2"}
+
+
+def read_safetensors_raw(path, names) -> dict[str, np.ndarray]:
+    """Read tensors from a safetensors file without a framework, fp8 included.
+
+    ``safetensors``' numpy reader has no float8 dtypes; this reads the header and the bytes
+    directly. ``F8_E4M3`` / ``F8_E5M2`` tensors come back as their uint8 codes, ``BF16`` as
+    ``ml_dtypes.bfloat16``, the rest as the matching numpy dtype.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    names : iterable of str
+        Tensors to read; missing ones are left out of the result.
+
+    Raises
+    ------
+    ValueError
+        For a file that is not safetensors or a tensor of an unknown dtype.
+    """
+    import ml_dtypes
+
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{path} is not a safetensors file (shorter than its header)")
+        n = int.from_bytes(head, "little")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a safetensors file ({exc})") from None
+        base = 8 + n
+        out = {}
+        for name in names:
+            if name not in header or name == "__metadata__":
+                continue
+            entry = header[name]
+            dtype = _SAFETENSORS_DTYPES.get(entry.get("dtype"))
+            if dtype is None:
+                raise ValueError(f"tensor {name!r} in {path} has unsupported dtype "
+                                 f"{entry.get('dtype')!r}")
+            try:
+                start, stop = (int(v) for v in entry["data_offsets"])
+                f.seek(base + start)
+                a = np.frombuffer(f.read(stop - start), dtype=dtype).reshape(entry["shape"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"tensor {name!r} in {path} is corrupt ({exc})") from None
+            if entry["dtype"] == "BF16":
+                a = a.view(ml_dtypes.bfloat16)
+            out[name] = a.copy()
+    return out

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import FORMATS, decode, encode, format_info
-from .tables import E8M0_BIAS, MX_BLOCK
+from .formats import FORMATS, activation_format, decode, encode, format_info
+from .tables import E8M0_BIAS, MX_ACT_FORMATS, MX_BLOCK
 
 __all__ = [
     "ELEMENT_MAX",
@@ -28,14 +28,18 @@ __all__ = [
     "group_float_scales",
     "int_scales",
     "quantize_activations_int8",
+    "quantize_activations_mx",
     "quantize_activations_mxint8",
     "quantize_elements",
     "quantize_mx",
+    "quantize_asymmetric",
     "quantize_symmetric",
     "quantize_ternary",
+    "quantize_uint2",
     "quantize_uint4",
     "shared_exponents",
     "uint4_zero_points",
+    "zero_points",
 ]
 
 # Largest element a symmetric quantizer emits, in the element domain (SPEC §4: ±(2^(b−1)−1)).
@@ -104,11 +108,13 @@ def group_float_scales(fmt: str, w, group: int, keep=None) -> tuple[np.ndarray, 
     -------
     scale : ndarray of float64, shape (K/G, N)
         ``amax / element_max`` for the symmetric formats (``int8`` 127, ``int4`` 7, ``int2`` 1,
-        ``fp4_e2m1`` 6, ``mxint8`` 127/64); ``γ = mean|w|`` for ``ternary``;
-        ``(max − min) / 15`` for ``uint4`` with GPTQ's range that always includes 0 (an all
-        zero group gets GPTQ's ``[−1, 1]``). Groups whose statistic is 0 get scale 0.
+        ``fp4_e2m1`` 6, ``mxint8`` 127/64, ``fp8_e4m3`` 448, ``fp8_e5m2`` 57344);
+        ``γ = mean|w|`` for ``ternary``; ``(max − min) / 15`` for ``uint4`` (``/ 3`` for
+        ``uint2``) with GPTQ's range that always includes 0 (an all zero group gets GPTQ's
+        ``[−1, 1]``). Groups whose statistic is 0 get scale 0.
     wmin : ndarray of float64, shape (K/G, N)
-        The range minimum used by ``uint4`` (``min(min w, 0)``); zeros for other formats.
+        The range minimum used by the zero-point formats (``min(min w, 0)``); zeros for the
+        other formats.
     """
     info = format_info(fmt)
     w = _as_weights(w)
@@ -136,13 +142,24 @@ def group_amax(w, group: int, keep=None) -> np.ndarray:
     return np.abs(_grouped(np.where(_keep(w, keep), w, 0.0), group)).max(axis=1)
 
 
-def uint4_zero_points(wmin, scale) -> np.ndarray:
-    """GPTQ zero point ``z = clamp(round(−min / s), 0, 15)`` (RNE); 0 where ``s == 0``."""
+def zero_points(wmin, scale, fmt: str = "uint4") -> np.ndarray:
+    """GPTQ zero point ``z = clamp(round(−min / s), 0, zero_max)`` (RNE); 0 where ``s == 0``.
+
+    ``zero_max`` is the format's largest zero point: 15 for ``uint4``, 3 for ``uint2``.
+    """
+    info = format_info(fmt)
+    if not info.has_zero_point:
+        raise ValueError(f"{fmt} has no zero points")
     wmin = np.asarray(wmin, dtype=np.float64)
     scale = np.asarray(scale, dtype=np.float64)
     safe = np.where(scale > 0, scale, 1.0)
-    z = np.clip(np.rint(-wmin / safe), 0, 15)
+    z = np.clip(np.rint(-wmin / safe), 0, info.zero_max)
     return np.where(scale > 0, z, 0).astype(np.uint8)
+
+
+def uint4_zero_points(wmin, scale) -> np.ndarray:
+    """GPTQ zero point ``z = clamp(round(−min / s), 0, 15)`` (RNE); 0 where ``s == 0``."""
+    return zero_points(wmin, scale, "uint4")
 
 
 # ----------------------------------------------------------------------------- stored scales
@@ -197,7 +214,8 @@ def shared_exponents(fmt: str, stat, rceil: bool = False) -> np.ndarray:
         Per block statistic: ``amax`` for every format but ``ternary``, ``γ = mean|w|`` there.
     rceil : bool
         False: OCP MX §6.3 ``floor(log2(amax)) − emax_elem`` (``emax_elem`` = floor(log2 of the
-        largest element): fp4 2, mxint8 0, int8 6, int4 2, int2 0), elements then saturate.
+        largest element): fp4 2, mxint8 0, fp8_e4m3 8, fp8_e5m2 15, int8 6, int4 2, int2 0),
+        elements then saturate.
         True: RCEIL, the smallest ``e`` with ``amax ≤ element_max · 2**e`` (no saturation).
         For ``ternary`` the scale is γ itself: ``floor(log2 γ)`` or ``ceil(log2 γ)``.
 
@@ -229,9 +247,9 @@ def quantize_elements(fmt: str, w, scale_elem, zeros=None) -> np.ndarray:
     """Quantize weights with given per-element scales (element domain) to codes.
 
     Symmetric formats: ``clamp(round(w / s), ±element_max)`` then `golden.formats.encode` (RNE,
-    ``fp4_e2m1`` through ``ml_dtypes``); ``fp4`` negative zero is normalised to code 0.
-    ``uint4``: ``clamp(round(w / s) + z, 0, 15)``. Where ``s == 0`` the element is 0 (code ``z``
-    for ``uint4``).
+    ``fp4_e2m1`` and the fp8 formats through ``ml_dtypes``, saturating); the float formats'
+    negative zero is normalised to code 0. ``uint4`` / ``uint2``: ``clamp(round(w / s) + z, 0,
+    15 / 3)``. Where ``s == 0`` the element is 0 (code ``z`` for the zero-point formats).
 
     Parameters
     ----------
@@ -239,7 +257,7 @@ def quantize_elements(fmt: str, w, scale_elem, zeros=None) -> np.ndarray:
     w : array_like of float, shape (K, N)
     scale_elem : array_like of float, broadcastable to (K, N)
     zeros : array_like of int, broadcastable to (K, N), optional
-        ``uint4`` zero points.
+        Zero points (``uint4``, ``uint2``).
 
     Returns
     -------
@@ -255,13 +273,13 @@ def quantize_elements(fmt: str, w, scale_elem, zeros=None) -> np.ndarray:
         ratio[zero_scale] = 0.0
     if info.has_zero_point:
         z = np.zeros(w.shape) if zeros is None else np.broadcast_to(zeros, w.shape)
-        q = np.clip(np.rint(ratio) + z, 0, 15)
+        q = np.clip(np.rint(ratio) + z, info.value_min, info.value_max)
         return q.astype(np.uint8)
     emax = ELEMENT_MAX[fmt]
     np.clip(ratio, -emax, emax, out=ratio)  # symmetric: ±(2^(b−1)−1), fp4 ±6, mxint8 ±127/64
     codes = encode(fmt, ratio)
-    if fmt == "fp4_e2m1":
-        codes[codes == 0b1000] = 0
+    if info.encoding in ("e2m1", "minifloat"):
+        codes[codes == info.n_codes // 2] = 0  # −0.0 → +0.0
     return codes
 
 
@@ -283,6 +301,27 @@ def quantize_symmetric(w, bits: int, group: int, keep=None) -> tuple[np.ndarray,
     return q, s
 
 
+def quantize_asymmetric(w, group: int, keep=None, fmt: str = "uint4"):
+    """GPTQ asymmetric quantization per group (SPEC §4): ``uint4`` or ``uint2``.
+
+    ``s = (max − min) / q_max``, ``z = round(−min / s)``, ``q = clamp(round(w / s) + z, 0,
+    q_max)`` with ``q_max`` = 15 (``uint4``) or 3 (``uint2``), RNE, GPTQ's range that always
+    contains 0.
+
+    Returns
+    -------
+    q : ndarray of uint8, shape (K, N)
+    s : ndarray of float64, shape (K/G, N)
+    z : ndarray of uint8, shape (K/G, N)
+    """
+    if not format_info(fmt).has_zero_point:
+        raise ValueError(f"asymmetric quantization needs a zero-point format, not {fmt}")
+    s, wmin = group_float_scales(fmt, w, group, keep)
+    z = zero_points(wmin, s, fmt)
+    q = quantize_elements(fmt, w, expand_groups(s, group), expand_groups(z, group))
+    return q, s, z
+
+
 def quantize_uint4(w, group: int, keep=None):
     """GPTQ asymmetric uint4 per group: ``s = (max − min)/15``, ``z = round(−min/s)``.
 
@@ -293,10 +332,15 @@ def quantize_uint4(w, group: int, keep=None):
     s : ndarray of float64, shape (K/G, N)
     z : ndarray of uint8, shape (K/G, N)
     """
-    s, wmin = group_float_scales("uint4", w, group, keep)
-    z = uint4_zero_points(wmin, s)
-    q = quantize_elements("uint4", w, expand_groups(s, group), expand_groups(z, group))
-    return q, s, z
+    return quantize_asymmetric(w, group, keep, "uint4")
+
+
+def quantize_uint2(w, group: int, keep=None):
+    """GPTQ asymmetric 2-bit per group: ``s = (max − min)/3``, ``z = round(−min/s)``.
+
+    Returns ``(q, s, z)`` as `quantize_asymmetric`, with ``q`` in 0..3 and ``z`` in 0..3.
+    """
+    return quantize_asymmetric(w, group, keep, "uint2")
 
 
 def quantize_ternary(w, group: int, keep=None) -> tuple[np.ndarray, np.ndarray]:
@@ -319,7 +363,8 @@ def quantize_mx(w, fmt: str, keep=None, rceil: bool = False) -> tuple[np.ndarray
     ----------
     w : array_like of float, shape (K, N)
     fmt : str
-        Element format (``fp4_e2m1``, ``mxint8``, or a symmetric int format / ``ternary``).
+        Element format (``fp4_e2m1``, ``mxint8``, ``fp8_e4m3``, ``fp8_e5m2``, or a symmetric
+        int format / ``ternary``): MXFP4, MXINT8, MXFP8 (E4M3 / E5M2) and the int variants.
     keep : array_like of bool, optional
         Pruning mask; block statistics use kept weights only.
     rceil : bool
@@ -369,6 +414,40 @@ def quantize_activations_int8(x) -> tuple[np.ndarray, np.ndarray]:
     return x_q, np.where(amax[:, 0] > 0, amax[:, 0] / 127.0, 1.0)
 
 
+def quantize_activations_mx(x, fmt: str = "mxint8", rceil: bool = False):
+    """OCP MX activations: blocks of 32 along K, an E8M0 exponent per (token, block).
+
+    The shared exponent follows OCP MX §6.3, ``floor(log2(amax)) − emax_elem`` (``emax_elem``
+    0 for ``mxint8``, 8 for ``fp8_e4m3``, 15 for ``fp8_e5m2``), or RCEIL with ``rceil=True``;
+    the elements are RNE and saturating (`quantize_mx`), −0 becomes +0.
+
+    Parameters
+    ----------
+    x : array_like of float, shape (M, K)
+        K a multiple of 32.
+    fmt : str
+        Activation format, one of ``mxint8``, ``fp8_e4m3``, ``fp8_e5m2``.
+    rceil : bool
+        Round ``amax / element_max`` up to a power of two instead (no saturation).
+
+    Returns
+    -------
+    x_q : ndarray, shape (M, K)
+        Element codes: int8 for ``mxint8`` (value ``x_q / 64``), uint8 fp8 codes otherwise.
+    x_exp : ndarray of uint8, shape (M, K/32)
+        E8M0 exponents: ``x ≈ decode_float(fmt, x_q) · 2**(x_exp − 127)``.
+    """
+    if activation_format(fmt) is None:
+        raise ValueError(f"{fmt} is not an MX activation format ({', '.join(MX_ACT_FORMATS)})")
+    x = _as_activations(x)
+    if x.shape[1] % MX_BLOCK:
+        raise ValueError(f"MX activations need K a multiple of {MX_BLOCK}, got K={x.shape[1]}")
+    codes, e8m0 = quantize_mx(x.T, fmt, rceil=rceil)
+    codes = codes.T.copy()
+    return (codes.view(np.int8) if format_info(fmt).encoding == "twos_complement" else codes,
+            e8m0.T.copy())
+
+
 def quantize_activations_mxint8(x, rceil: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """OCP MXINT8 activations: blocks of 32 along K, E8M0 exponent per (token, block).
 
@@ -379,6 +458,4 @@ def quantize_activations_mxint8(x, rceil: bool = False) -> tuple[np.ndarray, np.
     x_exp : ndarray of uint8, shape (M, K/32)
         E8M0 exponents: ``x ≈ x_q / 64 · 2**(x_exp − 127)``.
     """
-    x = _as_activations(x)
-    codes, e8m0 = quantize_mx(x.T, "mxint8", rceil=rceil)
-    return codes.T.view(np.int8).copy(), e8m0.T.copy()
+    return quantize_activations_mx(x, "mxint8", rceil)

@@ -20,6 +20,7 @@ __all__ = [
     "ELEMENT_FORMATS",
     "ENCODINGS",
     "MX_ACT_FORMAT",
+    "MX_ACT_FORMATS",
     "MX_BLOCK",
     "OUT_MULT_MAX",
     "OUT_MULT_MIN",
@@ -47,13 +48,16 @@ E8M0_BIAS = 127
 E8M0_NAN = 0xFF
 #: Element format of MXINT8 activations (its ``pow2_adj`` enters the exponent ``t``).
 MX_ACT_FORMAT = "mxint8"
+#: Element formats of MX activations (SPEC §1, the *activation format*): codes with an E8M0
+#: exponent per 32 consecutive k; each format's ``pow2_adj`` is the ``adj_x`` of SPEC §4.
+MX_ACT_FORMATS = ("mxint8", "fp8_e4m3", "fp8_e5m2")
 #: Requant output stage parameters (SPEC §6): ``M0`` in ``[2**30, 2**31)``, shift −31…30.
 OUT_MULT_MIN, OUT_MULT_MAX = 1 << 30, (1 << 31) - 1
 OUT_SHIFT_MIN, OUT_SHIFT_MAX = -31, 30
 
 #: Code → value rules a format can use; each has one branch in `golden.formats` and one in the
 #: hardware's lane decoder.
-ENCODINGS = ("twos_complement", "unsigned", "ternary", "e2m1")
+ENCODINGS = ("twos_complement", "unsigned", "ternary", "e2m1", "minifloat")
 
 
 def signed_width(lo: int, hi: int) -> int:
@@ -91,6 +95,10 @@ class ElementFormat:
         Codes that decode to 0 and raise the error flag.
     magnitudes : tuple of int, optional
         Float table: decoded magnitude of each code without the sign bit (``e2m1`` only).
+    float_bits : tuple of int, optional
+        ``(exponent bits, mantissa bits)`` of a ``minifloat`` code ``S E…E M…M`` (OCP fp8):
+        bias ``2**(E−1) − 1``, subnormals at exponent 0, decoded integer = value ·
+        ``2**−pow2_adj``.
     """
 
     name: str
@@ -104,6 +112,7 @@ class ElementFormat:
     allowed_scales: tuple[str, ...] = ("none", "int", "pow2")
     invalid_codes: tuple[int, ...] = ()
     magnitudes: tuple[int, ...] | None = None
+    float_bits: tuple[int, int] | None = None
 
     @property
     def lanes_per_slot(self) -> int:
@@ -194,6 +203,14 @@ ELEMENT_FORMATS: dict[str, ElementFormat] = _rows(
     ElementFormat("fp4_e2m1", 5, 4, "e2m1", -12, 12, pow2_adj=-1,
                   magnitudes=(0, 1, 2, 3, 4, 6, 8, 12)),  # 0, 0.5, 1, 1.5, 2, 3, 4, 6 (×2)
     ElementFormat("mxint8", 6, 8, "twos_complement", -128, 127, pow2_adj=-6),
+    ElementFormat("uint2", 7, 2, "unsigned", 0, 3, zero_point_bits=2,
+                  allowed_scales=("none", "int")),
+    # OCP E4M3 (``float8_e4m3fn``): no infinities, S.1111.111 is NaN; integer = value · 2**9.
+    ElementFormat("fp8_e4m3", 8, 8, "minifloat", -229376, 229376, pow2_adj=-9,
+                  invalid_codes=(0x7F, 0xFF), float_bits=(4, 3)),
+    # OCP E5M2 (``float8_e5m2``): exponent 31 is Inf (mantissa 0) or NaN; integer = value · 2**16.
+    ElementFormat("fp8_e5m2", 9, 8, "minifloat", -3758096384, 3758096384, pow2_adj=-16,
+                  invalid_codes=(*range(0x7C, 0x80), *range(0xFC, 0x100)), float_bits=(5, 2)),
 )
 
 #: Every N:M pattern, in canonical (code) order.

@@ -196,6 +196,10 @@ def test_golden_gemm_refuses_bad_activations(files, capsys, name, words):
     (["--frac-bits", "x"], ["--frac-bits"]),
     (["--out-stage", "int4"], ["--out-stage", "int4"]),
     (["--out-stage", "requant"], ["requant", "out_mult"]),
+    (["--x-format", "fp8_e4m3"], ["--x-format fp8_e4m3", "--x-exp"]),
+    (["--x-format", "fp8_e5m2", "--x-exp", "xexp_ok.npy"], ["fp8_e5m2", "uint8", "int8"]),
+    (["--x-format", "int8", "--x-exp", "xexp_ok.npy"], ["x_exp", "plain int8"]),
+    (["--x-format", "fp16"], ["--x-format", "fp16"]),
 ])
 def test_golden_gemm_refuses_bad_arguments(files, capsys, argv, words):
     argv = [str(files / a) if a.endswith(".npy") else a for a in argv]

@@ -85,7 +85,7 @@ def test_info_reports_invalid_ternary_codes(files, capsys):
         (["compress", "{d}/w.npy", "--format", "uint4", "--scale", "pow2", "-o", "{d}/o.npz"],
          "not allowed for uint4"),
         (["compress", "{d}/w.npy", "--format", "int4", "--scale", "int", "--zero-points",
-          "-o", "{d}/o.npz"], "uint4 only"),
+          "-o", "{d}/o.npz"], "uint4, uint2 only"),
         (["compress", "{d}/w.npy", "--format", "int4", "--sparsity", "3:4", "--scale", "int",
           "-o", "{d}/o.npz"], "invalid choice"),
         (["gemm", "--x", "{d}/w.npy", "--layer", "{d}/l.npz", "-o", "{d}/y.npy"], "int8"),
@@ -144,3 +144,57 @@ def test_subprocess_help_for_every_subcommand(files):
     for sub in ("compress", "gemm", "info"):
         result = _subprocess([sub, "--help"], files)
         assert result.returncode == 0 and "usage" in result.stdout
+
+
+def test_mx_activations_quantize_then_gemm(files, capsys, tmp_path):
+    """Quantize with --kind fp8_e4m3 etc., then gemm with --x-format and --x-exp."""
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "xf.npy", rng.normal(size=(5, 64)))
+    layer = compress(np.load(files / "w.npy"), fmt="fp8_e5m2", scale_kind="pow2")
+    save_layer(tmp_path / "l.npz", layer)
+    for kind in ("mxint8", "fp8_e4m3", "fp8_e5m2"):
+        status, out, _ = run(["quantize", tmp_path / "xf.npy", "--kind", kind, "-o",
+                              tmp_path / f"xq_{kind}.npy"], capsys)
+        assert status == 0 and f"--x-format {kind}" in out
+        x_q = np.load(tmp_path / f"xq_{kind}.npy")
+        x_exp = np.load(tmp_path / f"xq_{kind}.exp.npy")
+        assert x_q.dtype == (np.int8 if kind == "mxint8" else np.uint8)
+        status, _, _ = run(["gemm", "--x", tmp_path / f"xq_{kind}.npy", "--layer",
+                            tmp_path / "l.npz", "--x-format", kind, "--x-exp",
+                            tmp_path / f"xq_{kind}.exp.npy", "--t-window=-80:8", "-o",
+                            tmp_path / "y.npy"], capsys)
+        assert status == 0
+        want, _ = gemm_raw(x_q, layer, x_exp=x_exp, x_format=kind, t_min=-80)
+        np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
+    status, _, err = run(["quantize", tmp_path / "xf.npy", "--kind", "int8", "--rceil", "-o",
+                          tmp_path / "q.npy"], capsys)
+    assert status == 2 and "--rceil applies to the MX kinds only" in err
+
+
+def test_compress_nvfp4_and_info(files, capsys):
+    status, out, _ = run(["compress", files / "w.npy", "--nvfp4", "-o", files / "n.npz"], capsys)
+    assert status == 0 and "fp4_e2m1 dense G=16 scale=int" in out and "tensor scale" in out
+    t = float(np.load(files / "n.tscale.npy"))
+    assert np.load(files / "n.tscale.npy").dtype == np.float32 and t > 0
+    layer = load_layer(files / "n.npz")
+    assert layer.scale_bits == 19 and (layer.scale_exp == -10).all()
+    status, out, _ = run(["info", files / "n.npz"], capsys)
+    assert status == 0 and "19-bit scales" in out and "bits (int8 activations)" in out
+    for argv, message in [
+        (["--nvfp4", "--format", "int4"], "--nvfp4 means --format fp4_e2m1, not int4"),
+        (["--nvfp4", "--scale-bits", "16"], "--scale-bits >= 19"),
+        (["--nvfp4", "--group", "32"], "--nvfp4 means --group 16, not 32"),
+        (["--nvfp4", "--rceil"], "--rceil and --zero-points do not apply"),
+        (["--scale", "int"], "required: --format (or give --nvfp4)"),
+    ]:
+        status, _, err = run(["compress", files / "w.npy", *argv, "-o", files / "o.npz"], capsys)
+        assert status == 2 and message in err and err.count("\n") == 1, argv
+
+
+def test_info_reports_fp8_group_sum_widths(files, capsys):
+    layer = compress(np.load(files / "w.npy"), fmt="fp8_e4m3", scale_kind="pow2")
+    save_layer(files / "f.npz", layer)
+    status, out, _ = run(["info", files / "f.npz"], capsys)
+    # G = 32: 32 · 229376 · 128 < 2**30 → 31 bits; × E4M3: 32 · 229376**2 → 42 bits
+    assert status == 0 and "31 bits (int8 activations)" in out
+    assert "42 bits (fp8_e4m3 activations)" in out and "-9 (fp8_e4m3)" in out

@@ -7,6 +7,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from golden.compress import compress, load_weights
+from golden.formats import decode
 from golden.gemm import dequantize_weights
 from golden.metrics import bits_per_weight, metadata_floor, sqnr_db
 
@@ -80,6 +81,11 @@ def test_compress_refuses_k_not_multiple_of_block_and_nonfinite():
         ("fp4_e2m1", "int", 128, "dense", 15.0),
         ("ternary", "int", 128, "dense", 4.0),
         ("int8", "int", None, "4:8", 5.0),
+        ("fp8_e4m3", "pow2", 32, "dense", 28.0),
+        ("fp8_e5m2", "pow2", 32, "dense", 22.0),
+        ("fp8_e4m3", "int", 128, "dense", 28.0),
+        ("uint2", "int", 32, "dense", 5.0),
+        ("uint2", "int", 32, "2:4", 2.0),
     ],
 )
 def test_sqnr_sanity(fmt, kind, group, sparsity, min_db):
@@ -147,3 +153,51 @@ def test_load_weights_npy_and_safetensors(tmp_path):
         load_weights(str(tmp_path / "i.npy"))
     with pytest.raises(ValueError, match="does not exist"):
         load_weights(str(tmp_path / "missing.npy"))
+
+
+def test_uint2_padding_uses_the_zero_point_and_codes_stay_in_range():
+    # 2:4 keeps −1 (idx 0) and a zero (idx 1); range [−1, 0] → s = 1/3, z = 3
+    layer = compress(np.array([[-1.0], [0.0], [0.0], [0.0]]), fmt="uint2", sparsity="2:4",
+                     scale_kind="int")
+    assert layer.zeros.tolist() == [[3]]
+    assert layer.idx[:, 0].tolist() == [0, 1] and layer.codes[:, 0].tolist() == [0, 3]
+    layer = compress(gaussian(64, 8), fmt="uint2", group=16, scale_kind="none")
+    assert layer.codes.max() <= 3 and layer.zeros.max() <= 3
+    from golden.metrics import bits_per_weight
+
+    assert bits_per_weight(layer)["values"] == 2.0
+
+
+def test_fp8_pow2_layers_hold_no_nan_codes_and_round_trip():
+    w = gaussian(64, 8) * np.geomspace(1e-4, 1e4, 8)
+    for fmt in ("fp8_e4m3", "fp8_e5m2"):
+        layer = compress(w, fmt=fmt, scale_kind="pow2")
+        assert not decode(fmt, layer.codes)[1].any() and (layer.codes != 0x80).all()
+        relayer = compress(dequantize_weights(layer), fmt=fmt, scale_kind="pow2")
+        np.testing.assert_array_equal(relayer.codes, layer.codes)
+        np.testing.assert_array_equal(relayer.scales, layer.scales)
+
+
+def test_nvfp4_compressor_recipe_by_hand():
+    from golden.compress import compress_nvfp4
+
+    w = np.zeros((32, 2))
+    w[:16, 0] = np.linspace(-3.0, 2.0, 16)
+    w[0, 1] = 6.0 * 448.0 * 0.5  # the tensor maximum: T = amax / (6·448) = 0.5
+    layer, t = compress_nvfp4(w)
+    assert t == 0.5 and layer.group == 16 and layer.scale_bits == 19
+    assert (layer.scale_exp == -10).all()
+    # column 0 block 0: amax 3 → E4M3 RNE(3 / (6·0.5)) = 1.0 → s = 512; block 1 empty → s = 0
+    assert layer.scales[:, 0].tolist() == [512, 0]
+    assert layer.scales[0, 1] == 448 * 512  # the tensor maximum uses the full E4M3 range
+    wq = dequantize_weights(layer) * t
+    assert wq[0, 0] == -3.0 and wq[0, 1] == w[0, 1]
+    assert sqnr_db(w, wq) > 20
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(64, 16))
+    layer, t = compress_nvfp4(w, sparsity="2:4")
+    assert layer.sparsity == "2:4" and sqnr_db(w, dequantize_weights(layer) * t) > 5
+    layer, t = compress_nvfp4(np.zeros((16, 2)))
+    assert t == 1.0 and not layer.scales.any()
+    with pytest.raises(ValueError, match="not divisible by group 16"):
+        compress_nvfp4(np.ones((24, 2)))

@@ -388,3 +388,140 @@ def test_bits_floor_values_and_metadata():
     assert bits_floor(compress(w, fmt="int8", scale_kind="int")) == 8.0
     tern = compress(w, fmt="ternary", sparsity="2:4", scale_kind="int")
     assert bits_floor(tern) == pytest.approx(math.log2(3) / 2 + math.log2(6) / 4)
+
+
+# ----------------------------------------------------------------------------- MX activations
+
+
+def fp8(fmt, values):
+    """fp8 codes of exact values (by the codec's encoder, RNE)."""
+    from golden.formats import encode
+
+    return encode(fmt, values)
+
+
+def test_fp8_activations_times_fp8_weights_by_hand():
+    """E4M3 × E4M3: x = 1.5·2**1, w = −0.75, both as value·2**9; t = −9 − 9 + 1 + 0."""
+    layer = make_layer("fp8_e4m3", codes32(fp8("fp8_e4m3", [-0.75])), scale_kind="pow2",
+                       group=32, scales=[[127]])
+    x = codes32(fp8("fp8_e4m3", [1.5]))[:, 0][None, :]
+    x_exp = np.array([[128]], np.uint8)
+    acc, err = gemm_raw(x, layer, x_exp=x_exp, x_format="fp8_e4m3", frac_bits=4)
+    # P = (1.5·512)·(−0.75·512) = −294912 ; t = 0 + 1 − 18 = −17 ; floor(P · 2**(−17 + 4))
+    assert acc.tolist() == [[-294912 >> 13]] and not err.any()
+    assert acc[0, 0] * 2.0**-4 == 1.5 * 2 * -0.75
+
+
+def test_fp8_e5m2_squared_needs_more_than_int64_and_stays_exact():
+    """E5M2 × E5M2 group sums reach 2**69: the exact path, then the floor shift."""
+    big = fp8("fp8_e5m2", [57344.0] * 32)
+    layer = make_layer("fp8_e5m2", big[:, None], scale_kind="pow2", group=32, scales=[[127]])
+    x = big[None, :]
+    acc, err = gemm_raw(x, layer, x_exp=np.array([[127]], np.uint8), x_format="fp8_e5m2",
+                        frac_bits=0, t_min=-40)
+    p = 32 * (57344 * 2**16) ** 2  # > 2**63
+    assert p > 2**63 and acc.tolist() == [[p >> 32]] and not err.any()
+    assert acc[0, 0] == 32 * 57344**2
+
+
+def test_fp8_invalid_activation_codes_count_zero_and_flag_their_row():
+    layer = make_layer("int8", codes32([1, 1], n_cols=1), scale_kind="pow2", group=32,
+                       scales=[[127]])
+    x = np.zeros((2, 32), np.uint8)
+    x[0, 0], x[0, 1] = 0x7F, fp8("fp8_e4m3", [2.0])[0]  # NaN, 2.0
+    x[1, 0] = fp8("fp8_e4m3", [1.0])[0]
+    acc, err = gemm_raw(x, layer, x_exp=np.full((2, 1), 127, np.uint8), x_format="fp8_e4m3",
+                        frac_bits=9, t_min=-40)
+    # t = −9, frac_bits 9: shift 0; the NaN counts 0, 2.0·2**9 remains
+    assert acc.tolist() == [[1024], [512]] and err.tolist() == [[True], [False]]
+    x[1, 1] = 0x7C  # E5M2 +Inf (0x7F is an E5M2 NaN too)
+    _, err = gemm_raw(x, layer, x_exp=np.full((2, 1), 127, np.uint8), x_format="fp8_e5m2",
+                      t_min=-40)
+    assert err.tolist() == [[True], [True]]
+    _, invalid = gemm_module.decode_activations(x, "fp8_e5m2")
+    assert invalid.sum() == 2 and invalid[0, 0] and invalid[1, 1]
+
+
+def test_fp8_weight_nan_code_flags_its_column():
+    codes = codes32([0x7F, 0x38], n_cols=1)  # NaN, 1.0
+    codes = np.concatenate([codes, codes32([0x38])], axis=1)
+    layer = make_layer("fp8_e4m3", codes, scale_kind="pow2", group=32, scales=[[127, 127]])
+    acc, err = gemm_raw(one_hot_x([3, 5]), layer, frac_bits=9)  # t = −9: shift 0
+    assert acc.tolist() == [[5 * 512, 3 * 512]]  # the NaN weight counts 0
+    assert err.tolist() == [[True, False]]
+
+
+def test_mx_activation_argument_errors():
+    layer = make_layer("int8", codes32([1]), scale_kind="pow2", group=32, scales=[[127]])
+    x_exp = np.full((1, 1), 127, np.uint8)
+    with pytest.raises(ValueError, match="fp8_e4m3 activations need their block exponents"):
+        gemm_raw(np.zeros((1, 32), np.uint8), layer, x_format="fp8_e4m3")
+    with pytest.raises(ValueError, match=r"\(fp8_e5m2 codes\) must be an array of uint8, got int8"):
+        gemm_raw(np.zeros((1, 32), np.int8), layer, x_exp=x_exp, x_format="fp8_e5m2")
+    with pytest.raises(ValueError, match="plain int8"):
+        gemm_raw(np.zeros((1, 32), np.int8), layer, x_exp=x_exp, x_format="int8")
+    with pytest.raises(ValueError, match="unknown activation format 'fp16'"):
+        gemm_raw(np.zeros((1, 32), np.int8), layer, x_exp=x_exp, x_format="fp16")
+    with pytest.raises(ValueError, match=r"x_exp must have shape \(1, 1\)"):
+        gemm_raw(np.zeros((1, 32), np.uint8), layer, x_exp=np.zeros((1, 2), np.uint8),
+                 x_format="fp8_e4m3")
+
+
+POW2_FORMATS = [f for f, info in FORMATS.items() if "pow2" in info.allowed_scales]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(POW2_FORMATS), st.sampled_from(["mxint8", "fp8_e4m3", "fp8_e5m2"]),
+       st.sampled_from(["dense", "2:4"]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_mx_activations_match_a_python_int_reference(fmt, x_format, sparsity, nan, seed):
+    """Every weight format × MX activation format against exact Python integers, group by
+    group: P_g, t = (e_w − 127) + (e_x − 127) + adj_w + adj_x, floor shift, NaN and window."""
+    from golden.quant import quantize_activations_mx
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(64, 3)) * 2.0 ** rng.integers(-4, 5, size=(1, 3))
+    layer = compress(w, fmt=fmt, sparsity=sparsity, scale_kind="pow2")
+    x = rng.normal(size=(3, 64)) * 2.0 ** rng.integers(-6, 7, size=(3, 1))
+    x_q, x_exp = quantize_activations_mx(x, x_format)
+    if nan:
+        x_exp = x_exp.copy()
+        x_exp[rng.random(x_exp.shape) < 0.2] = 255
+        if x_format != "mxint8":
+            bad = FORMATS[x_format].invalid_codes[0]
+            x_q = x_q.copy()
+            x_q[rng.random(x_q.shape) < 0.02] = bad
+    frac, t_min, t_max = int(rng.integers(0, 24)), -48, 4
+    acc, err = gemm_raw(x_q, layer, x_exp=x_exp, x_format=x_format, frac_bits=frac,
+                        t_min=t_min, t_max=t_max)
+    xv, x_bad = gemm_module.decode_activations(x_q, x_format)
+    w_mac, _ = gemm_module.mac_weights(layer)
+    xi = xv.astype(np.int64).astype(object)
+    wi = w_mac.astype(np.int64).astype(object)
+    adj = FORMATS[fmt].pow2_adj + FORMATS[x_format].pow2_adj
+    ref = np.zeros((3, 3), dtype=object)
+    ref_err = np.broadcast_to(x_bad.any(axis=1)[:, None], (3, 3)).copy()
+    for g in range(2):
+        sl = slice(32 * g, 32 * g + 32)
+        p = xi[:, sl].dot(wi[sl])
+        for m, n in np.ndindex(3, 3):
+            e_w, e_x = int(layer.scales[g, n]), int(x_exp[m, g])
+            t = (e_w - 127) + (e_x - 127) + adj
+            if e_w == 255 or e_x == 255 or not t_min <= t <= t_max:
+                ref_err[m, n] = True
+                continue
+            s = t + frac
+            ref[m, n] += p[m, n] << s if s >= 0 else p[m, n] >> -s
+    np.testing.assert_array_equal(acc, ref.astype(np.int64))
+    np.testing.assert_array_equal(err, ref_err)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.sampled_from([1, 2**20, 2**31, 2**40, 2**52]),
+       st.sampled_from([1, 2**17, 2**32, 2**50]), st.integers(0, 2**32 - 1))
+def test_exact_matmul_equals_python_integers(K, amax, bmax, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-amax, amax, size=(3, K), endpoint=True, dtype=np.int64)
+    b = rng.integers(-bmax, bmax, size=(K, 2), endpoint=True, dtype=np.int64)
+    got = gemm_module.exact_matmul(a.astype(np.float64), b.astype(np.float64))
+    want = a.astype(object).dot(b.astype(object))
+    assert (got.astype(object) == want).all()

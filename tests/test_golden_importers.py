@@ -389,3 +389,114 @@ def test_i2s_literal_byte_and_refusals():
         unpack_i2s(np.zeros(32, np.uint8), (1, 100))
     with pytest.raises(ValueError, match="needs 64"):
         unpack_i2s(np.zeros(32, np.uint8), (2, 128))
+
+
+# ----------------------------------------------------------------------------- NVFP4
+
+
+def _pack_e2m1_rows(codes):
+    """ModelOpt / compressed-tensors packing, written out: byte j = code 2j | code 2j+1 << 4."""
+    out = np.zeros((codes.shape[0], codes.shape[1] // 2), np.uint8)
+    for r in range(codes.shape[0]):
+        for j in range(codes.shape[1] // 2):
+            out[r, j] = int(codes[r, 2 * j]) | (int(codes[r, 2 * j + 1]) << 4)
+    return out
+
+
+def _write_safetensors(path, tensors):
+    """A safetensors file written by hand: {name: (dtype tag, ndarray)}."""
+    import json
+    import struct
+
+    header, blobs, offset = {}, [], 0
+    for name, (tag, a) in tensors.items():
+        raw = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": tag, "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def _nvfp4_case(out_f=8, in_f=32, seed=0):
+    rng = np.random.default_rng(seed)
+    e2m1 = rng.integers(0, 16, size=(out_f, in_f)).astype(np.uint8)
+    scales = rng.uniform(0.01, 400, size=(out_f, in_f // 16)).astype(ml_dtypes.float8_e4m3fn)
+    return e2m1, scales
+
+
+@pytest.mark.parametrize("convention", ["modelopt", "compressed-tensors"])
+def test_nvfp4_is_exact(convention):
+    from golden.importers import import_nvfp4
+
+    e2m1, scales = _nvfp4_case()
+    t = np.float32(0.0123)
+    imp = import_nvfp4(_pack_e2m1_rows(e2m1), scales, t, convention=convention)
+    layer = imp.layer
+    assert (layer.format, layer.group, layer.scale_kind, layer.shape) == ("fp4_e2m1", 16, "int",
+                                                                         (32, 8))
+    assert layer.scale_bits == 19 and (layer.scale_exp == -10).all() and imp.exact
+    producer = (e2m1.view(ml_dtypes.float4_e2m1fn).astype(np.float64)
+                * np.repeat(scales.astype(np.float64), 16, axis=1)).T
+    np.testing.assert_array_equal(dequantize_weights(layer), producer)
+    np.testing.assert_array_equal(imp.reference, producer)
+    want = float(t) if convention == "modelopt" else 1.0 / float(t)
+    assert imp.tensor_scale == want
+    np.testing.assert_array_equal(layer.scales, (scales.astype(np.float64) * 512).T)
+
+
+def test_nvfp4_compressor_round_trips_through_the_importer():
+    from golden.compress import compress_nvfp4
+    from golden.importers import import_nvfp4
+
+    w = np.random.default_rng(3).normal(size=(64, 8))
+    layer, t = compress_nvfp4(w)
+    codes = layer.codes.T  # [out, in]
+    sc = np.zeros((8, 4), np.uint8)
+    from golden.formats import encode
+
+    sc[:] = encode("fp8_e4m3", layer.scales.T / 512.0)
+    imp = import_nvfp4(_pack_e2m1_rows(codes), sc, np.float32(t))
+    np.testing.assert_array_equal(imp.layer.codes, layer.codes)
+    np.testing.assert_array_equal(imp.layer.scales, layer.scales)
+
+
+def test_nvfp4_refusals():
+    from golden.importers import import_nvfp4
+
+    e2m1, scales = _nvfp4_case()
+    packed = _pack_e2m1_rows(e2m1)
+    codes = scales.view(np.uint8).copy()
+    codes[1, 0] = 0x7F
+    with pytest.raises(ValueError, match="block scale 0 of column 1 is an E4M3 NaN"):
+        import_nvfp4(packed, codes, 1.0)
+    with pytest.raises(ValueError, match=r"weight_scale must have shape \(8, 2\)"):
+        import_nvfp4(packed, scales[:, :1], 1.0)
+    with pytest.raises(ValueError, match="weight_scale must be E4M3"):
+        import_nvfp4(packed, scales.astype(np.float32), 1.0)
+    with pytest.raises(ValueError, match="packed E2M1 weights must be uint8"):
+        import_nvfp4(packed.astype(np.int32), scales, 1.0)
+    with pytest.raises(ValueError, match="weight_global_scale must be one positive"):
+        import_nvfp4(packed, scales, 0.0, convention="compressed-tensors")
+    with pytest.raises(ValueError, match="convention must be one of"):
+        import_nvfp4(packed, scales, 1.0, convention="gguf")
+    with pytest.raises(ValueError, match="scale_bits >= 19"):
+        import_nvfp4(packed, scales, 1.0, scale_bits=16)
+
+
+def test_read_safetensors_raw_reads_fp8_codes(tmp_path):
+    from golden.importers import read_safetensors_raw
+
+    e2m1, scales = _nvfp4_case()
+    path = tmp_path / "m.safetensors"
+    _write_safetensors(path, {"l.weight": ("U8", _pack_e2m1_rows(e2m1)),
+                              "l.weight_scale": ("F8_E4M3", scales.view(np.uint8)),
+                              "l.weight_scale_2": ("F32", np.array([0.5], np.float32))})
+    t = read_safetensors_raw(path, ["l.weight", "l.weight_scale", "l.weight_scale_2", "nope"])
+    assert set(t) == {"l.weight", "l.weight_scale", "l.weight_scale_2"}
+    np.testing.assert_array_equal(t["l.weight_scale"], scales.view(np.uint8))
+    assert t["l.weight_scale_2"].tolist() == [0.5]
+    (tmp_path / "bad.safetensors").write_bytes(b"\x05\x00")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        read_safetensors_raw(tmp_path / "bad.safetensors", ["x"])

@@ -115,6 +115,11 @@ BROKEN = {
     "scale_exp wrong shape": ("scale_exp", _set("scale_exp", np.zeros(4, np.int32)), {}),
     "zeros above 15": ("zeros", lambda a: a.update(zeros=np.full_like(a["zeros"], 16)),
                        {"fmt": "uint4"}),
+    "zeros above 3 for uint2": ("zeros", lambda a: a.update(zeros=np.full_like(a["zeros"], 4)),
+                                {"fmt": "uint2"}),
+    "uint2 codes above 3": ("codes", _code(4), {"fmt": "uint2"}),
+    "missing zeros for uint2": ("zeros", _del("zeros"), {"fmt": "uint2"}),
+    "uint2 with pow2": ("scale_kind", _set("scale_kind", np.array("pow2")), {"fmt": "uint2"}),
     "zeros on int4": ("zeros", _set("zeros", np.zeros((2, 3), np.uint8)), {}),
     "bias wrong dtype": ("bias", _set("bias", np.zeros(3, np.float32)), {}),
     "out_mult too small": ("out_mult", lambda a: a.update(

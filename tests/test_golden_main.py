@@ -106,3 +106,46 @@ def test_quantize_requant_dequantize(tmp_path, capsys):
     np.save(tmp_path / "xi.npy", xq)
     status, _, err = run(["quantize", tmp_path / "xi.npy", "-o", tmp_path / "q.npy"], capsys)
     assert status == 2 and "floating point" in err
+
+
+@pytest.mark.parametrize("convention", ["modelopt", "compressed-tensors"])
+def test_import_nvfp4_from_safetensors(tmp_path, capsys, convention):
+    import json
+    import struct
+
+    import ml_dtypes
+
+    from golden.gemm import dequantize_weights
+
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 16, size=(4, 32)).astype(np.uint8)  # [out, in]
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    scales = rng.uniform(0.1, 100, size=(4, 2)).astype(ml_dtypes.float8_e4m3fn)
+    names = ({"modelopt": ("weight", "weight_scale_2"),
+              "compressed-tensors": ("weight_packed", "weight_global_scale")}[convention])
+    tensors = {f"l.{names[0]}": ("U8", packed),
+               "l.weight_scale": ("F8_E4M3", scales.view(np.uint8)),
+               f"l.{names[1]}": ("F32", np.array([4.0], np.float32))}
+    header, blobs, off = {}, b"", 0
+    for name, (tag, a) in tensors.items():
+        header[name] = {"dtype": tag, "shape": list(a.shape),
+                        "data_offsets": [off, off + a.nbytes]}
+        blobs += a.tobytes()
+        off += a.nbytes
+    text = json.dumps(header).encode()
+    (tmp_path / "m.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + blobs)
+    status = main(["import", "nvfp4", str(tmp_path / "m.safetensors"), "--prefix", "l", "-o",
+                   str(tmp_path / "l.npz")])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert f"nvfp4 ({convention})" in out and "exact" in out
+    layer = load_layer(tmp_path / "l.npz")
+    ref = (codes.view(ml_dtypes.float4_e2m1fn).astype(float)
+           * np.repeat(scales.astype(float), 16, axis=1)).T
+    np.testing.assert_array_equal(dequantize_weights(layer), ref)
+    t = float(np.load(tmp_path / "l.tscale.npy"))
+    assert t == (4.0 if convention == "modelopt" else 0.25)
+    status = main(["import", "nvfp4", str(tmp_path / "m.safetensors"), "--prefix", "x", "-o",
+                   str(tmp_path / "l.npz")])
+    _, err = capsys.readouterr()
+    assert status == 2 and "tensor 'x.weight' not found" in err and err.count("\n") == 1

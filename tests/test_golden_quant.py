@@ -1,22 +1,27 @@
 """Quantizers (SPEC §4) and scale conversions, on hand-computed cases."""
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.formats import decode
+from golden.formats import FORMATS, decode, decode_float
 from golden.quant import (
     column_pow2_exponents,
     group_float_scales,
     int_scales,
     quantize_activations_int8,
+    quantize_activations_mx,
     quantize_activations_mxint8,
+    quantize_asymmetric,
     quantize_mx,
     quantize_symmetric,
     quantize_ternary,
+    quantize_uint2,
     quantize_uint4,
     shared_exponents,
+    zero_points,
 )
 
 
@@ -157,3 +162,85 @@ def test_decode_of_quantized_ternary_never_invalid():
     q, _ = quantize_ternary(rng.normal(size=(64, 8)), group=16)
     assert set(np.unique(q)) <= {-1, 0, 1}
     assert not decode("ternary", np.array([0, 1, 3]))[1].any()
+
+
+def test_uint2_gptq_by_hand():
+    """SPEC §4: the uint4 rule with 3 for 15."""
+    w = np.array([[-1.0], [2.0], [0.5], [1.0]])
+    q, s, z = quantize_uint2(w, group=4)
+    assert s[0, 0] == 1.0 and z[0, 0] == 1  # s = (2 − (−1)) / 3, z = round(1 / 1)
+    assert q[:, 0].tolist() == [0, 3, 1, 2]  # round(w/s) + 1: −1+1, 2+1, 0.5→0 (+1), 1+1
+    q, s, z = quantize_uint2(np.array([[-4.5], [1.5], [9.0], [0.0]]), group=2)
+    assert s[:, 0].tolist() == [2.0, 3.0] and z[:, 0].tolist() == [2, 0]  # 2.25 → 2
+    assert q[:, 0].tolist() == [0, 3, 3, 0]  # −2.25→−2, 0.75→1, clamp; 3, 0
+    q, s, z = quantize_uint2(np.zeros((2, 1)), group=2)  # GPTQ's [−1, 1]: s = 2/3, z = 2
+    assert s[0, 0] == pytest.approx(2 / 3) and z[0, 0] == 2 and q[:, 0].tolist() == [2, 2]
+    assert zero_points(np.array([-10.0]), np.array([1.0]), "uint2").tolist() == [3]  # clamp
+    with pytest.raises(ValueError, match="int4 has no zero points"):
+        zero_points(np.array([0.0]), np.array([1.0]), "int4")
+    with pytest.raises(ValueError, match="zero-point format, not int8"):
+        quantize_asymmetric(w, 4, fmt="int8")
+
+
+def test_ocp_emax_elem_of_every_mx_format():
+    """SPEC §4: emax_elem 2 (fp4), 0 (mxint8), 8 (fp8_e4m3), 15 (fp8_e5m2)."""
+    for fmt, emax in (("fp4_e2m1", 2), ("mxint8", 0), ("fp8_e4m3", 8), ("fp8_e5m2", 15)):
+        for k in (-20, 0, 3):
+            amax = np.array([2.0**k, 2.0**k * 1.99])
+            assert shared_exponents(fmt, amax).tolist() == [k - emax, k - emax], fmt
+
+
+@pytest.mark.parametrize("fmt", ["fp8_e4m3", "fp8_e5m2"])
+def test_quantize_mx_fp8_is_rne_saturating_against_ml_dtypes(fmt):
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((64, 5)) * np.exp(rng.uniform(-8, 8, (64, 5)))
+    dtype = {"fp8_e4m3": ml_dtypes.float8_e4m3fn, "fp8_e5m2": ml_dtypes.float8_e5m2}[fmt]
+    top = FORMATS[fmt].symmetric_max
+    for rceil in (False, True):
+        codes, e8m0 = quantize_mx(w, fmt, rceil=rceil)
+        scale = np.ldexp(1.0, e8m0.astype(int) - 127).repeat(32, axis=0)
+        ratio = w / scale
+        assert (np.abs(ratio) <= top).all() == rceil or not rceil  # RCEIL never saturates
+        ref = np.clip(ratio, -top, top).astype(dtype).view(np.uint8)
+        ref = np.where(ref == 0x80, 0, ref)  # −0 → +0
+        np.testing.assert_array_equal(codes, ref)
+        assert not decode(fmt, codes)[1].any()  # never a NaN / Inf code
+    # floor rule: the block maximum lands in [2**emax, 2**(emax+1)) and may saturate
+    w = np.zeros((32, 1))
+    w[0, 0], w[1, 0] = 500.0, -2.0**-20
+    codes, e8m0 = quantize_mx(w, "fp8_e4m3")
+    assert e8m0[0, 0] == 127 + 0  # floor(log2 500) − 8 = 0
+    assert decode_float("fp8_e4m3", codes[:2, 0]).tolist() == [448.0, 0.0]  # saturate; −0 → 0
+    assert codes[1, 0] == 0
+    codes, e8m0 = quantize_mx(w, "fp8_e4m3", rceil=True)
+    assert e8m0[0, 0] == 128 and decode_float("fp8_e4m3", codes[:1, 0]).tolist() == [256.0]
+
+
+@pytest.mark.parametrize("fmt", ["mxint8", "fp8_e4m3", "fp8_e5m2"])
+def test_activations_mx_reconstruct_within_element_precision(fmt):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 64)) * 10
+    x_q, x_exp = quantize_activations_mx(x, fmt)
+    assert x_q.dtype == (np.int8 if fmt == "mxint8" else np.uint8) and x_exp.shape == (3, 2)
+    values = decode_float(fmt, x_q.view(np.uint8)) * np.ldexp(1.0, x_exp.astype(int) - 127).repeat(
+        32, axis=1)
+    amax = np.abs(x).reshape(3, 2, 32).max(axis=2).repeat(32, axis=1)
+    if fmt == "mxint8":  # fixed point: half a step, or saturation at 127/64, below amax/64
+        assert (np.abs(values - x) <= amax / 64).all()
+    else:  # half an ulp (2**-4 / 2**-3) or saturation (448/512, 57344/65536): 1/8 of |x|
+        assert (np.abs(values - x) <= np.maximum(np.abs(x) / 8, amax * 2.0**-12)).all()
+    x_q2, x_exp2 = quantize_activations_mx(x, fmt, rceil=True)
+    assert (x_exp2 >= x_exp).all()
+    if fmt == "mxint8":
+        np.testing.assert_array_equal(quantize_activations_mxint8(x)[0], x_q)
+
+
+def test_activations_mx_bad_inputs():
+    with pytest.raises(ValueError, match="int8 is not an MX activation format"):
+        quantize_activations_mx(np.zeros((1, 32)), "int8")
+    with pytest.raises(ValueError, match="unknown activation format"):
+        quantize_activations_mx(np.zeros((1, 32)), "fp16")
+    with pytest.raises(ValueError, match="K a multiple of 32, got K=48"):
+        quantize_activations_mx(np.zeros((1, 48)), "fp8_e4m3")
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        quantize_activations_mx(np.full((1, 32), np.inf), "fp8_e5m2")

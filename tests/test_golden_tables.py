@@ -23,14 +23,19 @@ from hw.config import (
     FORMAT_SCALES,
     FORMAT_VALUE_BITS,
     FORMAT_WMAX,
+    GOLDEN_ONLY_FORMATS,
+    HW_FORMATS,
     SCALE_CODES,
     SPARSITY_CODES,
     ArrayConfig,
+    ConfigError,
 )
 from hw.layouts import Layouts
 from hw.pe import LaneDecoder
 
 ROWS = list(tables.ELEMENT_FORMATS.values())
+#: The rows the hardware implements (`hw.config.HW_FORMATS`); the rest are golden-only.
+HW_ROWS = [r for r in ROWS if r.name in HW_FORMATS]
 ALL = ArrayConfig(slots=4, window=16, k_max=256)
 
 
@@ -53,7 +58,8 @@ def test_codes_are_unique_and_fit_the_mode_field():
                          (tables.SCALE_KINDS, "scale")):
         codes = [row.code for row in table.values()]
         assert sorted(codes) == list(range(len(codes))), f"{field}: codes must be 0..n-1"
-        assert max(codes) < 1 << lay.members[field].width
+        hw_codes = [row.code for row in table.values() if field != "fmt" or row in HW_ROWS]
+        assert max(hw_codes) < 1 << lay.members[field].width
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
@@ -66,13 +72,25 @@ def test_golden_codec_covers_the_row(row):
     assert np.flatnonzero(invalid).tolist() == list(row.invalid_codes)
     valid = codes[~invalid]
     assert (encode(row.name, decode_float(row.name, valid)) == valid).all()
-    assert np.allclose(decode_float(row.name, codes), values * 2.0**row.pow2_adj)
+    assert np.allclose(decode_float(row.name, valid), values[~invalid] * 2.0**row.pow2_adj)
     assert FORMATS[row.name] is row
     if not row.has_zero_point:
         assert ELEMENT_MAX[row.name] == row.value_max * 2.0**row.pow2_adj
 
 
-@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
+def test_hardware_formats_are_the_table_without_the_golden_only_rows():
+    assert set(HW_FORMATS) | set(GOLDEN_ONLY_FORMATS) == set(tables.ELEMENT_FORMATS)
+    assert not set(HW_FORMATS) & set(GOLDEN_ONLY_FORMATS)
+    assert tuple(FORMAT_CODES) == HW_FORMATS and ALL.formats == HW_FORMATS
+
+
+@pytest.mark.parametrize("name", GOLDEN_ONLY_FORMATS)
+def test_config_refuses_golden_only_formats(name):
+    with pytest.raises(ConfigError, match=f"{name} weights are not implemented by the hardware"):
+        ArrayConfig(formats=("int8", name))
+
+
+@pytest.mark.parametrize("row", HW_ROWS, ids=lambda r: r.name)
 def test_config_derives_from_the_row(row):
     assert FORMAT_CODES[row.name] == row.code
     assert FORMAT_BITS[row.name] == row.bits
@@ -108,7 +126,7 @@ def test_scale_rows():
     assert all(set(r.allowed_scales) <= set(tables.SCALE_KINDS) for r in ROWS)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)
+@pytest.mark.parametrize("row", HW_ROWS, ids=lambda r: r.name)
 def test_hardware_decoder_decodes_every_code(row):
     """`hw.pe.LaneDecoder` on the Amaranth simulator: every code, lane position, zero point."""
     golden, invalid = decode(row.name, np.arange(row.n_codes))

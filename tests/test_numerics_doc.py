@@ -1,6 +1,7 @@
 """docs/NUMERICS.md: every format, sparsity, scale, output-stage and layer-file row it lists as
-implemented is implemented exactly as written, and the rows it lists as not implemented yet are
-exactly SPEC's fp8_e4m3, fp8_e5m2, uint2, NVFP4 and block sparsity.
+implemented is implemented exactly as written, the formats it lists as golden only are exactly
+those the hardware generator refuses (`hw.config.GOLDEN_ONLY_FORMATS`), and the rows it lists as
+not implemented yet are exactly SPEC's block sparsity.
 """
 
 import dataclasses
@@ -14,10 +15,11 @@ from golden.formats import FORMATS, SCALE_KINDS
 from golden.host import requant_params
 from golden.layer import Layer
 from golden.sparsity import SPARSITY_PATTERNS
+from hw.config import GOLDEN_ONLY_FORMATS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "NUMERICS.md"
-NOT_YET = {"formats": {"uint2", "fp8_e4m3", "fp8_e5m2"}, "sparsity": {"block"},
-           "scales": {"nvfp4"}, "layer": {"block_shape", "block_mask"}, "stages": set()}
+NOT_YET = {"formats": set(), "sparsity": {"block"},
+           "scales": set(), "layer": {"block_shape", "block_mask"}, "stages": set()}
 
 
 def _section_table(title: str) -> list[dict[str, str]]:
@@ -38,7 +40,8 @@ def _name(cell: str) -> str:
 
 
 def _split(rows, key="status"):
-    done = {_name(r[next(iter(r))]): r for r in rows if r[key] == "implemented"}
+    done = {_name(r[next(iter(r))]): r for r in rows
+            if r[key] in ("implemented", "golden only")}
     later = {_name(r[next(iter(r))]) for r in rows if r[key] == "not implemented yet"}
     assert len(done) + len(later) == len(rows), "every row is implemented or not yet"
     return done, later
@@ -49,8 +52,11 @@ def _int(text: str) -> int:
 
 
 def test_formats_table():
-    done, later = _split(_section_table("2. Element formats"))
+    rows = _section_table("2. Element formats")
+    done, later = _split(rows)
     assert set(done) == set(FORMATS)
+    golden_only = {_name(r["format"]) for r in rows if r["status"] == "golden only"}
+    assert golden_only == set(GOLDEN_ONLY_FORMATS)
     assert later == NOT_YET["formats"] and not later & set(FORMATS)
     for name, row in done.items():
         info = FORMATS[name]
@@ -69,8 +75,13 @@ def test_sparsity_table():
 
 
 def test_scales_table():
+    from golden.compress import NVFP4_GROUP, NVFP4_SCALE_BITS, compress_nvfp4
+
     done, later = _split(_section_table("4. Scales"))
-    assert tuple(done) == SCALE_KINDS and later == NOT_YET["scales"]
+    assert tuple(k for k in done if k != "nvfp4") == SCALE_KINDS and later == NOT_YET["scales"]
+    layer, _ = compress_nvfp4(np.ones((32, 2)))  # the nvfp4 row: an int-scale fp4 layer
+    assert (layer.format, layer.scale_kind, layer.group) == ("fp4_e2m1", "int", NVFP4_GROUP)
+    assert layer.scale_bits == NVFP4_SCALE_BITS
 
 
 def test_output_stage_table():
