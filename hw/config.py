@@ -142,8 +142,9 @@ class ArrayConfig:
         Accumulator width; None derives the minimum safe width, an explicit value smaller than
         that is refused.
     dsp_lanes : int or None
-        Multiplier lanes per PE built as plain products, which synthesis maps to DSP blocks
-        (`hard_lanes`); the others are shift-add products in LUTs. Lanes are taken widest
+        At most this many multiplier lanes per PE built as plain products, which synthesis
+        maps to DSP blocks (`hard_lanes`; 0 … 4·slots); the others are shift-add products in
+        LUTs. Lanes are taken widest
         first (every slot's quarter 0, then quarter 2, then 1 and 3). None: the lanes whose
         weights have 8 or more bits (the int8 lanes).
     """
@@ -192,7 +193,7 @@ class ArrayConfig:
         s(self, "t_min", _int("t_min", self.t_min, -300, 300))
         s(self, "t_max", _int("t_max", self.t_max, -300, 300))
         if self.dsp_lanes is not None:
-            s(self, "dsp_lanes", _int("dsp_lanes", self.dsp_lanes, 0, len(self.lanes)))
+            s(self, "dsp_lanes", _int("dsp_lanes", self.dsp_lanes, 0, 4 * self.slots))
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ConfigError(f"name must be a Verilog identifier, not {self.name!r}")
         if self.t_min > self.t_max:
@@ -306,7 +307,7 @@ class ArrayConfig:
         if self.dsp_lanes is None:
             return frozenset(m for m in self.lanes if self.quarter_value_bits[m[1]] >= 8)
         by_width = sorted(self.lanes, key=lambda m: ((0, 2, 1, 3).index(m[1]), m[0]))
-        return frozenset(by_width[:self.dsp_lanes])
+        return frozenset(by_width[:self.dsp_lanes])  # at most: every lane when it has fewer
 
     @property
     def hard_lane_min_bits(self) -> int | None:

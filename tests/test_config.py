@@ -125,12 +125,15 @@ def test_cli_refuses_without_traceback(args, message, tmp_path):
 
 
 def test_dsp_lanes_choose_the_widest_lanes_first():
-    tiny = preset("tiny")
+    tiny = preset("tiny").replace(dsp_lanes=None)
     assert tiny.hard_lanes == {(s, 0) for s in range(tiny.slots)}  # the int8 lanes
     assert tiny.hard_lane_min_bits == 8
     eight = tiny.replace(dsp_lanes=8)
     assert eight.hard_lanes == {(s, q) for s in range(tiny.slots) for q in (0, 2)}
     assert eight.hard_lane_min_bits == tiny.quarter_value_bits[2]
     assert tiny.replace(dsp_lanes=0).hard_lane_min_bits is None
+    int8_only = tiny.replace(formats=("int8",), sparsity=("dense",), scale_kinds=("none",),
+                             mx_activations=False, window=4)
+    assert int8_only.hard_lanes == set(int8_only.lanes)  # "at most": fewer lanes, all of them
     with pytest.raises(ConfigError, match="dsp_lanes"):
-        tiny.replace(dsp_lanes=len(tiny.lanes) + 1)
+        tiny.replace(dsp_lanes=4 * tiny.slots + 1)
