@@ -164,7 +164,8 @@ class Core(wiring.Component):
     act : In(stream)
         Activation beats: a window of ``window`` int8 per row (+ MX exponent per row).
     wgt : In(stream)
-        Weight beats: one packet per column (codes, N:M indices, group scale, zero point).
+        Weight beats: one packet per column (codes, N:M indices, group scale, zero point) and
+        the beat's group/tile ends (read with ``mode.sched``).
     res : Out(stream)
         One beat per output row of a tile, row 0 first, ``last`` on the tile's last row.
     busy : Out(1)
@@ -176,7 +177,9 @@ class Core(wiring.Component):
 
     A beat is taken when both ``act`` and ``wgt`` are valid. Beat ``b`` of a tile covers
     ``k = b·step … b·step + step − 1`` (step = peak MACs per PE per cycle in this mode); group
-    and tile boundaries come from ``mode.group_beats`` and ``mode.k_beats``. Output-stationary
+    and tile boundaries come from ``mode.group_beats`` and ``mode.k_beats``, or with
+    ``mode.sched`` from the weight beat's ``ctl`` (``group_last``, ``tile_last``): a block-sparse
+    GEMM omits the beats of k-ranges dropped for every column of a tile. Output-stationary
     systolic array: activations flow right, weights down; a tile's results drain through the
     PEs' shadow registers while the next tile computes (``drain_delay`` cycles after its last
     beat, then ``rows`` rows, as fast as ``res`` accepts them).
@@ -217,7 +220,17 @@ class Core(wiring.Component):
         gbeat = Signal(lay.count_bits)
         pending = Signal()  # a tile's last beat was taken and its results are not drained yet
         # k_beats = 0 is illegal (flagged); each beat then closes a tile, so nothing hangs.
-        is_last = (beat == mode.k_beats - 1) | (mode.k_beats == 0)
+        # A scheduled GEMM (mode.sched: block sparsity, beats of dropped blocks omitted) takes
+        # its group and tile ends from the weight beat instead of the counters.
+        wctl = self.wgt.payload.ctl
+        is_last = Signal()
+        group_last = Signal()
+        m.d.comb += [
+            is_last.eq(Mux(mode.sched, wctl.tile_last,
+                           (beat == mode.k_beats - 1) | (mode.k_beats == 0))),
+            group_last.eq(Mux(mode.sched, wctl.group_last | wctl.tile_last,
+                              gbeat == mode.group_beats - 1)),
+        ]
         take = Signal()
         m.d.comb += take.eq(self.act.valid & self.wgt.valid & ~(is_last & pending))
         m.d.comb += [self.act.ready.eq(take), self.wgt.ready.eq(take)]
@@ -226,7 +239,7 @@ class Core(wiring.Component):
         m.d.comb += [
             ctl.valid.eq(take),
             ctl.group_first.eq(gbeat == 0),
-            ctl.group_last.eq(gbeat == mode.group_beats - 1),
+            ctl.group_last.eq(group_last),
             ctl.tile_first.eq(beat == 0),
             ctl.tile_last.eq(is_last),
         ]
@@ -257,7 +270,7 @@ class Core(wiring.Component):
         cols_in = []
         for c in range(cfg.cols):
             pk = Signal(lay.packet, name=f"col_entry{c}", reset_less=True)
-            m.d.sync += pk.eq(self.wgt.payload[c])
+            m.d.sync += pk.eq(self.wgt.payload.col[c])
             for k in range(c):
                 nxt = Signal(lay.packet, name=f"col_skew{c}_{k}", reset_less=True)
                 m.d.sync += nxt.eq(pk)

@@ -35,7 +35,7 @@ __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "Nat
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "upe_harness.v"
 MAIN_CPP = HARNESS_DIR / "main.cpp"
-NATIVE_RECIPE = "4"  # bump when the way native models are built changes
+NATIVE_RECIPE = "5"  # bump when the way native models are built changes
 STREAMS = ("act", "wgt", "prm", "res")
 LFSR_POLY = 0xB400   # x^16 + x^14 + x^13 + x^11 + 1, Galois form, shifting right
 LFSR_PERIOD = (1 << 16) - 1
@@ -151,7 +151,7 @@ class NativeRun:
 
 def _need(files: list[BeatFiles]) -> dict[str, int]:
     return {"act": sum(f.m_tiles * f.k_beats for f in files),
-            "wgt": sum(f.n_tiles * f.k_beats for f in files),
+            "wgt": sum(f.wgt_words for f in files),
             "prm": sum(f.n_tiles for f in files), "gemms": len(files)}
 
 
@@ -325,7 +325,8 @@ def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | 
         if tmp is not None:
             tmp.cleanup()
     return {"results": results, "cycles": run.cycles, "sim_seconds": run.seconds,
-            "sim_cycles": run.sim_cycles, "pack_seconds": pack_seconds, "model": model}
+            "sim_cycles": run.sim_cycles, "pack_seconds": pack_seconds, "model": model,
+            "beats": [f.beats for f in files]}
 
 
 def run_gemm_native(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage: str = "raw",
@@ -337,5 +338,5 @@ def run_gemm_native(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage: str = 
                                   "out_stage": out_stage}], traffic=traffic, sim=sim,
                            workdir=workdir, quiet=quiet, max_idle=max_idle)
     (y, err), = out.pop("results")
-    out.update(y=y, err=err, cycles=out["cycles"][0])
+    out.update(y=y, err=err, cycles=out["cycles"][0], beats=out["beats"][0])
     return out

@@ -3,13 +3,17 @@
 //
 // The beats come from `$readmemh` files in the working directory, written by
 // `python -m gen pack` (see its index.json); one or more GEMMs run one after the other:
-//   header.hex  the number of GEMMs, then 8 words per GEMM: mode word, k_beats, m_tiles,
-//               n_tiles, requant, and the GEMM's first word in act.hex, wgt.hex, prm.hex
+//   header.hex  the number of GEMMs, then 10 words per GEMM: mode word, k_beats, m_tiles,
+//               n_tiles, requant, the GEMM's first word in act.hex, wgt.hex (and sched.hex),
+//               prm.hex, the beats it streams and its words in wgt.hex
 //   act.hex     activation beats of every row tile:  m_tiles x k_beats words per GEMM
-//   wgt.hex     weight beats of every column tile:   n_tiles x k_beats words per GEMM
+//   wgt.hex     weight beats of every column tile: k_beats each, fewer with block sparsity
+//   sched.hex   one word per wgt.hex word: the beat's index within the tile (bits 30:0) and
+//               the tile's last beat (bit 31)
 //   prm.hex     requant parameters of every column tile (requant only): n_tiles words
-// Tiles stream column tile by column tile, the row tiles inside (tile t = nt * m_tiles + mt),
-// so a stream's word is read at (tile's row/column tile) * k_beats + beat.
+// Tiles stream column tile by column tile, the row tiles inside (tile t = nt * m_tiles + mt):
+// a tile replays its column tile's wgt.hex words in order, and for each the act.hex word
+// (tile's row tile) * k_beats + (its sched.hex beat index).
 //
 // Every stream is throttled by its own 16-bit Galois LFSR (polynomial x^16+x^14+x^13+x^11+1):
 // a source that is not presenting a beat draws one LFSR step and presents when the low byte of
@@ -41,12 +45,13 @@ module upe_harness (
     reg [ACT_BITS-1:0] act_mem [0:ACT_DEPTH-1];
     reg [WGT_BITS-1:0] wgt_mem [0:WGT_DEPTH-1];
     reg [PRM_BITS-1:0] prm_mem [0:PRM_DEPTH-1];
-    reg [63:0]         header  [0:8*MAX_GEMMS];
+    reg [31:0]         sched_mem [0:WGT_DEPTH-1];
+    reg [63:0]         header  [0:10*MAX_GEMMS];
 
     // ---- the current GEMM --------------------------------------------------------------
     reg  [31:0] n_gemms;
     reg  [31:0] gemm = 0;
-    wire [31:0] h = 1 + 8 * gemm;
+    wire [31:0] h = 1 + 10 * gemm;
     wire [MODE_BITS-1:0] mode = header[h][MODE_BITS-1:0];
     wire [31:0] k_beats = header[h + 1][31:0];
     wire [31:0] m_tiles = header[h + 2][31:0];
@@ -55,7 +60,7 @@ module upe_harness (
     wire [31:0] act_off = header[h + 5][31:0];
     wire [31:0] wgt_off = header[h + 6][31:0];
     wire [31:0] prm_off = header[h + 7][31:0];
-    wire [31:0] n_act = k_beats * m_tiles * n_tiles;
+    wire [31:0] n_act = header[h + 8][31:0];
     wire [31:0] n_prm = requant ? m_tiles * n_tiles : 0;
     wire [31:0] n_res = m_tiles * n_tiles * `UPE_ROWS;
     reg [8:0]  act_duty, wgt_duty, prm_duty, res_duty;
@@ -86,18 +91,20 @@ module upe_harness (
 
     // ---- stimulus: act and wgt share the beat counters (taken together) --------------------
     reg [31:0] taken = 0;        // beats taken
-    reg [31:0] beat = 0;         // beat within the tile
     reg [31:0] mt = 0;           // row tile of the current tile
     reg [31:0] act_base = 0;     // act_off + mt * k_beats
-    reg [31:0] wgt_base = 0;     // wgt_off + nt * k_beats
+    reg [31:0] wgt_base = 0;     // first wgt.hex word of the current column tile
+    reg [31:0] wgt_at = 0;       // wgt.hex (and sched.hex) word of the current beat
+    wire [31:0] sched_word = sched_mem[wgt_at];
+    wire       tile_end = sched_word[31];
     reg        act_on = 0, wgt_on = 0;   // presenting a beat (held until taken)
     wire       beats_done = taken == n_act;
     wire       act_gate = {1'b0, act_lfsr[7:0]} < act_duty;
     wire       wgt_gate = {1'b0, wgt_lfsr[7:0]} < wgt_duty;
     assign act_valid = running && !beats_done && (act_on || act_gate);
     assign wgt_valid = running && !beats_done && (wgt_on || wgt_gate);
-    assign act_payload = act_mem[act_base + beat];
-    assign wgt_payload = wgt_mem[wgt_base + beat];
+    assign act_payload = act_mem[act_base + {1'b0, sched_word[30:0]}];
+    assign wgt_payload = wgt_mem[wgt_at];
     wire take = act_valid && wgt_valid && act_ready;
 
     reg [31:0] prm_taken = 0;
@@ -129,13 +136,14 @@ module upe_harness (
         n_gemms = header[0][31:0];
         act_words = 0; wgt_words = 0; prm_words = 0;
         for (g = 0; g < n_gemms; g = g + 1) begin
-            act_words = act_words + header[3 + 8 * g][31:0] * header[2 + 8 * g][31:0];
-            wgt_words = wgt_words + header[4 + 8 * g][31:0] * header[2 + 8 * g][31:0];
-            if (header[5 + 8 * g][0])
-                prm_words = prm_words + header[4 + 8 * g][31:0];
+            act_words = act_words + header[3 + 10 * g][31:0] * header[2 + 10 * g][31:0];
+            wgt_words = wgt_words + header[10 + 10 * g][31:0];
+            if (header[5 + 10 * g][0])
+                prm_words = prm_words + header[4 + 10 * g][31:0];
         end
         $readmemh("act.hex", act_mem, 0, act_words - 1);
         $readmemh("wgt.hex", wgt_mem, 0, wgt_words - 1);
+        $readmemh("sched.hex", sched_mem, 0, wgt_words - 1);
         if (prm_words != 0)
             $readmemh("prm.hex", prm_mem, 0, prm_words - 1);
         act_seed = 16'd1; wgt_seed = 16'd1; prm_seed = 16'd1; res_seed = 16'd1;
@@ -164,6 +172,7 @@ module upe_harness (
             rst_count <= rst_count - 3'd1;
             act_base <= act_off;
             wgt_base <= wgt_off;
+            wgt_at <= wgt_off;
             prm_n <= prm_off;
         end else begin
             cycle <= cycle + 1;
@@ -181,18 +190,19 @@ module upe_harness (
                     first <= cycle + 1;
                 end
                 taken <= taken + 1;
-                if (beat == k_beats - 1) begin
-                    beat <= 0;
+                if (tile_end) begin
                     if (mt == m_tiles - 1) begin
                         mt <= 0;
                         act_base <= act_off;
-                        wgt_base <= wgt_base + k_beats;
+                        wgt_base <= wgt_at + 1;
+                        wgt_at <= wgt_at + 1;
                     end else begin
                         mt <= mt + 1;
                         act_base <= act_base + k_beats;
+                        wgt_at <= wgt_base;
                     end
                 end else begin
-                    beat <= beat + 1;
+                    wgt_at <= wgt_at + 1;
                 end
             end
             if (prm_take) begin
@@ -223,10 +233,11 @@ module upe_harness (
                     end
                     // The next GEMM: counters from its first words, traffic from the seeds.
                     gemm <= gemm + 1;
-                    act_base <= header[h + 8 + 5][31:0];
-                    wgt_base <= header[h + 8 + 6][31:0];
-                    prm_n <= header[h + 8 + 7][31:0];
-                    taken <= 0; beat <= 0; mt <= 0; prm_taken <= 0; prm_m <= 0;
+                    act_base <= header[h + 10 + 5][31:0];
+                    wgt_base <= header[h + 10 + 6][31:0];
+                    wgt_at <= header[h + 10 + 6][31:0];
+                    prm_n <= header[h + 10 + 7][31:0];
+                    taken <= 0; mt <= 0; prm_taken <= 0; prm_m <= 0;
                     results <= 0; started <= 0;
                     act_on <= 0; wgt_on <= 0; prm_on <= 0;
                     act_lfsr <= act_seed; wgt_lfsr <= wgt_seed; prm_lfsr <= prm_seed;
