@@ -16,7 +16,7 @@ from gen.pack import Packer
 from gen.presets import preset
 from golden.gemm import gemm
 from hw.config import Mode
-from verif.cases import random_case
+from verif.cases import block_case, random_case
 from verif.native import LFSR_PERIOD, Traffic, lfsr_gates, run_gemms_native
 from verif.toolchain import simulator_missing
 
@@ -40,11 +40,28 @@ def _golden(cfg, mode, layer, x, x_exp):
     return y, np.asarray(err, bool)
 
 
+#: Block-sparse: (mode, M, K, N, block); the MX case has a NaN activation exponent in a
+#: group every column drops (the host must stream it so the flag matches golden).
+BLOCK_CASES = [
+    (Mode("int4", "2:4", "int", out_stage="requant"), 3, 256, 4, (32, 1)),
+    (Mode("fp4_e2m1", "dense", "pow2", mx_act=True), 3, 256, 4, (32, 4)),
+]
+
+
 def _cases():
     out = []
     for i, (mode, M, K, N) in enumerate(CASES):
         layer, x, x_exp = random_case(100 + i, TINY, mode, M, K, N)
         out.append({"name": f"{i}-{mode.name}", "mode": mode, "layer": layer, "x": x,
+                    "x_exp": x_exp, "out_stage": mode.out_stage})
+    for i, (mode, M, K, N, block) in enumerate(BLOCK_CASES):
+        layer, x, x_exp = block_case(200 + i, TINY, mode, M, K, N, block, 0.5,
+                                     group=64 if mode.scale_kind == "int" else None)
+        if x_exp is not None:
+            dropped = np.flatnonzero(layer.block_mask.max(axis=1) == 0)
+            x_exp = x_exp.copy()
+            x_exp[1, dropped[0]] = 0xFF
+        out.append({"name": f"block{i}-{mode.name}", "mode": mode, "layer": layer, "x": x,
                     "x_exp": x_exp, "out_stage": mode.out_stage})
     return out
 
