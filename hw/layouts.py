@@ -26,7 +26,8 @@ class Layouts:
         Per-GEMM runtime mode: ``fmt``, ``sparsity``, ``scale`` (codes of ``hw.config``),
         ``mx_act``, ``requant``, ``group_beats`` and ``k_beats`` (beats per group / per tile),
         ``sched`` (group and tile boundaries from the weight beats' ``ctl`` instead of the
-        counters: block-sparse GEMMs, whose tiles skip the beats of dropped blocks).
+        counters: block-sparse GEMMs, whose tiles skip the beats of dropped blocks), ``inband``
+        (on the ``mode`` port only: every GEMM's mode word comes from the ``dsc`` stream).
     col_params : StructLayout
         Output stage parameters of one column: ``bias``, ``mult`` (M0), ``shift``, ``zp``.
     act_beat : StructLayout
@@ -35,7 +36,9 @@ class Layouts:
         One column's weight packet: ``codes[slot]``, ``idx[lane]``, ``scale``, ``zero``.
     wgt_beat : StructLayout
         ``col``: ``packet`` for every column (column 0 at bit 0); ``ctl`` (`wgt_ctl`):
-        ``group_last`` and ``tile_last`` of the beat, read only when ``mode.sched`` is set.
+        ``group_last`` and ``tile_last`` of the beat, read only when ``mode.sched`` is set;
+        ``gemm_last`` (the GEMM's last beat: the next beat runs the next descriptor), read only
+        with ``mode.inband``.
     res_beat : StructLayout
         One drained output row: ``value[col]``, ``err[col]``, ``last`` (last row of a tile).
     """
@@ -53,6 +56,7 @@ class Layouts:
             "group_beats": unsigned(count_bits),
             "k_beats": unsigned(count_bits),
             "sched": unsigned(1),
+            "inband": unsigned(1),
         })
         self.col_params = data.StructLayout({
             "bias": signed(32),
@@ -78,6 +82,7 @@ class Layouts:
         self.wgt_ctl = data.StructLayout({
             "group_last": unsigned(1),
             "tile_last": unsigned(1),
+            "gemm_last": unsigned(1),
         })
         self.wgt_beat = data.StructLayout({
             "col": data.ArrayLayout(self.packet, cfg.cols),

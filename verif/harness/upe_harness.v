@@ -23,6 +23,10 @@
 //   +act_seed= +wgt_seed= +prm_seed= +res_seed=   LFSR seeds (1..65535; 0 counts as 1)
 //   +act_duty= +wgt_duty= +prm_duty= +res_duty=   duties (default 256)
 //   +max_idle=N   give up after N cycles without a transfer (default 100000)
+//   +inband=1     in-band modes: every GEMM's mode word goes to the core's `dsc` stream and
+//                 the GEMMs stream back to back (the next GEMM's beats follow the last beat
+//                 of the previous one, whose weight beat carries ctl.gemm_last); without it
+//                 a GEMM starts when the previous one's last result row is taken
 // Output, result.txt: per GEMM one result beat a line (hex), then
 //   "cycles C first F last L" (C = L - F + 1, from the first beat taken to the last result row)
 // or a line starting with "error".
@@ -51,8 +55,16 @@ module upe_harness (
     // ---- the current GEMM --------------------------------------------------------------
     reg  [31:0] n_gemms;
     reg  [31:0] gemm = 0;
+    reg         inband = 0;
+    reg  [31:0] pg = 0;          // the GEMM of the prm stream
+    reg  [31:0] rg = 0;          // the GEMM of the result rows
+    reg  [31:0] dg = 0;          // the next descriptor (in-band)
+    reg  [31:0] first_at [0:MAX_GEMMS-1];
     wire [31:0] h = 1 + 10 * gemm;
-    wire [MODE_BITS-1:0] mode = header[h][MODE_BITS-1:0];
+    wire [31:0] hp = 1 + 10 * pg;
+    wire [31:0] hr = 1 + 10 * rg;
+    wire [MODE_BITS-1:0] mode = inband ? {{(MODE_BITS-1){1'b0}}, 1'b1} << `UPE_MODE_INBAND_BIT
+                                       : header[h][MODE_BITS-1:0];
     wire [31:0] k_beats = header[h + 1][31:0];
     wire [31:0] m_tiles = header[h + 2][31:0];
     wire [31:0] n_tiles = header[h + 3][31:0];
@@ -61,8 +73,9 @@ module upe_harness (
     wire [31:0] wgt_off = header[h + 6][31:0];
     wire [31:0] prm_off = header[h + 7][31:0];
     wire [31:0] n_act = header[h + 8][31:0];
-    wire [31:0] n_prm = requant ? m_tiles * n_tiles : 0;
-    wire [31:0] n_res = m_tiles * n_tiles * `UPE_ROWS;
+    wire [31:0] m_tiles_p = header[hp + 2][31:0];
+    wire [31:0] n_prm = header[hp + 4][0] ? m_tiles_p * header[hp + 3][31:0] : 0;
+    wire [31:0] n_res = header[hr + 2][31:0] * header[hr + 3][31:0] * `UPE_ROWS;
     reg [8:0]  act_duty, wgt_duty, prm_duty, res_duty;
     reg [15:0] act_lfsr, wgt_lfsr, prm_lfsr, res_lfsr;
     reg [15:0] act_seed, wgt_seed, prm_seed, res_seed;
@@ -79,9 +92,13 @@ module upe_harness (
     wire [RES_BITS-1:0] res_payload;
     wire act_valid, wgt_valid, prm_valid, res_ready;
     wire act_ready, wgt_ready, prm_ready, res_valid, busy;
+    wire dsc_valid = running && inband && dg < n_gemms;
+    wire dsc_ready;
+    wire [MODE_BITS-1:0] dsc_payload = header[1 + 10 * dg][MODE_BITS-1:0];
 
     `UPE_CORE core (
         .clk(clk), .rst(rst), .mode(mode),
+        .dsc__payload(dsc_payload), .dsc__valid(dsc_valid), .dsc__ready(dsc_ready),
         .act__payload(act_payload), .act__valid(act_valid), .act__ready(act_ready),
         .wgt__payload(wgt_payload), .wgt__valid(wgt_valid), .wgt__ready(wgt_ready),
         .prm__payload(prm_payload), .prm__valid(prm_valid), .prm__ready(prm_ready),
@@ -104,7 +121,9 @@ module upe_harness (
     assign act_valid = running && !beats_done && (act_on || act_gate);
     assign wgt_valid = running && !beats_done && (wgt_on || wgt_gate);
     assign act_payload = act_mem[act_base + {1'b0, sched_word[30:0]}];
-    assign wgt_payload = wgt_mem[wgt_at];
+    // The GEMM's last beat closes its descriptor (read by the core only in-band).
+    wire [WGT_BITS-1:0] gemm_last_bit = {{(WGT_BITS-1){1'b0}}, 1'b1} << `UPE_WGT_GEMM_LAST_BIT;
+    assign wgt_payload = wgt_mem[wgt_at] | (taken + 1 == n_act ? gemm_last_bit : 0);
     wire take = act_valid && wgt_valid && act_ready;
 
     reg [31:0] prm_taken = 0;
@@ -159,6 +178,7 @@ module upe_harness (
         if ($value$plusargs("res_duty=%d", value)) res_duty = value[8:0];
         max_idle = 100000;
         if ($value$plusargs("max_idle=%d", value)) max_idle = value;
+        if ($value$plusargs("inband=%d", value)) inband = value != 0;
         fd = $fopen("result.txt", "w");
         if (n_gemms == 0 || n_gemms > MAX_GEMMS) begin
             $fwrite(fd, "error: header.hex lists %0d GEMMs (1..%0d)\n", n_gemms, MAX_GEMMS);
@@ -184,13 +204,28 @@ module upe_harness (
             act_on <= act_valid && !take;
             wgt_on <= wgt_valid && !take;
             prm_on <= prm_valid && !prm_take;
+            if (dsc_valid && dsc_ready) dg <= dg + 1;
+            // In-band: the prm stream moves on to the next GEMM once this one's are taken.
+            if (inband && prm_done && !prm_take && pg + 1 < n_gemms) begin
+                pg <= pg + 1;
+                prm_taken <= 0; prm_m <= 0; prm_on <= 0;
+                prm_n <= header[hp + 10 + 7][31:0];
+            end
             if (take) begin
                 if (!started) begin
                     started <= 1;
                     first <= cycle + 1;
+                    first_at[gemm] <= cycle + 1;
                 end
                 taken <= taken + 1;
-                if (tile_end) begin
+                if (inband && taken + 1 == n_act && gemm + 1 < n_gemms) begin
+                    // In-band: the next GEMM's beats follow at once.
+                    gemm <= gemm + 1;
+                    act_base <= header[h + 10 + 5][31:0];
+                    wgt_base <= header[h + 10 + 6][31:0];
+                    wgt_at <= header[h + 10 + 6][31:0];
+                    taken <= 0; mt <= 0; started <= 0;
+                end else if (tile_end) begin
                     if (mt == m_tiles - 1) begin
                         mt <= 0;
                         act_base <= act_off;
@@ -207,7 +242,7 @@ module upe_harness (
             end
             if (prm_take) begin
                 prm_taken <= prm_taken + 1;
-                if (prm_m == m_tiles - 1) begin
+                if (prm_m == m_tiles_p - 1) begin
                     prm_m <= 0;
                     prm_n <= prm_n + 1;
                 end else begin
@@ -225,14 +260,19 @@ module upe_harness (
                 results <= results + 1;
                 last <= cycle + 1;
                 if (results + 1 == n_res) begin
-                    $fwrite(fd, "cycles %0d first %0d last %0d\n", cycle + 1 - first + 1,
-                            first, cycle + 1);
-                    if (gemm + 1 == n_gemms) begin
+                    $fwrite(fd, "cycles %0d first %0d last %0d\n", cycle + 1 - first_at[rg] + 1,
+                            first_at[rg], cycle + 1);
+                    if (rg + 1 == n_gemms) begin
                         $fclose(fd);
                         $finish;
                     end
+                    rg <= rg + 1;
+                    results <= 0;
+                end
+                if (results + 1 == n_res && !inband) begin
                     // The next GEMM: counters from its first words, traffic from the seeds.
                     gemm <= gemm + 1;
+                    pg <= pg + 1;
                     act_base <= header[h + 10 + 5][31:0];
                     wgt_base <= header[h + 10 + 6][31:0];
                     wgt_at <= header[h + 10 + 6][31:0];
