@@ -364,6 +364,7 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
     rows, cols = man["rows"], man["cols"]
     name = man["module"]
     widths = {p["name"]: p["width"] for p in man["ports"]}
+    ctl_lo = lay["wgt_beat"]["ctl"]["offset"]
     L = [
         "# Interface of the generated core",
         "",
@@ -443,7 +444,7 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "activations are off.",
         "",
         "### Weight beat (`wgt__payload`, "
-        f"{widths['wgt__payload']} bits: one packet per column, column 0 at bit 0, "
+        f"{widths['wgt__payload']} bits: `col`, one packet per column, column 0 at bit 0, "
         f"{sum(f['width'] for f in lay['packet'].values())} bits each)",
         "",
         "![weight packet of one column](interface/wgt_packet.svg)",
@@ -466,6 +467,11 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "* `scale`: the column's group scale for the group this beat falls in (signed int "
         "scale, or E8M0 exponent in the low 8 bits for `pow2`); `zero`: the uint4 zero point "
         "of that group.",
+        f"* `ctl` (bits {ctl_lo}…{ctl_lo + 2} of the beat, after the packets): `group_last` "
+        "(bit 0) and `tile_last` (bit 1) of a scheduled GEMM (`mode.sched` = 1, block "
+        "sparsity): the beat closes its scale group / its tile. Ignored with `sched` = 0, "
+        "where the beat counters place the ends; set them to 0 there. `gemm_last` (bit 2): "
+        "the GEMM's last beat, read only in-band (`mode.inband`, below).",
         "",
         "Lanes of one slot byte per format:",
         "",
@@ -517,6 +523,28 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "",
         "Results come back in the same tile order: per tile `rows` result beats, row 0 first "
         "(outputs `Y[m0 + r, n0 … n0 + cols − 1]`), `last` = 1 on row `rows − 1` only.",
+        "",
+        "**Block sparsity** (SPEC §3; `mode.sched` = 1, `k_beats` and `group_beats` still "
+        "those of the whole K): a tile streams only the beats `b` whose k-range "
+        "`b·step … b·step + step − 1` meets a kept block of some column of its column tile, "
+        "in increasing `b`, with the same act and wgt contents as above; the weight beat's "
+        "`ctl.group_last` marks the last streamed beat of each scale group, `ctl.tile_last` "
+        "the tile's last. A tile streams at least one beat (beat 0 when all its blocks are "
+        "dropped), so its rows still come out. With `pow2` scales the host also streams the "
+        "beats of a group whose canonical scale (127) would raise an error flag with some "
+        "row's activation exponent (NaN, or outside the exponent window), so the flags equal "
+        "the golden model's. `Packer.pack` does all of this.",
+        "",
+        "**In-band modes** (`mode` port = only `inband` = 1): every GEMM's mode word (the "
+        "same layout, `sched`, `k_beats`, `group_beats`, `requant` included) is one beat of "
+        "the `dsc` stream, and the GEMMs' beats follow each other on `act`/`wgt` without a "
+        "gap: the weight beat with `ctl.gemm_last` = 1 ends a GEMM, and `dsc` is ready while "
+        "no descriptor is loaded or as that beat is taken. The mode travels through the array "
+        "with the beats (each column decoder and PE reads a delayed copy), a tile's output "
+        "stage and mode check are captured with its last beat, so consecutive GEMMs may "
+        "differ in every field; results come out in GEMM order. The only cost is one cycle: a "
+        "beat is never taken in the cycle after the mode changed (static or in-band). `prm` "
+        "beats of all requant GEMMs follow each other in tile order.",
         "",
         "## Handshakes and the rule a DMA must follow",
         "",
@@ -595,6 +623,7 @@ def _port_meaning(name: str) -> str:
     return {
         "clk": "clock, rising edge", "rst": "synchronous reset, active high",
         "mode": "mode word of the GEMM (hold while `busy`)",
+        "dsc__payload": "in-band mode word of the next GEMM (`mode.inband`)",
         "prm__payload": "requant parameters of every column (one beat per tile)",
         "act__payload": "activation beat", "wgt__payload": "weight beat",
         "res__payload": "result row", "busy": "a tile in flight or draining",
@@ -608,6 +637,9 @@ def _mode_meaning(field: str, man: dict) -> str:
         "requant": "1: int8 requant output stage (needs `prm`)",
         "group_beats": "beats per scale group, `G / step`",
         "k_beats": "beats per tile, `K / step`",
+        "sched": "1: group and tile ends from the weight beats' `ctl` (block sparsity), "
+                 "0: from the beat counters",
+        "inband": "`mode` port only: 1, every GEMM's mode word comes from `dsc` (in-band)",
     }[field]
 
 

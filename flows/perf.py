@@ -19,6 +19,12 @@ The model reproduces the core's schedule (``hw/core.py``) exactly when the strea
 (from the cycle the first beat is taken to the cycle the last result row is taken, both
 included).
 
+Block sparsity (SPEC §3): a tile streams only the beats whose k-range is kept for some column
+of its column tile (`block_tile_beats`), so tiles differ in length. With ``S_i`` the cycles of
+tile ``i``, its last beat is taken at ``L_i = L_{i−1} + max(S_i, drain_delay + rows + 1)``
+(``L_1 = S_1 − 1``) and ``cycles = L_T + 1 + drain_delay + rows + out_latency``; the uniform
+formula above is the case of equal tiles.
+
 Bandwidth: the core takes one whole weight packet per column and one activation window per
 row every beat. Behind an interface of ``weight_bw`` bits per cycle (the compressed stream:
 codes of the lanes the mode uses, their N:M indices and the group's scale and zero point,
@@ -33,12 +39,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from golden.blocks import block_dense_keep
 from golden.formats import FORMATS, format_info
 from golden.sparsity import parse_sparsity
 from golden.tables import E8M0_BITS, MX_BLOCK
 
 __all__ = ["ArrayTiming", "PerfEstimate", "estimate", "estimate_mode", "weight_bits_per_beat",
-           "act_bits_per_beat", "MX_BLOCK", "POW2_SCALE_BITS", "ZERO_POINT_BITS"]
+           "act_bits_per_beat", "block_tile_beats", "MX_BLOCK", "POW2_SCALE_BITS",
+           "ZERO_POINT_BITS"]
 
 POW2_SCALE_BITS = E8M0_BITS
 ZERO_POINT_BITS = max(f.zero_point_bits for f in FORMATS.values())
@@ -200,8 +210,8 @@ class PerfEstimate:
     tiles: int
     beats_per_tile: int
     beats: int
-    stream_cycles: int        # S: cycles to stream one tile's beats
-    tile_period: int          # P = max(S, interlock period)
+    stream_cycles: int        # S: cycles to stream one tile's beats (the longest tile's)
+    tile_period: int          # P = max(S, interlock period) (the longest tile's)
     cycles: int
     ideal_cycles: float       # M·N·K / (rows·cols·step)
     fill_drain_cycles: int    # drain_delay + rows + out_latency after the last beat
@@ -230,9 +240,29 @@ class PerfEstimate:
         return d
 
 
+def block_tile_beats(M: int, K: int, *, rows: int, cols: int, step: int, block_shape,
+                     block_mask) -> list[int]:
+    """Beats of every tile of a block-sparse GEMM, in stream order (column tiles outer).
+
+    A beat is streamed when some k it covers is kept for some column of its column tile
+    (`gen.pack.Packer`); a tile streams at least one beat. (The packer also streams the beats
+    of ``pow2`` groups whose canonical scale would raise an error flag with the GEMM's
+    activation exponents; the model assumes there are none.)
+    """
+    keep = block_dense_keep(block_shape, block_mask)
+    N = keep.shape[1]
+    n_tiles, m_tiles = math.ceil(N / cols), math.ceil(M / rows)
+    k_beats = math.ceil(K / step)
+    live = np.zeros((k_beats * step, n_tiles * cols), bool)
+    live[:K, :N] = keep
+    beats = live.reshape(k_beats, step, n_tiles, cols).any(axis=(1, 3)).sum(axis=0)
+    return [max(int(b), 1) for b in beats for _ in range(m_tiles)]
+
+
 def estimate(M: int, N: int, K: int, *, rows: int, cols: int, step: int, drain_delay: int,
              out_latency: int, weight_bits: float = 0.0, act_bits: float = 0.0,
-             weight_bw: float | None = None, act_bw: float | None = None) -> PerfEstimate:
+             weight_bw: float | None = None, act_bw: float | None = None,
+             tile_beats: list[int] | None = None) -> PerfEstimate:
     """Cycles of an ``M × K`` by ``K × N`` GEMM on a ``rows × cols`` array.
 
     Parameters
@@ -249,6 +279,9 @@ def estimate(M: int, N: int, K: int, *, rows: int, cols: int, step: int, drain_d
         one row's activation bits (`weight_bits_per_beat`, `act_bits_per_beat`).
     weight_bw, act_bw : float or None
         Interface bandwidths in bits per cycle; None for the core's full-width ports.
+    tile_beats : list of int, optional
+        Beats of every tile in stream order when they differ (block sparsity,
+        `block_tile_beats`); default ``ceil(K / step)`` each.
 
     Returns
     -------
@@ -265,25 +298,34 @@ def estimate(M: int, N: int, K: int, *, rows: int, cols: int, step: int, drain_d
             raise ValueError(f"{name} must be positive (bits per cycle), not {v!r}")
     tiles = math.ceil(M / rows) * math.ceil(N / cols)
     B = math.ceil(K / step)
+    if tile_beats is None:
+        tile_beats = [B] * tiles
+    if len(tile_beats) != tiles or any(not 1 <= int(b) <= B for b in tile_beats):
+        raise ValueError(f"tile_beats must list {tiles} tiles of 1..{B} beats")
     w_rate = weight_bits / weight_bw if weight_bw else 0.0
     a_rate = act_bits / act_bw if act_bw else 0.0
-    S = max(B, math.ceil(B * max(1.0, w_rate, a_rate) - 1e-9))
+    rate = max(1.0, w_rate, a_rate)
+    S_t = [max(int(b), math.ceil(int(b) * rate - 1e-9)) for b in tile_beats]
     interlock = drain_delay + rows + 1
-    P = max(S, interlock)
     tail = drain_delay + rows + out_latency
-    cycles = S + (tiles - 1) * P + tail
+    last = S_t[0] - 1 + sum(max(s, interlock) for s in S_t[1:])
+    cycles = last + 1 + tail
+    S = max(S_t)
+    P = max(S, interlock)
     ideal = M * N * K / (rows * cols * step)
-    if S > B:
+    beats = sum(int(b) for b in tile_beats)
+    interlocked = sum(max(interlock - s, 0) for s in S_t[1:])
+    if S > B or sum(S_t) > beats:
         limiter = "weight bandwidth" if w_rate >= a_rate else "activation bandwidth"
-    elif P > S and tiles > 1:
+    elif interlocked and tiles > 1:
         limiter = "drain interlock"
     else:
         limiter = "compute"
     return PerfEstimate(
-        M=M, N=N, K=K, step=step, tiles=tiles, beats_per_tile=B, beats=tiles * B,
+        M=M, N=N, K=K, step=step, tiles=tiles, beats_per_tile=B, beats=beats,
         stream_cycles=S, tile_period=P, cycles=cycles, ideal_cycles=ideal,
-        fill_drain_cycles=tail, interlock_cycles=(tiles - 1) * (P - S),
-        bandwidth_cycles=tiles * (S - B), padding_cycles=tiles * B - ideal,
+        fill_drain_cycles=tail, interlock_cycles=interlocked,
+        bandwidth_cycles=sum(S_t) - beats, padding_cycles=tiles * B - ideal,
         weight_bits_per_cycle=float(weight_bits), act_bits_per_cycle=float(act_bits),
         limiter=limiter)
 
@@ -291,12 +333,21 @@ def estimate(M: int, N: int, K: int, *, rows: int, cols: int, step: int, drain_d
 def estimate_mode(timing: ArrayTiming, M: int, N: int, K: int, fmt: str,
                   sparsity: str = "dense", scale_kind: str = "none", *,
                   group: int | None = None, mx_act: bool = False, scale_bits: int = 16,
-                  weight_bw: float | None = None, act_bw: float | None = None) -> PerfEstimate:
-    """`estimate` for a GEMM in one runtime mode of the core described by ``timing``."""
+                  weight_bw: float | None = None, act_bw: float | None = None,
+                  block_shape=None, block_mask=None) -> PerfEstimate:
+    """`estimate` for a GEMM in one runtime mode of the core described by ``timing``.
+
+    ``block_shape`` and ``block_mask`` (a block-sparse layer's keys) shorten the tiles
+    (`block_tile_beats`).
+    """
     step = timing.step_k(fmt, sparsity)
+    tile_beats = None
+    if block_mask is not None:
+        tile_beats = block_tile_beats(M, K, rows=timing.rows, cols=timing.cols, step=step,
+                                      block_shape=block_shape, block_mask=block_mask)
     wb = weight_bits_per_beat(timing, fmt, sparsity, scale_kind, group or K, scale_bits)
     ab = act_bits_per_beat(timing, fmt, sparsity, mx_act)
     return estimate(M, N, K, rows=timing.rows, cols=timing.cols, step=step,
                     drain_delay=timing.drain_delay, out_latency=timing.out_latency,
                     weight_bits=timing.cols * wb["total"], act_bits=timing.rows * ab,
-                    weight_bw=weight_bw, act_bw=act_bw)
+                    weight_bw=weight_bw, act_bw=act_bw, tile_beats=tile_beats)

@@ -133,6 +133,7 @@ def manifest(cfg: ArrayConfig) -> dict:
             "col_params": _layout_json(lay.col_params),
             "act_beat": _layout_json(lay.act_beat),
             "packet": _layout_json(lay.packet),
+            "wgt_beat": _layout_json(lay.wgt_beat),
             "res_beat": _layout_json(lay.res_beat),
         },
         "ports": _ports(cfg),

@@ -16,8 +16,10 @@ import numpy as np
 from amaranth.hdl import Const
 from amaranth.lib import data
 
+from golden.blocks import block_dense_keep
+from golden.formats import pow2_exponent
 from golden.sparsity import padding_idx, parse_sparsity
-from golden.tables import E8M0_BIAS, OUT_MULT_MIN
+from golden.tables import E8M0_BIAS, E8M0_NAN, OUT_MULT_MIN
 from hw.config import (
     FORMAT_BITS,
     FORMAT_CODES,
@@ -31,7 +33,10 @@ from hw.config import (
 from hw.lanemap import lane_map
 from hw.layouts import Layouts
 
-__all__ = ["PackError", "GemmProgram", "BeatFiles", "Packer"]
+__all__ = ["PackError", "GemmProgram", "BeatFiles", "Packer", "HEADER_WORDS"]
+
+#: Words of ``header.hex`` per GEMM (`Packer.write_gemms`).
+HEADER_WORDS = 10
 
 
 class PackError(ValueError):
@@ -115,6 +120,8 @@ class GemmProgram:
     act_beats: list[int] = field(repr=False)
     wgt_beats: list[int] = field(repr=False)
     prm_beats: list[int] = field(repr=False)
+    tile_beats: list[int] = field(default_factory=list, repr=False)  # beats of each tile
+    sched: bool = False                   # block schedule: boundaries in the weight beats
 
     @property
     def beats(self) -> int:
@@ -140,13 +147,16 @@ class BeatFiles:
     m_tiles: int
     n_tiles: int
     rows: int
-    offsets: tuple[int, int, int]   # first word in act.hex, wgt.hex, prm.hex
+    offsets: tuple[int, int, int]   # first word in act.hex, wgt.hex (and sched.hex), prm.hex
     tiles: list[tuple[int, int]] = field(repr=False)
+    tile_beats: list[int] = field(default_factory=list, repr=False)  # beats of each tile
+    wgt_words: int = 0              # words in wgt.hex (and sched.hex)
+    sched: bool = False             # block schedule (mode.sched)
 
     @property
     def beats(self) -> int:
         """Beats streamed (every tile's, in stream order)."""
-        return len(self.tiles) * self.k_beats
+        return sum(self.tile_beats) if self.tile_beats else len(self.tiles) * self.k_beats
 
     @property
     def result_rows(self) -> int:
@@ -171,6 +181,12 @@ class _TilePlan:
     act_bits: Callable[[int], np.ndarray]
     wgt_bits: Callable[[int], np.ndarray]
     prm_word: Callable[[int], int]
+    kept: list[np.ndarray]          # per column tile: the beats streamed (all without blocks)
+    sched: bool                     # block schedule (mode.sched)
+
+    def tile_beats(self) -> list[int]:
+        """Beats of every tile in stream order (column tiles outer)."""
+        return [len(self.kept[nt]) for nt in range(self.n_tiles) for _ in range(self.m_tiles)]
 
 
 class Packer:
@@ -191,11 +207,13 @@ class Packer:
         self._idx_off = _offset(lay.packet, "idx")[0] if cfg.idx_bits else None
         self._scale_off = _offset(lay.packet, "scale")[0] if cfg.scale_field_bits else None
         self._zero_off = _offset(lay.packet, "zero")[0] if cfg.has_zero_points else None
-        self._col0 = _offset(lay.wgt_beat, 0)[0]
+        self._col0 = _offset(lay.wgt_beat, "col")[0]
+        self._glast_off = _offset(lay.wgt_beat, "ctl", "group_last")[0]
+        self._tlast_off = _offset(lay.wgt_beat, "ctl", "tile_last")[0]
 
     # -- mode ------------------------------------------------------------------------------
 
-    def mode_word(self, mode: Mode, group_beats: int, k_beats: int) -> int:
+    def mode_word(self, mode: Mode, group_beats: int, k_beats: int, sched: bool = False) -> int:
         """The ``mode`` port word of a GEMM, through the mode layout."""
         const = self.lay.mode.const({
             "fmt": FORMAT_CODES[mode.fmt],
@@ -205,6 +223,7 @@ class Packer:
             "requant": int(mode.out_stage == "requant"),
             "group_beats": group_beats,
             "k_beats": k_beats,
+            "sched": int(sched),
         })
         return Const.cast(const.as_value()).value
 
@@ -230,8 +249,9 @@ class Packer:
         act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
         for nt in range(plan.n_tiles):
             w_ints = _to_ints(plan.wgt_bits(nt))
+            kept = plan.kept[nt].tolist()
             for mt in range(plan.m_tiles):
-                act_beats += act_blocks[mt]
+                act_beats += [act_blocks[mt][b] for b in kept]
                 wgt_beats += w_ints
                 tiles.append((mt * self.cfg.rows, nt * self.cfg.cols))
                 if plan.requant:
@@ -239,7 +259,8 @@ class Packer:
         return GemmProgram(
             mode=plan.mode, mode_word=plan.mode_word, step=plan.step, k_beats=plan.k_beats,
             group_beats=plan.group_beats, M=plan.M, N=plan.N, tiles=tiles,
-            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats)
+            act_beats=act_beats, wgt_beats=wgt_beats, prm_beats=prm_beats,
+            tile_beats=plan.tile_beats(), sched=plan.sched)
 
     def write_beat_files(self, layer, x: np.ndarray, out_dir, *,
                          x_exp: np.ndarray | None = None, out_stage: str = "raw") -> BeatFiles:
@@ -257,12 +278,16 @@ class Packer:
         them.
 
         Unlike `pack`, every activation row tile and weight column tile is written once
-        (``act.hex``: ``m_tiles × k_beats`` words per GEMM, ``wgt.hex``: ``n_tiles ×
-        k_beats``, ``prm.hex``: one word per column tile in requant mode); a reader replays
-        them in the stream order of `pack` (column tile by column tile, the row tiles inside).
+        (``act.hex``: ``m_tiles × k_beats`` words per GEMM, ``wgt.hex``: the beats each column
+        tile streams, ``k_beats`` or fewer with block sparsity, ``prm.hex``: one word per
+        column tile in requant mode); a reader replays them in the stream order of `pack`
+        (column tile by column tile, the row tiles inside). ``sched.hex`` has one word per
+        ``wgt.hex`` word: the beat's index ``b`` within the tile (its activations are word
+        ``mt · k_beats + b`` of the row tile) and, in bit 31, whether it is the tile's last.
         ``header.hex``: the number of GEMMs, then per GEMM the mode word, ``k_beats``,
-        ``m_tiles``, ``n_tiles``, the requant flag and its first word in each of act.hex,
-        wgt.hex and prm.hex, one a line.
+        ``m_tiles``, ``n_tiles``, the requant flag, its first word in each of act.hex,
+        wgt.hex (and sched.hex) and prm.hex, the beats it streams and its words in wgt.hex,
+        one a line (`HEADER_WORDS` per GEMM).
         """
         plans = [self._plan(g["layer"], g["x"], g.get("x_exp"), g.get("out_stage", "raw"))
                  for g in gemms]
@@ -279,26 +304,34 @@ class Packer:
         result: list[BeatFiles] = []
         offsets = [0, 0, 0]
         with (open(out / "act.hex", "wb") as act, open(out / "wgt.hex", "wb") as wgt,
-              open(out / "prm.hex", "w") as prm):
+              open(out / "sched.hex", "w") as sched, open(out / "prm.hex", "w") as prm):
             for plan in plans:
                 for mt in range(plan.m_tiles):
                     act.write(_hex_lines(plan.act_bits(mt)))
+                wgt_words = 0
                 for nt in range(plan.n_tiles):
                     wgt.write(_hex_lines(plan.wgt_bits(nt)))
+                    kept = plan.kept[nt]
+                    last = np.zeros(len(kept), np.int64)
+                    last[-1] = 1 << 31
+                    sched.write("".join(f"{int(v):08x}\n" for v in kept + last))
+                    wgt_words += len(kept)
                 if plan.requant:
                     for nt in range(plan.n_tiles):
                         prm.write(f"{plan.prm_word(nt):0{prm_digits}x}\n")
+                tile_beats = plan.tile_beats()
                 header += [plan.mode_word, plan.k_beats, plan.m_tiles, plan.n_tiles,
-                           int(plan.requant), *offsets]
+                           int(plan.requant), *offsets, sum(tile_beats), wgt_words]
                 result.append(BeatFiles(
                     directory=out, mode=plan.mode, mode_word=plan.mode_word, step=plan.step,
                     k_beats=plan.k_beats, group_beats=plan.group_beats, M=plan.M, N=plan.N,
                     m_tiles=plan.m_tiles, n_tiles=plan.n_tiles, rows=self.cfg.rows,
                     offsets=tuple(offsets),
                     tiles=[(mt * self.cfg.rows, nt * self.cfg.cols)
-                           for nt in range(plan.n_tiles) for mt in range(plan.m_tiles)]))
+                           for nt in range(plan.n_tiles) for mt in range(plan.m_tiles)],
+                    tile_beats=tile_beats, wgt_words=wgt_words, sched=plan.sched))
                 offsets[0] += plan.m_tiles * plan.k_beats
-                offsets[1] += plan.n_tiles * plan.k_beats
+                offsets[1] += wgt_words
                 offsets[2] += plan.n_tiles if plan.requant else 0
         (out / "header.hex").write_text("".join(f"{v:016x}\n" for v in header))
         index = {
@@ -306,15 +339,18 @@ class Packer:
             "bits": {"act": self.act_bits, "wgt": self.wgt_bits, "prm": self.prm_bits,
                      "res": self.res_bits, "mode": self.mode_bits},
             "files": {"header": "header.hex", "act": "act.hex", "wgt": "wgt.hex",
-                      "prm": "prm.hex"},
+                      "sched": "sched.hex", "prm": "prm.hex"},
             "words": {"act": offsets[0], "wgt": offsets[1], "prm": offsets[2]},
-            "stream_order": "tile t = nt * m_tiles + mt; act word act_first + mt * k_beats + "
-                            "beat, wgt word wgt_first + nt * k_beats + beat, prm word "
-                            "prm_first + nt",
+            "stream_order": "tile t = nt * m_tiles + mt; the column tile's words are "
+                            "wgt.hex words wgt_first + (beats of the column tiles before nt) + "
+                            "i, i < its beats; sched word s of the same index: act word "
+                            "act_first + mt * k_beats + (s & 0x7fffffff), tile ends where bit "
+                            "31 is set; prm word prm_first + nt",
             "gemms": [{"mode": f.mode.name, "out_stage": f.mode.out_stage,
                        "mode_word": f"{f.mode_word:x}", "M": f.M, "N": f.N, "step": f.step,
                        "k_beats": f.k_beats, "group_beats": f.group_beats,
                        "m_tiles": f.m_tiles, "n_tiles": f.n_tiles, "beats": f.beats,
+                       "wgt_words": f.wgt_words, "sched": int(f.sched),
                        "result_rows": f.result_rows, "act_first": f.offsets[0],
                        "wgt_first": f.offsets[1], "prm_first": f.offsets[2]}
                       for f in result],
@@ -358,6 +394,8 @@ class Packer:
         slot_bytes, lane_idx, scales, zeros, k_pos = self._weight_fields(layer, k_beats, Np)
         beat_group = (np.arange(k_beats) * step) // G
         beat_block = (np.arange(k_beats) * step) // MX_BLOCK
+        kept = self._kept_beats(layer, step, k_beats, n_tiles, x_exp)
+        sched = layer.block_mask is not None
 
         requant = out_stage == "requant"
         prm = None
@@ -367,19 +405,21 @@ class Packer:
 
         def wgt_bits(nt: int) -> np.ndarray:
             n0 = nt * cols
-            wbits = np.zeros((k_beats, self.wgt_bits), np.uint8)
+            b = kept[nt]
+            wbits = np.zeros((len(b), self.wgt_bits), np.uint8)
             for c in range(cols):
                 base = self._col0 + c * self._pkt_size
-                _place(wbits, base + self._codes_off, 8, 8, slot_bytes[:, :, n0 + c])
+                _place(wbits, base + self._codes_off, 8, 8, slot_bytes[b, :, n0 + c])
                 if self._idx_off is not None:
                     _place(wbits, base + self._idx_off, cfg.idx_bits, cfg.idx_bits,
-                           lane_idx[:, :, n0 + c])
+                           lane_idx[b, :, n0 + c])
                 if self._scale_off is not None:
                     _place(wbits, base + self._scale_off, cfg.scale_field_bits, 0,
-                           scales[beat_group, n0 + c])
+                           scales[beat_group[b], n0 + c])
                 if self._zero_off is not None:
                     _place(wbits, base + self._zero_off, cfg.zero_point_bits, 0,
-                           zeros[beat_group, n0 + c])
+                           zeros[beat_group[b], n0 + c])
+            self._schedule(wbits, beat_group[b], sched)
             return wbits
 
         V = cfg.window
@@ -398,10 +438,50 @@ class Packer:
             sl = slice(nt * cols, nt * cols + cols)
             return self.prm_word(*(a[sl] for a in prm))
 
-        return _TilePlan(mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats),
+        return _TilePlan(mode=mode, mode_word=self.mode_word(mode, group_beats, k_beats, sched),
                          step=step, k_beats=k_beats, group_beats=group_beats, M=M, N=N,
                          m_tiles=m_tiles, n_tiles=n_tiles, requant=requant,
-                         act_bits=act_bits, wgt_bits=wgt_bits, prm_word=prm_word)
+                         act_bits=act_bits, wgt_bits=wgt_bits, prm_word=prm_word, kept=kept,
+                         sched=sched)
+
+    def _schedule(self, wbits: np.ndarray, groups: np.ndarray, sched: bool) -> None:
+        """The block schedule of a tile's streamed beats: where they close groups and the tile."""
+        if not sched:
+            return
+        wbits[:, self._glast_off] = np.append(groups[1:] != groups[:-1], True)
+        wbits[-1, self._tlast_off] = 1
+
+    def _kept_beats(self, layer, step: int, k_beats: int, n_tiles: int,
+                    x_exp) -> list[np.ndarray]:
+        """The beats each column tile streams: all of them, or without block sparsity's skips.
+
+        A beat is left out when every k it covers lies in blocks dropped for every column of
+        the tile (those weights are zero-valued, SPEC §3), unless leaving it out could change
+        an error flag: a ``pow2`` group whose canonical scale (127) with some row's activation
+        exponent is NaN or outside the exponent window streams (golden flags it). A tile keeps
+        at least its first beat, so its rows still come out.
+        """
+        cfg = self.cfg
+        if layer.block_mask is None:
+            return [np.arange(k_beats)] * n_tiles
+        K, N = (int(v) for v in layer.shape)
+        cols = cfg.cols
+        live = np.zeros((K, n_tiles * cols), bool)
+        live[:, :N] = block_dense_keep(layer.block_shape, layer.block_mask)
+        beat_live = live.reshape(k_beats, step, n_tiles, cols).any(axis=(1, 3))
+        if layer.scale_kind == "pow2":
+            e_x = None if x_exp is None else np.asarray(x_exp, np.int64)
+            t = pow2_exponent(layer.format, E8M0_BIAS, e_x)
+            flagged = (t < cfg.t_min) | (t > cfg.t_max)
+            if e_x is not None:
+                flagged = (flagged | (e_x == E8M0_NAN)).any(axis=0)
+            group_flagged = np.broadcast_to(flagged, (K // MX_BLOCK,))
+            beat_live |= group_flagged[(np.arange(k_beats) * step) // MX_BLOCK][:, None]
+        kept = []
+        for nt in range(n_tiles):
+            b = np.flatnonzero(beat_live[:, nt])
+            kept.append(b if b.size else np.zeros(1, np.int64))
+        return kept
 
     def _weight_fields(self, layer, k_beats: int, Np: int):
         """Slot bytes, N:M indices, scales and zero points of every beat and (padded) column.

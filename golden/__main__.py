@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from .blocks import parse_block
 from .calibrate import smooth_factors, wanda_saliency
 from .compress import NVFP4_GROUP, NVFP4_SCALE_BITS, compress, compress_nvfp4, load_weights
 from .formats import (
@@ -73,7 +74,8 @@ def _bits_summary(layer) -> str:
     b = bits_per_weight(layer)
     return (
         f"{b['total']:.3f} bits/weight (values {b['values']:.3f}, metadata {b['metadata']:.3f}, "
-        f"scales {b['scales']:.3f})"
+        f"scales {b['scales']:.3f}" + (f", block mask {b['mask']:.3f}" if "mask" in b else "")
+        + ")"
     )
 
 
@@ -131,6 +133,8 @@ def cmd_compress(args) -> int:
         saliency = wanda_saliency(w, _load_npy(args.saliency_from_x, "Wanda activations"))
     tensor_note, tensor_scale = "", 1.0
     if args.nvfp4:
+        if _block_options(args):
+            raise UsageError("--nvfp4 does not combine with --block yet; prune blocks first")
         layer, tensor_scale = compress_nvfp4(w, sparsity=args.sparsity, saliency=saliency,
                                              scale_bits=args.scale_bits or NVFP4_SCALE_BITS)
         tensor_out = args.tensor_scale_out or _stem(args.output) + ".tscale.npy"
@@ -147,6 +151,7 @@ def cmd_compress(args) -> int:
             scale_bits=16 if args.scale_bits is None else args.scale_bits,
             rceil=args.rceil,
             saliency=saliency,
+            **_block_options(args),
         )
     save_layer(args.output, layer)
     sqnr = sqnr_db(w, dequantize_weights(layer) * tensor_scale)
@@ -156,6 +161,22 @@ def cmd_compress(args) -> int:
         f"SQNR {sqnr:.2f} dB{smoothed}{tensor_note}"
     )
     return 0
+
+
+def _block_options(args) -> dict:
+    """The compressor's block-sparsity keywords from ``--block``, ``--block-density``, ..."""
+    if args.block is None:
+        if args.block_density is not None or args.block_x is not None:
+            raise UsageError("--block-density and --block-x need --block BKxBN")
+        return {}
+    if args.block_density is None:
+        raise UsageError("--block needs --block-density D (fraction of blocks kept)")
+    try:
+        block = parse_block(args.block)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    x = None if args.block_x is None else _load_npy(args.block_x, "block score activations")
+    return {"block": block, "block_density": args.block_density, "block_x": x}
 
 
 def _smooth_path(output: str) -> str:
@@ -214,6 +235,10 @@ def cmd_info(args) -> int:
         + (f" ({layer.scale_bits or 16}-bit scales)" if layer.scale_kind == "int" else ""),
         f"shape       K={layer.K} N={layer.N}",
     ]
+    if layer.block_mask is not None:
+        bk, bn = (int(v) for v in layer.block_shape)
+        lines.append(f"blocks      {bk}x{bn}, {int(layer.block_mask.sum())} of "
+                     f"{layer.block_mask.size} kept ({float(layer.block_mask.mean()):.1%})")
     arrays = [
         f"{key} {getattr(layer, key).dtype}{list(getattr(layer, key).shape)}"
         for key in ("codes", "idx", "scales", "scale_exp", "zeros")
@@ -226,6 +251,7 @@ def cmd_info(args) -> int:
     lines.append(
         f"bits/weight {bpw['total']:.3f} = values {bpw['values']:.3f} + metadata "
         f"{bpw['metadata']:.3f} (floor {floor:.3f}) + scales {bpw['scales']:.3f}"
+        + (f" + block mask {bpw['mask']:.3f}" if "mask" in bpw else "")
     )
     if layer.scale_kind == "pow2":
         e = layer.scales.astype(np.int64)
@@ -528,6 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write the factors s [K] (default: OUTPUT with .smooth.npy)")
     p.add_argument("--zero-points", action="store_true",
                    help="accepted for uint4 (which always has zero points), refused otherwise")
+    p.add_argument("--block", metavar="BKxBN",
+                   help="block sparsity: drop whole BK x BN blocks (SPEC §3)")
+    p.add_argument("--block-density", type=float, metavar="D",
+                   help="fraction of the blocks kept, by block norm (with --block)")
+    p.add_argument("--block-x", metavar="X.npy",
+                   help="calibration activations [M, K]: activation-aware block scores")
     p.add_argument("-o", "--output", required=True, metavar="L.npz")
     p.set_defaults(func=cmd_compress)
 

@@ -7,6 +7,13 @@ import os
 
 import numpy as np
 
+from .blocks import (
+    block_dense_keep,
+    block_problem,
+    block_scores,
+    canonical_block_arrays,
+    prune_blocks,
+)
 from .formats import SCALE_KINDS, decode, format_info
 from .layer import Layer, validate_layer
 from .quant import (
@@ -73,6 +80,9 @@ def compress(
     scale_bits: int = 16,
     rceil: bool = False,
     saliency=None,
+    block=None,
+    block_density: float | None = None,
+    block_x=None,
 ) -> Layer:
     """Prune, quantize and pack a float weight matrix into a `Layer`.
 
@@ -95,6 +105,13 @@ def compress(
         of OCP's floor rule.
     saliency : array_like of float, shape (K, N), optional
         Pruning score replacing ``|w|``.
+    block : tuple of int, optional
+        ``(bk, bn)``: block sparsity on top of the N:M pattern (SPEC §3, `golden.blocks`).
+    block_density : float, optional
+        Fraction of the blocks kept (required with ``block``): those of largest
+        `golden.blocks.block_scores`, before N:M pruning.
+    block_x : array_like of float, shape (M, K), optional
+        Calibration activations: score blocks by ``Σ (w·‖x_k‖)²`` instead of ``Σ w²``.
 
     Returns
     -------
@@ -120,6 +137,13 @@ def compress(
     info = format_info(fmt)
     n_sp, m_sp = parse_sparsity(sparsity)
     keep = prune_nm(w, n_sp, m_sp, saliency)
+    block_mask = None
+    if block is not None:
+        problem = block_problem(block, K, N, m_sp, scale_kind)
+        if problem or block_density is None:
+            raise ValueError(f"block {tuple(block)}: {problem or 'needs a block density'}")
+        block_mask = prune_blocks(w, block, block_density, score=block_scores(w, block, block_x))
+        keep &= block_dense_keep(block, block_mask)
     w_kept = np.where(keep, w, 0.0)
 
     scales = scale_exp = zeros = None
@@ -152,6 +176,10 @@ def compress(
         nonzero = keep & (values != z_dense)
         codes, idx = pack_nm(codes_dense, nonzero, n_sp, m_sp, 0 if zeros is None else zeros)
 
+    if block_mask is not None:
+        codes, idx, scales, zeros = canonical_block_arrays(
+            codes, idx, scales, zeros, block_shape=block, block_mask=block_mask, n_sp=n_sp,
+            m_sp=m_sp, group=group, scale_kind=scale_kind)
     layer = Layer(
         format=fmt,
         sparsity=sparsity,
@@ -164,6 +192,8 @@ def compress(
         scale_exp=scale_exp,
         zeros=zeros,
         scale_bits=int(scale_bits) if scale_kind == "int" else None,
+        block_shape=None if block is None else np.asarray(block, np.int64),
+        block_mask=block_mask,
     )
     validate_layer(layer)
     return layer

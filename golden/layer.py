@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .blocks import block_problem, block_slot_keep, groups_dropped
 from .formats import FORMATS, SCALE_KINDS
 from .sparsity import SPARSITY_PATTERNS, block_positions, padding_idx, parse_sparsity
-from .tables import MX_BLOCK, OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN
+from .tables import E8M0_BIAS, MX_BLOCK, OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN
 
 __all__ = [
     "LAYER_VERSION", "Layer", "LayerError", "load_layer", "pad_k", "save_layer", "validate_layer",
@@ -26,6 +27,7 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 _ARRAY_KEYS = (
     "codes", "idx", "scales", "scale_exp", "zeros", "bias", "out_mult", "out_shift", "out_zp",
+    "block_shape", "block_mask",
 )
 
 
@@ -80,6 +82,10 @@ class Layer:
         readers that do not know it.
     version : int
         File format version, 1.
+    block_shape : ndarray of int64, shape (2,), or None
+        ``(bk, bn)`` of block sparsity (SPEC §3, `golden.blocks`); None when not block sparse.
+    block_mask : ndarray of uint8, shape (K/bk, N/bn), or None
+        1 where a block is kept; every weight of a dropped block is zero-valued.
     """
 
     format: str
@@ -98,6 +104,8 @@ class Layer:
     out_zp: np.ndarray | None = None
     scale_bits: int | None = None
     version: int = LAYER_VERSION
+    block_shape: np.ndarray | None = None
+    block_mask: np.ndarray | None = None
 
     @property
     def n_sp(self) -> int:
@@ -128,6 +136,11 @@ class Layer:
     def is_dense(self) -> bool:
         """True for the ``dense`` pattern."""
         return self.sparsity == "dense"
+
+    @property
+    def is_block_sparse(self) -> bool:
+        """True when the layer carries a block mask (SPEC §3 block sparsity)."""
+        return self.block_mask is not None
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The file representation: key → numpy array, absent optional keys left out."""
@@ -192,6 +205,12 @@ def pad_k(layer: Layer, K: int) -> Layer:
     if layer.zeros is not None:
         pad_codes[:] = layer.zeros[0]
     changes = {"shape": (K, N), "group": K, "codes": np.concatenate([layer.codes, pad_codes])}
+    if layer.block_mask is not None:  # the padding is dropped blocks
+        bk = int(layer.block_shape[0])
+        if (K - K0) % bk:
+            raise ValueError(f"cannot pad K={K0} to {K} in whole blocks of bk={bk}")
+        extra = np.zeros(((K - K0) // bk, layer.block_mask.shape[1]), np.uint8)
+        changes["block_mask"] = np.concatenate([layer.block_mask, extra])
     if layer.idx is not None:
         pad_idx = np.tile(padding_idx(extra_slots, n_sp)[:, None], (1, N)).astype(np.uint8)
         changes["idx"] = np.concatenate([layer.idx, pad_idx])
@@ -340,6 +359,49 @@ def validate_arrays(arrays) -> None:  # noqa: C901 - one flat branch per rule of
         zp = _array(arrays, "out_zp", [np.int32], None, False)
         if zp.shape not in ((), (N,)):
             raise LayerError("out_zp", f"shape must be () or ({N},), got {zp.shape}")
+    _validate_blocks(arrays, K, N, n_sp, m_sp, group, kind, info, codes)
+
+
+def _validate_blocks(arrays, K, N, n_sp, m_sp, group, kind, info, codes) -> None:
+    """SPEC §3 block sparsity: the optional ``block_shape`` / ``block_mask`` keys."""
+    has_shape = arrays.get("block_shape") is not None
+    has_mask = arrays.get("block_mask") is not None
+    if has_shape != has_mask:
+        missing = "block_mask" if has_shape else "block_shape"
+        raise LayerError(missing, "block_shape and block_mask must be given together")
+    if not has_shape:
+        return
+    block_shape = _array(arrays, "block_shape", [np.int64], (2,), True)
+    problem = block_problem(block_shape, K, N, m_sp, kind)
+    if problem:
+        raise LayerError("block_shape", problem)
+    bk, bn = (int(v) for v in block_shape)
+    mask = _array(arrays, "block_mask", [np.uint8], (K // bk, N // bn), True)
+    _check_range("block_mask", mask, 0, 1)
+    slot_keep = block_slot_keep(block_shape, mask, n_sp, m_sp)
+    dropped_g = groups_dropped(block_shape, mask, group)
+    zeros = arrays.get("zeros") if info.has_zero_point else None
+    if zeros is not None and (np.asarray(zeros)[dropped_g] != 0).any():
+        raise LayerError("zeros", "zero points of groups wholly in dropped blocks must be 0")
+    zero_code = 0
+    if zeros is not None:
+        zero_code = np.asarray(zeros)[(np.arange(codes.shape[0]) // n_sp * m_sp) // group]
+    bad = ~slot_keep & (codes != zero_code)
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad))
+        raise LayerError("codes", f"slot {row} of column {col} lies in a dropped block and "
+                                  "is not the zero-valued code")
+    if n_sp != m_sp:
+        idx = np.asarray(arrays["idx"])
+        pad = (np.arange(idx.shape[0]) % n_sp)[:, None]
+        if (~slot_keep & (idx != pad)).any():
+            raise LayerError("idx", "slots of dropped blocks must sit at their canonical "
+                                    "(padding) indices")
+    if kind != "none":
+        canon = E8M0_BIAS if kind == "pow2" else 0
+        if (np.asarray(arrays["scales"])[dropped_g] != canon).any():
+            raise LayerError("scales", f"scales of groups wholly in dropped blocks must be "
+                                       f"{canon}")
 
 
 def validate_layer(layer: Layer) -> None:

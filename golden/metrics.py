@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .blocks import groups_dropped
 from .formats import format_info
 from .layer import Layer
 from .tables import E8M0_BITS
@@ -61,6 +62,10 @@ def bits_per_weight(layer: Layer) -> dict[str, float]:
         (``· N_sp/M_sp``, 0 when dense); ``scales``: per-group scale bits (``scale_bits``, 16 by
         default, for ``int``; 8 for ``pow2``) plus 4 per zero point, divided by ``G``, plus the
         32-bit ``scale_exp`` per column divided by ``K``; ``total``: their sum.
+
+        A block-sparse layer (SPEC §3) counts a dropped block as its mask bit only: values and
+        metadata scale with the kept fraction of the weights, scales with the groups not
+        wholly in dropped blocks, and ``mask`` (present only then) is one bit per block.
     """
     info = format_info(layer.format)
     density = layer.n_sp / layer.m_sp
@@ -76,6 +81,16 @@ def bits_per_weight(layer: Layer) -> dict[str, float]:
     scales = per_group / layer.group
     if layer.scale_exp is not None:
         scales += SCALE_EXP_BITS / layer.K
+    if layer.block_mask is not None:
+        kept = float(np.mean(layer.block_mask != 0))
+        values *= kept
+        metadata *= kept
+        live = float(np.mean(~groups_dropped(layer.block_shape, layer.block_mask, layer.group)))
+        scales = per_group / layer.group * live + (
+            SCALE_EXP_BITS / layer.K if layer.scale_exp is not None else 0.0)
+        mask = layer.block_mask.size / (layer.K * layer.N)
+        return {"values": values, "metadata": metadata, "scales": scales, "mask": mask,
+                "total": values + metadata + scales + mask}
     return {
         "values": values,
         "metadata": metadata,

@@ -17,7 +17,14 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import FORMAT_CODES, MX_BLOCK, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.layouts import Layouts
-from hw.pe import LaneDecode, ProcessingElement, decoded_layout
+from hw.pe import (
+    AdderTree,
+    LaneDecode,
+    LaneProducts,
+    LaneSelect,
+    ProcessingElement,
+    decoded_layout,
+)
 from hw.requant import RequantStage
 
 __all__ = ["OutputStage", "Core", "pe_module_name", "core_signature",
@@ -26,7 +33,9 @@ __all__ = ["OutputStage", "Core", "pe_module_name", "core_signature",
 class OutputStage(wiring.Component):
     """Raw or requantized output of one drained row, as a valid/ready stream.
 
-    A row enters through ``i`` and leaves ``latency`` advancing cycles later on ``o``. The
+    A row enters through ``i`` with its ``requant`` flag (raw or requantized: the flag
+    travels with the row, so consecutive tiles may differ) and leaves ``latency`` advancing
+    cycles later on ``o``. The
     pipeline advances whenever its output register is empty or being read, so no row is lost
     or duplicated under any backpressure.
     """
@@ -55,12 +64,14 @@ class OutputStage(wiring.Component):
         # Raw path and control: a delay line of `lat` stages in step with the requant pipeline.
         stage = self.i.payload
         valid = self.i.valid
+        requant = self.requant  # the row's own output stage travels with it
         for k in range(lat):
             nxt = Signal.like(self.i.payload, name=f"raw{k}", reset_less=True)
             nv = Signal(name=f"valid{k}")
+            nrq = Signal(name=f"requant{k}", reset_less=True)
             with m.If(adv):
-                m.d.sync += [nxt.eq(stage), nv.eq(valid)]
-            stage, valid = nxt, nv
+                m.d.sync += [nxt.eq(stage), nv.eq(valid), nrq.eq(requant)]
+            stage, valid, requant = nxt, nv, nrq
         m.d.comb += [self.o.valid.eq(valid), self.o.payload.last.eq(stage.last)]
         for c in range(cfg.cols):
             if cfg.requant:
@@ -69,8 +80,8 @@ class OutputStage(wiring.Component):
                 m.d.comb += [rq.advance.eq(adv), rq.acc.eq(self.i.payload.value[c]),
                              rq.params.eq(self.params[c])]
                 m.d.comb += [
-                    self.o.payload.value[c].eq(Mux(self.requant, rq.y, stage.value[c])),
-                    self.o.payload.err[c].eq(stage.err[c] | (self.requant & rq.err)),
+                    self.o.payload.value[c].eq(Mux(requant, rq.y, stage.value[c])),
+                    self.o.payload.err[c].eq(stage.err[c] | (requant & rq.err)),
                 ]
             else:
                 m.d.comb += [self.o.payload.value[c].eq(stage.value[c]),
@@ -108,6 +119,7 @@ def core_signature(cfg: ArrayConfig) -> wiring.Signature:
     lay = Layouts(cfg)
     return wiring.Signature({
         "mode": In(lay.mode),
+        "dsc": In(stream.Signature(lay.mode)),
         "prm": In(stream.Signature(data.ArrayLayout(lay.col_params, cfg.cols))),
         "act": In(stream.Signature(lay.act_beat)),
         "wgt": In(stream.Signature(lay.wgt_beat)),
@@ -157,14 +169,20 @@ class Core(wiring.Component):
     Ports
     -----
     mode : In(Layouts.mode)
-        Per-GEMM mode; hold it stable while ``busy``.
+        Per-GEMM mode; hold it stable while ``busy``. With ``mode.inband`` the modes come
+        from ``dsc`` instead.
+    dsc : In(stream)
+        In-band descriptors (``mode.inband``): one mode word per GEMM, taken when the previous
+        GEMM's last beat (weight beat ``ctl.gemm_last``) is taken, so GEMMs with different
+        modes run back to back; the mode travels through the array with the beats.
     prm : In(stream)
         Requant parameters (bias, M0, shift, zero point) of every output column, one beat per
         tile in requant mode (none in raw mode); taken when that tile starts to drain.
     act : In(stream)
         Activation beats: a window of ``window`` int8 per row (+ MX exponent per row).
     wgt : In(stream)
-        Weight beats: one packet per column (codes, N:M indices, group scale, zero point).
+        Weight beats: one packet per column (codes, N:M indices, group scale, zero point) and
+        the beat's group/tile ends (read with ``mode.sched``).
     res : Out(stream)
         One beat per output row of a tile, row 0 first, ``last`` on the tile's last row.
     busy : Out(1)
@@ -176,7 +194,9 @@ class Core(wiring.Component):
 
     A beat is taken when both ``act`` and ``wgt`` are valid. Beat ``b`` of a tile covers
     ``k = b·step … b·step + step − 1`` (step = peak MACs per PE per cycle in this mode); group
-    and tile boundaries come from ``mode.group_beats`` and ``mode.k_beats``. Output-stationary
+    and tile boundaries come from ``mode.group_beats`` and ``mode.k_beats``, or with
+    ``mode.sched`` from the weight beat's ``ctl`` (``group_last``, ``tile_last``): a block-sparse
+    GEMM omits the beats of k-ranges dropped for every column of a tile. Output-stationary
     systolic array: activations flow right, weights down; a tile's results drain through the
     PEs' shadow registers while the next tile computes (``drain_delay`` cycles after its last
     beat, then ``rows`` rows, as fast as ``res`` accepts them).
@@ -203,30 +223,86 @@ class Core(wiring.Component):
         """Cycles from taking a tile's last beat to its first result row (no backpressure)."""
         return core_latency(self._cfg)
 
+    #: Cycles from a beat entering a PE (``row_in``) to where the PE reads its mode: the
+    #: `ScaleOperand` beside `GroupSum`, which registers a mode-derived constant one cycle
+    #: earlier (so two consecutive beats must see the same mode: `_effective_mode`).
+    MODE_READ = LaneDecode.latency + LaneSelect.latency + LaneProducts.latency \
+        + AdderTree.latency
+
+    def _effective_mode(self, m: Module, gemm_end):
+        """The mode of the beat taken now: the ``mode`` port, or with ``mode.inband`` the
+        descriptor taken from ``dsc`` (the next one loads as a GEMM's last beat is taken).
+
+        Returns ``(mode, stable)``: ``stable`` is low for one cycle after the mode changes, and
+        no beat is taken then, so every beat has the mode of the cycle before it too.
+        """
+        lay = self._lay
+        inband = self.mode.inband
+        cur = Signal(lay.mode)
+        have = Signal()
+        m.d.comb += self.dsc.ready.eq(inband & (~have | gemm_end))
+        with m.If(gemm_end):
+            m.d.sync += have.eq(0)
+        with m.If(self.dsc.valid & self.dsc.ready):
+            m.d.sync += [cur.eq(self.dsc.payload), have.eq(1)]
+        mode = Signal(lay.mode)
+        m.d.comb += mode.eq(Mux(inband, cur, self.mode))
+        prev = Signal(lay.mode)
+        m.d.sync += prev.eq(mode)
+        stable = Signal()
+        m.d.comb += stable.eq((mode.as_value() == prev.as_value()) & (~inband | have))
+        return mode, stable
+
+    def _mode_taps(self, m: Module, mode):
+        """``mode`` delayed by 0 … the array's deepest mode read, one register per cycle."""
+        depth = 1 + self.MODE_READ + (self._cfg.rows - 1) + (self._cfg.cols - 1)
+        taps = [mode]
+        for k in range(depth):
+            nxt = Signal(self._lay.mode, name=f"mode_d{k + 1}", reset_less=True)
+            m.d.sync += nxt.eq(taps[-1])
+            taps.append(nxt)
+        return taps
+
     def elaborate(self, platform):
         cfg, lay = self._cfg, self._lay
         m = Module()
-        mode = self.mode
+        gemm_end = Signal()
+        mode, mode_stable = self._effective_mode(m, gemm_end)
+        # Beat b taken at t reaches column c's decoder at t + 1 + c and PE(r, c) at
+        # t + 1 + r + c (its row_in); each reads the mode of its own beat from a tap.
+        taps = self._mode_taps(m, mode)
 
         # ---- mode check -------------------------------------------------------------------
         mode_ok = Signal()
-        m.d.comb += mode_ok.eq(self._mode_legal(m))
+        m.d.comb += mode_ok.eq(self._mode_legal(m, mode))
 
         # ---- input join and beat counters -------------------------------------------------
         beat = Signal(lay.count_bits)
         gbeat = Signal(lay.count_bits)
         pending = Signal()  # a tile's last beat was taken and its results are not drained yet
         # k_beats = 0 is illegal (flagged); each beat then closes a tile, so nothing hangs.
-        is_last = (beat == mode.k_beats - 1) | (mode.k_beats == 0)
+        # A scheduled GEMM (mode.sched: block sparsity, beats of dropped blocks omitted) takes
+        # its group and tile ends from the weight beat instead of the counters.
+        wctl = self.wgt.payload.ctl
+        is_last = Signal()
+        group_last = Signal()
+        m.d.comb += [
+            is_last.eq(Mux(mode.sched, wctl.tile_last,
+                           (beat == mode.k_beats - 1) | (mode.k_beats == 0))),
+            group_last.eq(Mux(mode.sched, wctl.group_last | wctl.tile_last,
+                              gbeat == mode.group_beats - 1)),
+        ]
         take = Signal()
-        m.d.comb += take.eq(self.act.valid & self.wgt.valid & ~(is_last & pending))
-        m.d.comb += [self.act.ready.eq(take), self.wgt.ready.eq(take)]
+        m.d.comb += take.eq(self.act.valid & self.wgt.valid & ~(is_last & pending)
+                            & mode_stable)
+        m.d.comb += [self.act.ready.eq(take), self.wgt.ready.eq(take),
+                     gemm_end.eq(take & wctl.gemm_last & self.mode.inband)]
 
         ctl = Signal(lay.ctl)
         m.d.comb += [
             ctl.valid.eq(take),
             ctl.group_first.eq(gbeat == 0),
-            ctl.group_last.eq(gbeat == mode.group_beats - 1),
+            ctl.group_last.eq(group_last),
             ctl.tile_first.eq(beat == 0),
             ctl.tile_last.eq(is_last),
         ]
@@ -254,18 +330,10 @@ class Core(wiring.Component):
             row = Signal(lay.row_beat, name=f"row_in{r}")
             m.d.comb += [row.eq(rb), row.ctl.eq(rb_ctl)]
             rows_in.append(row)
-        # The mode as every column's decoder and PEs see it: a registered copy per column, so
-        # the mode word fans out to the array through registers (it is stable while busy, and
-        # a beat reaches a decoder one entry register after it is taken).
-        col_mode = []
-        for c in range(cfg.cols):
-            cm = Signal(lay.mode, name=f"col_mode{c}", reset_less=True)
-            m.d.sync += cm.eq(mode)
-            col_mode.append(cm)
         cols_in = []
         for c in range(cfg.cols):
             pk = Signal(lay.packet, name=f"col_entry{c}", reset_less=True)
-            m.d.sync += pk.eq(self.wgt.payload[c])
+            m.d.sync += pk.eq(self.wgt.payload.col[c])
             for k in range(c):
                 nxt = Signal(lay.packet, name=f"col_skew{c}_{k}", reset_less=True)
                 m.d.sync += nxt.eq(pk)
@@ -273,7 +341,7 @@ class Core(wiring.Component):
             # Decoded once per column; every PE of the column reads the decoded packet.
             dec = LaneDecode(cfg)
             m.submodules[f"col_decode{c}"] = dec
-            m.d.comb += [dec.mode.eq(col_mode[c]), dec.packet.eq(pk)]
+            m.d.comb += [dec.mode.eq(taps[1 + c]), dec.packet.eq(pk)]
             cols_in.append(dec.decoded)
 
         # ---- the PE grid ------------------------------------------------------------------
@@ -287,7 +355,7 @@ class Core(wiring.Component):
                     m.submodules[f"pe_{r}_{c}"] = pe
                 pes[r][c] = pe
                 m.d.comb += [
-                    pe.mode.eq(col_mode[c]),
+                    pe.mode.eq(taps[1 + r + c + self.MODE_READ]),
                     pe.row_in.eq(rows_in[r] if c == 0 else pes[r][c - 1].row_out),
                     pe.wgt_in.eq(cols_in[c] if r == 0 else pes[r - 1][c].wgt_out),
                 ]
@@ -303,7 +371,13 @@ class Core(wiring.Component):
         out = OutputStage(cfg)
         m.submodules.output = out
         wiring.connect(m, out.o, wiring.flipped(self.res))
-        m.d.comb += out.requant.eq(mode.requant)
+        # The drained tile's output stage and mode check, captured with its last beat (one
+        # tile is pending at most), so the next GEMM's mode may already be running.
+        tile_requant = Signal()
+        tile_ok = Signal()
+        with m.If(take & is_last):
+            m.d.sync += [tile_requant.eq(mode.requant), tile_ok.eq(mode_ok)]
+        m.d.comb += out.requant.eq(tile_requant)
         prm_reg = Signal(data.ArrayLayout(lay.col_params, cfg.cols), reset_less=True)
         prm_full = Signal()
         m.d.comb += self.prm.ready.eq(~prm_full)
@@ -311,14 +385,14 @@ class Core(wiring.Component):
             m.d.sync += [prm_reg.eq(self.prm.payload), prm_full.eq(1)]
         for c in range(cfg.cols):
             m.d.comb += out.params[c].eq(prm_reg[c])
-        params_ok = ~mode.requant | prm_full
+        params_ok = ~tile_requant | prm_full
 
         with m.Switch(drain_row):
             for r in range(cfg.rows):
                 with m.Case(r):
                     for c in range(cfg.cols):
                         m.d.comb += [out.i.payload.value[c].eq(pes[r][c].result),
-                                     out.i.payload.err[c].eq(pes[r][c].result_err | ~mode_ok)]
+                                     out.i.payload.err[c].eq(pes[r][c].result_err | ~tile_ok)]
         m.d.comb += [out.i.valid.eq(draining & params_ok),
                      out.i.payload.last.eq(drain_row == cfg.rows - 1)]
 
@@ -329,7 +403,7 @@ class Core(wiring.Component):
         with m.Elif(out.i.valid & out.i.ready):
             with m.If(drain_row == cfg.rows - 1):
                 m.d.sync += [draining.eq(0), pending.eq(0)]
-                with m.If(mode.requant):
+                with m.If(tile_requant):
                     m.d.sync += prm_full.eq(0)
             with m.Else():
                 m.d.sync += drain_row.eq(drain_row + 1)
@@ -337,14 +411,14 @@ class Core(wiring.Component):
         m.d.comb += self.busy.eq(pending | (beat != 0) | line.any())
         return m
 
-    def _mode_legal(self, m: Module):
+    def _mode_legal(self, m: Module, mode):
         """High when the (static) mode word is one this build can run (`legal_mode_terms`).
 
         An enabled format × sparsity × scale kind, MX activations and requant only where
         generated, ``1 <= group_beats <= k_beats``, ``k_beats · step <= k_max`` and
         ``pow2`` groups of exactly one MX block.
         """
-        cfg, mode = self._cfg, self.mode
+        cfg = self._cfg
         combo_ok = Signal()
         fmt_bits, sp_bits = len(mode.fmt), len(mode.sparsity)
         with m.Switch(Cat(mode.fmt, mode.sparsity, mode.scale)):

@@ -24,15 +24,21 @@ class Layouts:
     ----------
     mode : StructLayout
         Per-GEMM runtime mode: ``fmt``, ``sparsity``, ``scale`` (codes of ``hw.config``),
-        ``mx_act``, ``requant``, ``group_beats`` and ``k_beats`` (beats per group / per tile).
+        ``mx_act``, ``requant``, ``group_beats`` and ``k_beats`` (beats per group / per tile),
+        ``sched`` (group and tile boundaries from the weight beats' ``ctl`` instead of the
+        counters: block-sparse GEMMs, whose tiles skip the beats of dropped blocks), ``inband``
+        (on the ``mode`` port only: every GEMM's mode word comes from the ``dsc`` stream).
     col_params : StructLayout
         Output stage parameters of one column: ``bias``, ``mult`` (M0), ``shift``, ``zp``.
     act_beat : StructLayout
         One activation beat: ``x[row][v]`` int8 window per row and ``x_exp[row]``.
     packet : StructLayout
         One column's weight packet: ``codes[slot]``, ``idx[lane]``, ``scale``, ``zero``.
-    wgt_beat : ArrayLayout
-        ``packet`` for every column.
+    wgt_beat : StructLayout
+        ``col``: ``packet`` for every column (column 0 at bit 0); ``ctl`` (`wgt_ctl`):
+        ``group_last`` and ``tile_last`` of the beat, read only when ``mode.sched`` is set;
+        ``gemm_last`` (the GEMM's last beat: the next beat runs the next descriptor), read only
+        with ``mode.inband``.
     res_beat : StructLayout
         One drained output row: ``value[col]``, ``err[col]``, ``last`` (last row of a tile).
     """
@@ -49,6 +55,8 @@ class Layouts:
             "requant": unsigned(1),
             "group_beats": unsigned(count_bits),
             "k_beats": unsigned(count_bits),
+            "sched": unsigned(1),
+            "inband": unsigned(1),
         })
         self.col_params = data.StructLayout({
             "bias": signed(32),
@@ -70,7 +78,16 @@ class Layouts:
         if cfg.has_zero_points:
             packet["zero"] = unsigned(cfg.zero_point_bits)
         self.packet = data.StructLayout(packet)
-        self.wgt_beat = data.ArrayLayout(self.packet, cfg.cols)
+        # Beat control of a scheduled GEMM (``mode.sched``): where groups and tiles end.
+        self.wgt_ctl = data.StructLayout({
+            "group_last": unsigned(1),
+            "tile_last": unsigned(1),
+            "gemm_last": unsigned(1),
+        })
+        self.wgt_beat = data.StructLayout({
+            "col": data.ArrayLayout(self.packet, cfg.cols),
+            "ctl": self.wgt_ctl,
+        })
 
         self.res_beat = data.StructLayout({
             "value": data.ArrayLayout(signed(cfg.acc_bits), cfg.cols),

@@ -16,7 +16,8 @@ from gen.pack import Packer
 from gen.presets import preset
 from golden.gemm import gemm
 from hw.config import Mode
-from verif.cases import random_case
+from hw.core import core_drain_delay, output_latency
+from verif.cases import block_case, random_case
 from verif.native import LFSR_PERIOD, Traffic, lfsr_gates, run_gemms_native
 from verif.toolchain import simulator_missing
 
@@ -40,11 +41,28 @@ def _golden(cfg, mode, layer, x, x_exp):
     return y, np.asarray(err, bool)
 
 
+#: Block-sparse: (mode, M, K, N, block); the MX case has a NaN activation exponent in a
+#: group every column drops (the host must stream it so the flag matches golden).
+BLOCK_CASES = [
+    (Mode("int4", "2:4", "int", out_stage="requant"), 3, 256, 4, (32, 1)),
+    (Mode("fp4_e2m1", "dense", "pow2", mx_act=True), 3, 256, 4, (32, 4)),
+]
+
+
 def _cases():
     out = []
     for i, (mode, M, K, N) in enumerate(CASES):
         layer, x, x_exp = random_case(100 + i, TINY, mode, M, K, N)
         out.append({"name": f"{i}-{mode.name}", "mode": mode, "layer": layer, "x": x,
+                    "x_exp": x_exp, "out_stage": mode.out_stage})
+    for i, (mode, M, K, N, block) in enumerate(BLOCK_CASES):
+        layer, x, x_exp = block_case(200 + i, TINY, mode, M, K, N, block, 0.5,
+                                     group=64 if mode.scale_kind == "int" else None)
+        if x_exp is not None:
+            dropped = np.flatnonzero(layer.block_mask.max(axis=1) == 0)
+            x_exp = x_exp.copy()
+            x_exp[1, dropped[0]] = 0xFF
+        out.append({"name": f"block{i}-{mode.name}", "mode": mode, "layer": layer, "x": x,
                     "x_exp": x_exp, "out_stage": mode.out_stage})
     return out
 
@@ -149,3 +167,36 @@ def test_pack_command_writes_the_harness_files(tmp_path):
                           str(tmp_path / "L.npz"), "--x", str(tmp_path / "L.npz"), "-o",
                           str(tmp_path / "b2")], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_inband_modes_back_to_back(tmp_path):
+    """Eight GEMMs alternating modes, their modes as descriptors on `dsc`, streamed back to
+    back: bit-exact under random traffic, and at full rate the whole sequence costs its ideal
+    cycles plus one fill/drain plus one cycle per mode change."""
+    from verif.runner import ideal_cycles
+
+    M, K, N = 4, 256, 4
+    modes = [Mode("int8", "dense", "none"), Mode("int4", "2:4", "int", out_stage="requant"),
+             Mode("ternary", "dense", "int"), Mode("fp4_e2m1", "dense", "pow2", mx_act=True)]
+    gemms = []
+    for i in range(8):
+        mode = modes[i % 4]
+        layer, x, x_exp = random_case(400 + i, TINY, mode, M, K, N,
+                                      group=64 if mode.scale_kind == "int" else None)
+        if i == 4:  # block sparse, tiles still longer than the drain interlock
+            layer, x, x_exp = block_case(400 + i, TINY, mode, M, K, N, (32, 2), 0.5)
+        gemms.append({"layer": layer, "x": x, "x_exp": x_exp, "out_stage": mode.out_stage,
+                      "mode": mode})
+    for tname, traffic in TRAFFIC.items():
+        out = run_gemms_native(TINY, gemms, traffic=traffic, inband=True,
+                               workdir=tmp_path / tname)
+        for i, (g, (y, err)) in enumerate(zip(gemms, out["results"], strict=True)):
+            gy, gerr = _golden(TINY, g["mode"], g["layer"], g["x"], g["x_exp"])
+            assert np.array_equal(y, gy.astype(y.dtype)), i
+            assert np.array_equal(err, gerr), i
+    full = run_gemms_native(TINY, gemms, inband=True, workdir=tmp_path / "again")
+    # Whole tiles, K a multiple of every step: a GEMM's ideal is its beats (one a cycle).
+    ideal = sum(ideal_cycles(TINY, g["mode"], M, N, K) for g in gemms)
+    assert sum(full["beats"]) < ideal  # the block-sparse GEMM streams fewer beats
+    tail = core_drain_delay(TINY) + TINY.rows + output_latency(TINY)
+    assert full["total_cycles"] <= sum(full["beats"]) + tail + len(gemms) - 1

@@ -151,7 +151,7 @@ def test_every_stream_round_trips(case):
             _check_act_beat(cfg, lay, mode, prog.act_beats[beat], x, x_exp, m0, kb, step)
             wgt = lay.wgt_beat.from_bits(prog.wgt_beats[beat])
             for c in range(cfg.cols):
-                _check_packet(cfg, wgt[c], layer, mode, n0 + c, kb, lanes, kb * step // G,
+                _check_packet(cfg, wgt.col[c], layer, mode, n0 + c, kb, lanes, kb * step // G,
                               padding)
         if mode.out_stage == "requant":
             _check_prm_beat(cfg, lay, prog.prm_beats[t], layer, n0)

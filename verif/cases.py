@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from golden.blocks import canonical_block_arrays
 from golden.formats import decode, format_info, pow2_weight_exponent
 from golden.layer import Layer
 from golden.sparsity import parse_sparsity
 from golden.tables import MX_BLOCK, OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN
 from hw.config import ArrayConfig, Mode
 
-__all__ = ["random_layer", "random_activations", "random_case"]
+__all__ = ["random_layer", "random_activations", "random_case", "with_blocks", "block_case"]
 
 
 
@@ -144,6 +145,32 @@ def random_case(seed: int, cfg: ArrayConfig, mode: Mode, M: int, K: int, N: int,
                                   nan_exp=kw.pop("nan_exp", False))
     layer = random_layer(rng, cfg, mode, K, N, out_stage=mode.out_stage, **kw)
     return layer, x, x_exp
+
+
+def with_blocks(rng, layer: Layer, block: tuple[int, int], density: float) -> Layer:
+    """``layer`` with a random block mask (each block kept with probability ``density``).
+
+    Dropped blocks are made canonical (`golden.blocks.canonical_block_arrays`); at least one
+    block is kept.
+    """
+    K, N = (int(v) for v in layer.shape)
+    bk, bn = block
+    mask = (rng.random((K // bk, N // bn)) < density).astype(np.uint8)
+    if not mask.any():
+        mask.flat[rng.integers(0, mask.size)] = 1
+    codes, idx, scales, zeros = canonical_block_arrays(
+        layer.codes, layer.idx, layer.scales, layer.zeros, block_shape=block, block_mask=mask,
+        n_sp=layer.n_sp, m_sp=layer.m_sp, group=int(layer.group), scale_kind=layer.scale_kind)
+    return layer.copy(codes=codes, idx=idx, scales=scales, zeros=zeros,
+                      block_shape=np.asarray(block, np.int64), block_mask=mask)
+
+
+def block_case(seed: int, cfg: ArrayConfig, mode: Mode, M: int, K: int, N: int,
+               block: tuple[int, int], density: float = 0.5, **kw):
+    """(layer, x, x_exp) of `random_case` with a random block mask (`with_blocks`)."""
+    layer, x, x_exp = random_case(seed, cfg, mode, M, K, N, **kw)
+    rng = np.random.default_rng(seed + 7919)
+    return with_blocks(rng, layer, block, density), x, x_exp
 
 
 def exhaustive_case(cfg: ArrayConfig, fmt: str, *, M: int = 16, K: int = 4096, N: int = 16):

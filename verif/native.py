@@ -35,7 +35,7 @@ __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "Nat
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "upe_harness.v"
 MAIN_CPP = HARNESS_DIR / "main.cpp"
-NATIVE_RECIPE = "4"  # bump when the way native models are built changes
+NATIVE_RECIPE = "6"  # bump when the way native models are built changes
 STREAMS = ("act", "wgt", "prm", "res")
 LFSR_POLY = 0xB400   # x^16 + x^14 + x^13 + x^11 + 1, Galois form, shifting right
 LFSR_PERIOD = (1 << 16) - 1
@@ -145,13 +145,15 @@ class NativeRun:
 
     words: list[list[int]]   # result beats per GEMM
     cycles: list[int]        # per GEMM: first beat taken to last result row
+    firsts: list[int]        # per GEMM: the cycle its first beat was taken
+    lasts: list[int]         # per GEMM: the cycle its last result row was taken
     sim_cycles: int          # every cycle the harness ran, reset included
     seconds: float           # wall time of the simulator process
 
 
 def _need(files: list[BeatFiles]) -> dict[str, int]:
     return {"act": sum(f.m_tiles * f.k_beats for f in files),
-            "wgt": sum(f.n_tiles * f.k_beats for f in files),
+            "wgt": sum(f.wgt_words for f in files),
             "prm": sum(f.n_tiles for f in files), "gemms": len(files)}
 
 
@@ -167,7 +169,11 @@ def _depth_for(sim: str, files: list[BeatFiles] | None) -> dict[str, int]:
 
 def _defines(cfg: ArrayConfig, depth_bits: dict) -> dict[str, int | str]:
     packer = Packer(cfg)
+    lay = packer.lay
+    inband_bit = lay.mode["inband"].offset
+    gemm_last_bit = lay.wgt_beat["ctl"].offset + lay.wgt_ctl["gemm_last"].offset
     return {"UPE_CORE": cfg.name, "UPE_ROWS": cfg.rows, "UPE_ACT_BITS": packer.act_bits,
+            "UPE_MODE_INBAND_BIT": inband_bit, "UPE_WGT_GEMM_LAST_BIT": gemm_last_bit,
             "UPE_WGT_BITS": packer.wgt_bits, "UPE_PRM_BITS": packer.prm_bits,
             "UPE_RES_BITS": packer.res_bits, "UPE_MODE_BITS": packer.mode_bits,
             "UPE_ACT_DEPTH": 1 << depth_bits["act"], "UPE_WGT_DEPTH": 1 << depth_bits["wgt"],
@@ -252,8 +258,13 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
 
 
 def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | None = None, *,
-               max_idle: int = 100_000, timeout: float | None = None) -> NativeRun:
-    """Run the GEMMs written to one directory (`Packer.write_gemms`) on ``model``."""
+               max_idle: int = 100_000, timeout: float | None = None,
+               inband: bool = False) -> NativeRun:
+    """Run the GEMMs written to one directory (`Packer.write_gemms`) on ``model``.
+
+    ``inband``: the modes travel on the core's descriptor stream and the GEMMs stream back to
+    back (else each starts when the previous one's results are out).
+    """
     if not files:
         raise ValueError("no GEMM to run")
     directory = files[0].directory
@@ -261,7 +272,7 @@ def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | No
         raise NativeError(f"the GEMMs need {_need(files)} words, more than the model's "
                           f"memories (2^{model.depth_bits}); build with files= to size them")
     traffic = traffic or Traffic.full()
-    args = [*traffic.plusargs(), f"+max_idle={max_idle}"]
+    args = [*traffic.plusargs(), f"+max_idle={max_idle}", f"+inband={int(inband)}"]
     if model.sim == "verilator":
         cmd = [str(model.executable), *args]
     else:
@@ -276,12 +287,16 @@ def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | No
                           f"{(proc.stdout + proc.stderr)[-2000:]}")
     words: list[list[int]] = [[]]
     cycles: list[int] = []
+    firsts: list[int] = []
+    lasts: list[int] = []
     last = 0
     for line in result.read_text().splitlines():
         if line.startswith("cycles "):
             fields = line.split()
             cycles.append(int(fields[1]))
+            firsts.append(int(fields[3]))
             last = int(fields[5])
+            lasts.append(last)
             words.append([])
         elif line.startswith("error"):
             raise NativeError(f"{model.sim} harness, GEMM {len(cycles)}: {line} "
@@ -296,18 +311,21 @@ def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | No
         if len(w) != f.result_rows:
             raise NativeError(f"{model.sim} harness wrote {len(w)} result rows for GEMM {i}, "
                               f"expected {f.result_rows}")
-    return NativeRun(words=words, cycles=cycles, sim_cycles=last, seconds=seconds)
+    return NativeRun(words=words, cycles=cycles, firsts=firsts, lasts=lasts, sim_cycles=last,
+                     seconds=seconds)
 
 
 def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | None = None,
                      sim: str = "verilator", workdir: str | Path | None = None,
-                     quiet: bool = True, max_idle: int = 100_000) -> dict:
+                     quiet: bool = True, max_idle: int = 100_000, inband: bool = False) -> dict:
     """Pack GEMMs, run them one after the other in one simulation, assemble the results.
 
-    Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage``.
+    Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage``. With ``inband`` their
+    modes travel as descriptors and the GEMMs stream back to back (`run_native`).
 
-    Returns ``results`` (a list of ``(y, err)``), ``cycles`` (a list), ``sim_seconds``
-    (simulator wall time), ``pack_seconds`` and the ``model``.
+    Returns ``results`` (a list of ``(y, err)``), ``cycles`` (a list), ``total_cycles`` (the
+    first GEMM's first beat to the last GEMM's last result row), ``sim_seconds`` (simulator
+    wall time), ``pack_seconds`` and the ``model``.
     """
     packer = Packer(cfg)
     tmp = None
@@ -319,13 +337,15 @@ def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | 
         files = packer.write_gemms(gemms, workdir)
         pack_seconds = time.monotonic() - t0
         model = build_native(cfg, sim=sim, files=files, quiet=quiet)
-        run = run_native(model, files, traffic, max_idle=max_idle)
+        run = run_native(model, files, traffic, max_idle=max_idle, inband=inband)
         results = [packer.assemble(f, w) for f, w in zip(files, run.words, strict=True)]
     finally:
         if tmp is not None:
             tmp.cleanup()
     return {"results": results, "cycles": run.cycles, "sim_seconds": run.seconds,
-            "sim_cycles": run.sim_cycles, "pack_seconds": pack_seconds, "model": model}
+            "sim_cycles": run.sim_cycles, "pack_seconds": pack_seconds, "model": model,
+            "beats": [f.beats for f in files],
+            "total_cycles": run.lasts[-1] - run.firsts[0] + 1}
 
 
 def run_gemm_native(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage: str = "raw",
@@ -337,5 +357,5 @@ def run_gemm_native(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage: str = 
                                   "out_stage": out_stage}], traffic=traffic, sim=sim,
                            workdir=workdir, quiet=quiet, max_idle=max_idle)
     (y, err), = out.pop("results")
-    out.update(y=y, err=err, cycles=out["cycles"][0])
+    out.update(y=y, err=err, cycles=out["cycles"][0], beats=out["beats"][0])
     return out

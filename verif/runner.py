@@ -56,6 +56,14 @@ def prepare_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray) -> tuple[Layer,
     return pad_k(layer, Kp), xp
 
 
+def _block_summary(layer: Layer) -> dict:
+    """Block shape and kept fraction of a block-sparse layer for the report (else nothing)."""
+    if layer.block_mask is None:
+        return {}
+    return {"block_shape": [int(v) for v in layer.block_shape],
+            "block_density": float(np.mean(layer.block_mask != 0))}
+
+
 def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
               out_stage: str = "raw", waves: bool | str = False, progress=None,
               sim: str = "verilator", engine: str = "native", traffic=None) -> RunResult:
@@ -101,15 +109,15 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
     if engine == "native":
         from verif.native import run_gemm_native
         if progress:
-            progress(f"packing and simulating {n_tiles} tiles x {k_beats} beats "
-                     f"({n_tiles * k_beats} beats) in mode {mode.name}")
+            progress(f"packing and simulating {n_tiles} tiles of up to {k_beats} beats "
+                     f"in mode {mode.name}")
         try:
             out = run_gemm_native(cfg, padded, xp, x_exp=x_exp, out_stage=out_stage,
                                   traffic=traffic, sim=sim, quiet=progress is None)
         except PackError as exc:
             raise RunError(f"this configuration ({cfg.name}) cannot run the layer: "
                            f"{exc}") from None
-        y, err, entry = out["y"], out["err"], {"cycles": out["cycles"]}
+        y, err, entry = out["y"], out["err"], {"cycles": out["cycles"], "beats": out["beats"]}
         sim_seconds = out["sim_seconds"]
     else:
         from verif.launch import run_cases
@@ -134,7 +142,8 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
         "scale_kind": mode.scale_kind, "mx_act": mode.mx_act, "out_stage": out_stage,
         "M": M, "N": N, "K": K, "K_padded": int(padded.shape[0]),
         "rows": cfg.rows, "cols": cfg.cols, "step_k": step, "tiles": n_tiles,
-        "beats": n_tiles * k_beats, "cycles": entry["cycles"], "ideal_cycles": ideal,
+        "beats": entry["beats"], "cycles": entry["cycles"], "ideal_cycles": ideal,
+        "kept_beats": entry["beats"] / (n_tiles * k_beats),
         "utilization": ideal / entry["cycles"] if entry["cycles"] else 0.0,
         "macs_per_cycle": M * N * K / entry["cycles"] if entry["cycles"] else 0.0,
         "frac_bits": cfg.frac_bits if mode.scale_kind == "pow2" else 0,
@@ -143,6 +152,7 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
         "sim_seconds": round(sim_seconds, 3),
         "cycles_per_second": round(entry["cycles"] / sim_seconds) if sim_seconds else 0,
     }
+    summary.update(_block_summary(layer))
     if report.get("waves"):
         summary["waves"] = report["waves"]
     return RunResult(y=y, err=err, report=summary)

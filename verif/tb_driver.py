@@ -80,6 +80,7 @@ def idle_inputs(dut) -> None:
     dut.act__valid.value = 0
     dut.wgt__valid.value = 0
     dut.prm__valid.value = 0
+    dut.dsc__valid.value = 0
     dut.res__ready.value = 0
 
 

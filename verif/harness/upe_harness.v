@@ -3,13 +3,17 @@
 //
 // The beats come from `$readmemh` files in the working directory, written by
 // `python -m gen pack` (see its index.json); one or more GEMMs run one after the other:
-//   header.hex  the number of GEMMs, then 8 words per GEMM: mode word, k_beats, m_tiles,
-//               n_tiles, requant, and the GEMM's first word in act.hex, wgt.hex, prm.hex
+//   header.hex  the number of GEMMs, then 10 words per GEMM: mode word, k_beats, m_tiles,
+//               n_tiles, requant, the GEMM's first word in act.hex, wgt.hex (and sched.hex),
+//               prm.hex, the beats it streams and its words in wgt.hex
 //   act.hex     activation beats of every row tile:  m_tiles x k_beats words per GEMM
-//   wgt.hex     weight beats of every column tile:   n_tiles x k_beats words per GEMM
+//   wgt.hex     weight beats of every column tile: k_beats each, fewer with block sparsity
+//   sched.hex   one word per wgt.hex word: the beat's index within the tile (bits 30:0) and
+//               the tile's last beat (bit 31)
 //   prm.hex     requant parameters of every column tile (requant only): n_tiles words
-// Tiles stream column tile by column tile, the row tiles inside (tile t = nt * m_tiles + mt),
-// so a stream's word is read at (tile's row/column tile) * k_beats + beat.
+// Tiles stream column tile by column tile, the row tiles inside (tile t = nt * m_tiles + mt):
+// a tile replays its column tile's wgt.hex words in order, and for each the act.hex word
+// (tile's row tile) * k_beats + (its sched.hex beat index).
 //
 // Every stream is throttled by its own 16-bit Galois LFSR (polynomial x^16+x^14+x^13+x^11+1):
 // a source that is not presenting a beat draws one LFSR step and presents when the low byte of
@@ -19,6 +23,10 @@
 //   +act_seed= +wgt_seed= +prm_seed= +res_seed=   LFSR seeds (1..65535; 0 counts as 1)
 //   +act_duty= +wgt_duty= +prm_duty= +res_duty=   duties (default 256)
 //   +max_idle=N   give up after N cycles without a transfer (default 100000)
+//   +inband=1     in-band modes: every GEMM's mode word goes to the core's `dsc` stream and
+//                 the GEMMs stream back to back (the next GEMM's beats follow the last beat
+//                 of the previous one, whose weight beat carries ctl.gemm_last); without it
+//                 a GEMM starts when the previous one's last result row is taken
 // Output, result.txt: per GEMM one result beat a line (hex), then
 //   "cycles C first F last L" (C = L - F + 1, from the first beat taken to the last result row)
 // or a line starting with "error".
@@ -41,13 +49,22 @@ module upe_harness (
     reg [ACT_BITS-1:0] act_mem [0:ACT_DEPTH-1];
     reg [WGT_BITS-1:0] wgt_mem [0:WGT_DEPTH-1];
     reg [PRM_BITS-1:0] prm_mem [0:PRM_DEPTH-1];
-    reg [63:0]         header  [0:8*MAX_GEMMS];
+    reg [31:0]         sched_mem [0:WGT_DEPTH-1];
+    reg [63:0]         header  [0:10*MAX_GEMMS];
 
     // ---- the current GEMM --------------------------------------------------------------
     reg  [31:0] n_gemms;
     reg  [31:0] gemm = 0;
-    wire [31:0] h = 1 + 8 * gemm;
-    wire [MODE_BITS-1:0] mode = header[h][MODE_BITS-1:0];
+    reg         inband = 0;
+    reg  [31:0] pg = 0;          // the GEMM of the prm stream
+    reg  [31:0] rg = 0;          // the GEMM of the result rows
+    reg  [31:0] dg = 0;          // the next descriptor (in-band)
+    reg  [31:0] first_at [0:MAX_GEMMS-1];
+    wire [31:0] h = 1 + 10 * gemm;
+    wire [31:0] hp = 1 + 10 * pg;
+    wire [31:0] hr = 1 + 10 * rg;
+    wire [MODE_BITS-1:0] mode = inband ? {{(MODE_BITS-1){1'b0}}, 1'b1} << `UPE_MODE_INBAND_BIT
+                                       : header[h][MODE_BITS-1:0];
     wire [31:0] k_beats = header[h + 1][31:0];
     wire [31:0] m_tiles = header[h + 2][31:0];
     wire [31:0] n_tiles = header[h + 3][31:0];
@@ -55,9 +72,10 @@ module upe_harness (
     wire [31:0] act_off = header[h + 5][31:0];
     wire [31:0] wgt_off = header[h + 6][31:0];
     wire [31:0] prm_off = header[h + 7][31:0];
-    wire [31:0] n_act = k_beats * m_tiles * n_tiles;
-    wire [31:0] n_prm = requant ? m_tiles * n_tiles : 0;
-    wire [31:0] n_res = m_tiles * n_tiles * `UPE_ROWS;
+    wire [31:0] n_act = header[h + 8][31:0];
+    wire [31:0] m_tiles_p = header[hp + 2][31:0];
+    wire [31:0] n_prm = header[hp + 4][0] ? m_tiles_p * header[hp + 3][31:0] : 0;
+    wire [31:0] n_res = header[hr + 2][31:0] * header[hr + 3][31:0] * `UPE_ROWS;
     reg [8:0]  act_duty, wgt_duty, prm_duty, res_duty;
     reg [15:0] act_lfsr, wgt_lfsr, prm_lfsr, res_lfsr;
     reg [15:0] act_seed, wgt_seed, prm_seed, res_seed;
@@ -74,9 +92,13 @@ module upe_harness (
     wire [RES_BITS-1:0] res_payload;
     wire act_valid, wgt_valid, prm_valid, res_ready;
     wire act_ready, wgt_ready, prm_ready, res_valid, busy;
+    wire dsc_valid = running && inband && dg < n_gemms;
+    wire dsc_ready;
+    wire [MODE_BITS-1:0] dsc_payload = header[1 + 10 * dg][MODE_BITS-1:0];
 
     `UPE_CORE core (
         .clk(clk), .rst(rst), .mode(mode),
+        .dsc__payload(dsc_payload), .dsc__valid(dsc_valid), .dsc__ready(dsc_ready),
         .act__payload(act_payload), .act__valid(act_valid), .act__ready(act_ready),
         .wgt__payload(wgt_payload), .wgt__valid(wgt_valid), .wgt__ready(wgt_ready),
         .prm__payload(prm_payload), .prm__valid(prm_valid), .prm__ready(prm_ready),
@@ -86,18 +108,22 @@ module upe_harness (
 
     // ---- stimulus: act and wgt share the beat counters (taken together) --------------------
     reg [31:0] taken = 0;        // beats taken
-    reg [31:0] beat = 0;         // beat within the tile
     reg [31:0] mt = 0;           // row tile of the current tile
     reg [31:0] act_base = 0;     // act_off + mt * k_beats
-    reg [31:0] wgt_base = 0;     // wgt_off + nt * k_beats
+    reg [31:0] wgt_base = 0;     // first wgt.hex word of the current column tile
+    reg [31:0] wgt_at = 0;       // wgt.hex (and sched.hex) word of the current beat
+    wire [31:0] sched_word = sched_mem[wgt_at];
+    wire       tile_end = sched_word[31];
     reg        act_on = 0, wgt_on = 0;   // presenting a beat (held until taken)
     wire       beats_done = taken == n_act;
     wire       act_gate = {1'b0, act_lfsr[7:0]} < act_duty;
     wire       wgt_gate = {1'b0, wgt_lfsr[7:0]} < wgt_duty;
     assign act_valid = running && !beats_done && (act_on || act_gate);
     assign wgt_valid = running && !beats_done && (wgt_on || wgt_gate);
-    assign act_payload = act_mem[act_base + beat];
-    assign wgt_payload = wgt_mem[wgt_base + beat];
+    assign act_payload = act_mem[act_base + {1'b0, sched_word[30:0]}];
+    // The GEMM's last beat closes its descriptor (read by the core only in-band).
+    wire [WGT_BITS-1:0] gemm_last_bit = {{(WGT_BITS-1){1'b0}}, 1'b1} << `UPE_WGT_GEMM_LAST_BIT;
+    assign wgt_payload = wgt_mem[wgt_at] | (taken + 1 == n_act ? gemm_last_bit : 0);
     wire take = act_valid && wgt_valid && act_ready;
 
     reg [31:0] prm_taken = 0;
@@ -129,13 +155,14 @@ module upe_harness (
         n_gemms = header[0][31:0];
         act_words = 0; wgt_words = 0; prm_words = 0;
         for (g = 0; g < n_gemms; g = g + 1) begin
-            act_words = act_words + header[3 + 8 * g][31:0] * header[2 + 8 * g][31:0];
-            wgt_words = wgt_words + header[4 + 8 * g][31:0] * header[2 + 8 * g][31:0];
-            if (header[5 + 8 * g][0])
-                prm_words = prm_words + header[4 + 8 * g][31:0];
+            act_words = act_words + header[3 + 10 * g][31:0] * header[2 + 10 * g][31:0];
+            wgt_words = wgt_words + header[10 + 10 * g][31:0];
+            if (header[5 + 10 * g][0])
+                prm_words = prm_words + header[4 + 10 * g][31:0];
         end
         $readmemh("act.hex", act_mem, 0, act_words - 1);
         $readmemh("wgt.hex", wgt_mem, 0, wgt_words - 1);
+        $readmemh("sched.hex", sched_mem, 0, wgt_words - 1);
         if (prm_words != 0)
             $readmemh("prm.hex", prm_mem, 0, prm_words - 1);
         act_seed = 16'd1; wgt_seed = 16'd1; prm_seed = 16'd1; res_seed = 16'd1;
@@ -151,6 +178,7 @@ module upe_harness (
         if ($value$plusargs("res_duty=%d", value)) res_duty = value[8:0];
         max_idle = 100000;
         if ($value$plusargs("max_idle=%d", value)) max_idle = value;
+        if ($value$plusargs("inband=%d", value)) inband = value != 0;
         fd = $fopen("result.txt", "w");
         if (n_gemms == 0 || n_gemms > MAX_GEMMS) begin
             $fwrite(fd, "error: header.hex lists %0d GEMMs (1..%0d)\n", n_gemms, MAX_GEMMS);
@@ -164,6 +192,7 @@ module upe_harness (
             rst_count <= rst_count - 3'd1;
             act_base <= act_off;
             wgt_base <= wgt_off;
+            wgt_at <= wgt_off;
             prm_n <= prm_off;
         end else begin
             cycle <= cycle + 1;
@@ -175,29 +204,45 @@ module upe_harness (
             act_on <= act_valid && !take;
             wgt_on <= wgt_valid && !take;
             prm_on <= prm_valid && !prm_take;
+            if (dsc_valid && dsc_ready) dg <= dg + 1;
+            // In-band: the prm stream moves on to the next GEMM once this one's are taken.
+            if (inband && prm_done && !prm_take && pg + 1 < n_gemms) begin
+                pg <= pg + 1;
+                prm_taken <= 0; prm_m <= 0; prm_on <= 0;
+                prm_n <= header[hp + 10 + 7][31:0];
+            end
             if (take) begin
                 if (!started) begin
                     started <= 1;
                     first <= cycle + 1;
+                    first_at[gemm] <= cycle + 1;
                 end
                 taken <= taken + 1;
-                if (beat == k_beats - 1) begin
-                    beat <= 0;
+                if (inband && taken + 1 == n_act && gemm + 1 < n_gemms) begin
+                    // In-band: the next GEMM's beats follow at once.
+                    gemm <= gemm + 1;
+                    act_base <= header[h + 10 + 5][31:0];
+                    wgt_base <= header[h + 10 + 6][31:0];
+                    wgt_at <= header[h + 10 + 6][31:0];
+                    taken <= 0; mt <= 0; started <= 0;
+                end else if (tile_end) begin
                     if (mt == m_tiles - 1) begin
                         mt <= 0;
                         act_base <= act_off;
-                        wgt_base <= wgt_base + k_beats;
+                        wgt_base <= wgt_at + 1;
+                        wgt_at <= wgt_at + 1;
                     end else begin
                         mt <= mt + 1;
                         act_base <= act_base + k_beats;
+                        wgt_at <= wgt_base;
                     end
                 end else begin
-                    beat <= beat + 1;
+                    wgt_at <= wgt_at + 1;
                 end
             end
             if (prm_take) begin
                 prm_taken <= prm_taken + 1;
-                if (prm_m == m_tiles - 1) begin
+                if (prm_m == m_tiles_p - 1) begin
                     prm_m <= 0;
                     prm_n <= prm_n + 1;
                 end else begin
@@ -215,18 +260,24 @@ module upe_harness (
                 results <= results + 1;
                 last <= cycle + 1;
                 if (results + 1 == n_res) begin
-                    $fwrite(fd, "cycles %0d first %0d last %0d\n", cycle + 1 - first + 1,
-                            first, cycle + 1);
-                    if (gemm + 1 == n_gemms) begin
+                    $fwrite(fd, "cycles %0d first %0d last %0d\n", cycle + 1 - first_at[rg] + 1,
+                            first_at[rg], cycle + 1);
+                    if (rg + 1 == n_gemms) begin
                         $fclose(fd);
                         $finish;
                     end
+                    rg <= rg + 1;
+                    results <= 0;
+                end
+                if (results + 1 == n_res && !inband) begin
                     // The next GEMM: counters from its first words, traffic from the seeds.
                     gemm <= gemm + 1;
-                    act_base <= header[h + 8 + 5][31:0];
-                    wgt_base <= header[h + 8 + 6][31:0];
-                    prm_n <= header[h + 8 + 7][31:0];
-                    taken <= 0; beat <= 0; mt <= 0; prm_taken <= 0; prm_m <= 0;
+                    pg <= pg + 1;
+                    act_base <= header[h + 10 + 5][31:0];
+                    wgt_base <= header[h + 10 + 6][31:0];
+                    wgt_at <= header[h + 10 + 6][31:0];
+                    prm_n <= header[h + 10 + 7][31:0];
+                    taken <= 0; mt <= 0; prm_taken <= 0; prm_m <= 0;
                     results <= 0; started <= 0;
                     act_on <= 0; wgt_on <= 0; prm_on <= 0;
                     act_lfsr <= act_seed; wgt_lfsr <= wgt_seed; prm_lfsr <= prm_seed;
