@@ -171,7 +171,7 @@ def _range(width: int) -> str:
 
 #: Streams of the core and their AXI4-Stream interface names (``s_axis_*`` in, ``m_axis_*`` out).
 AXIS_STREAMS = (("act", "s_axis_act"), ("wgt", "s_axis_wgt"), ("prm", "s_axis_prm"),
-                ("res", "m_axis_res"))
+                ("dsc", "s_axis_dsc"), ("res", "m_axis_res"))
 
 
 def axis_wrapper_verilog(man: dict) -> str:
@@ -190,7 +190,7 @@ def axis_wrapper_verilog(man: dict) -> str:
              "output busy"]
     body = []
     conns = [".clk(aclk)", ".rst(~aresetn)", ".mode(mode)", ".busy(busy)"]
-    for stream, axis in AXIS_STREAMS[:3]:
+    for stream, axis in AXIS_STREAMS[:-1]:
         w = widths[f"{stream}__payload"]
         ports += [f"input {_range(_bytes(w))}{axis}_tdata", f"input {axis}_tvalid",
                   f"output {axis}_tready"]
