@@ -448,6 +448,10 @@ class CoreCheck(wiring.Component):
             m.d.comb += Assume(mode.as_value() == mode_q.as_value())
         m.d.comb += [Assume(mode.k_beats >= 1), Assume(mode.group_beats >= 1),
                      Assume(mode.k_beats <= cfg.k_max)]
+        # The counter schedule under the static mode port: the reference counters below model
+        # it (block schedules and in-band descriptors are checked in simulation, see
+        # docs/VERIFICATION.md).
+        m.d.comb += [Assume(~mode.sched), Assume(~mode.inband)]
         if self._live:
             m.d.comb += [Assume(self.res_ready), Assume(self.prm_valid)]
 
