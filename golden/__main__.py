@@ -28,6 +28,7 @@ from .gemm import dequantize_weights, gemm, gemm_float, group_sum_bits
 from .host import dequantize_output, requant_params
 from .layer import LayerError, load_layer, save_layer
 from .metrics import bits_per_weight, metadata_floor, sqnr_db
+from .moe import grouped_gemm
 from .quant import quantize_activations_int8, quantize_activations_mx
 from .sparsity import SPARSITY_PATTERNS
 
@@ -185,24 +186,49 @@ def _smooth_path(output: str) -> str:
     return stem + ".smooth.npy"
 
 
+def _grouped_gemm(args, x, x_exp):
+    """``gemm --experts``: the grouped (MoE) GEMM of `golden.moe.grouped_gemm`."""
+    if args.routing is None:
+        raise UsageError("--experts needs --routing R.npy (expert index per token row)")
+    experts = []
+    for e, path in enumerate(args.experts.split(",")):
+        try:
+            experts.append(load_layer(path))
+        except LayerError as exc:
+            raise UsageError(f"expert {e} ({path}): {exc}") from None
+    stages = args.out_stage if args.out_stages is None else args.out_stages.split(",")
+    t_min, t_max = args.t_window
+    return grouped_gemm(x, experts, _load_npy(args.routing, "routing"), x_exp=x_exp,
+                        x_format=args.x_format, frac_bits=args.frac_bits, t_min=t_min,
+                        t_max=t_max, out_stage=stages)
+
+
 def cmd_gemm(args) -> int:
     """Run the bit-exact GEMM on int8 or MX activations and write the result."""
-    layer = load_layer(args.layer)
+    if (args.layer is None) == (args.experts is None):
+        raise UsageError("give one of --layer L.npz or --experts A.npz,B.npz,... (with "
+                         "--routing)")
+    if args.experts is None and (args.routing or args.out_stages):
+        raise UsageError("--routing and --out-stages go with --experts")
+    layer = None if args.experts else load_layer(args.layer)
     x = _load_npy(args.x, "activations")
     x_exp = None if args.x_exp is None else _load_npy(args.x_exp, "x_exp")
     if args.x_format not in (None, "int8") and x_exp is None:
         raise UsageError(f"--x-format {args.x_format} needs the block exponents --x-exp E.npy")
     t_min, t_max = args.t_window
-    y, err = gemm(
-        x,
-        layer,
-        x_exp=x_exp,
-        x_format=args.x_format,
-        frac_bits=args.frac_bits,
-        t_min=t_min,
-        t_max=t_max,
-        out_stage=args.out_stage,
-    )
+    if args.experts:
+        y, err = _grouped_gemm(args, x, x_exp)
+    else:
+        y, err = gemm(
+            x,
+            layer,
+            x_exp=x_exp,
+            x_format=args.x_format,
+            frac_bits=args.frac_bits,
+            t_min=t_min,
+            t_max=t_max,
+            out_stage=args.out_stage,
+        )
     np.save(args.output, y)
     if args.err_out is not None:
         np.save(args.err_out, err)
@@ -569,7 +595,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", required=True, metavar="X.npy",
                    help="int8 activations [M, K], or MX element codes (int8 for mxint8, uint8 "
                         "for fp8) with --x-exp")
-    p.add_argument("--layer", required=True, metavar="L.npz")
+    p.add_argument("--layer", metavar="L.npz", help="the layer (or --experts)")
+    p.add_argument("--experts", metavar="A.npz,B.npz,...",
+                   help="grouped (MoE) GEMM: expert layer files, all [K, N]")
+    p.add_argument("--routing", metavar="R.npy",
+                   help="with --experts: int expert index per token row [M], or [M, k] for "
+                        "top-k (result [M, k, N], uncombined)")
+    p.add_argument("--out-stages", metavar="S,S,...",
+                   help="with --experts: raw or requant per expert (default --out-stage)")
     p.add_argument("--x-format", choices=("int8", *MX_ACT_FORMATS), default=None,
                    help="activation format (default int8, or mxint8 with --x-exp)")
     p.add_argument("--x-exp", metavar="E.npy", help="uint8 E8M0 block exponents [M, K/32] of "

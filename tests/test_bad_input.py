@@ -554,3 +554,59 @@ def test_config_float_values_are_refused():
     for value in (2.0, math.nan, math.inf):
         with pytest.raises(ConfigError, match="rows"):
             ArrayConfig.from_dict({"rows": value})
+
+
+# ----------------------------------------------------------------------------- --experts
+
+EXPERT_CASES = [
+    (["--experts", "ok.npz,pow2.npz", "--routing", "r_range.npy"],
+     ["routing index 2", "out of range", "2 experts"]),
+    (["--experts", "ok.npz,pow2.npz", "--routing", "r_short.npy"], ["routing", "shape", "[3]"]),
+    (["--experts", "ok.npz,pow2.npz", "--routing", "r_float.npy"], ["routing", "integer"]),
+    (["--experts", "ok.npz,pow2.npz", "--routing", "r_twice.npy"], ["token 0", "twice"]),
+    (["--experts", "ok.npz,n2.npz", "--routing", "r_ok.npy"], ["same N", "N=2"]),
+    (["--experts", "ok.npz,big.npz", "--routing", "r_ok.npy"], ["expert 1", "K=2048"]),
+    (["--experts", "ok.npz,missing.npz", "--routing", "r_ok.npy"], ["expert 1", "missing.npz"]),
+    (["--experts", "ok.npz,pow2.npz", "--routing", "x_npz.npz"], ["x_npz.npz"]),
+    (["--experts", "ok.npz,pow2.npz"], ["--routing"]),
+    (["--experts", "ok.npz,pow2.npz", "--routing", "r_ok.npy", "--out-stages", "raw"],
+     ["1 output stages", "2 experts"]),
+    (["--experts", "ok.npz,pow2.npz", "--routing", "r_ok.npy", "--out-stage", "requant"],
+     ["expert 0", "requant", "out_mult"]),
+    (["--layer", "ok.npz", "--routing", "r_ok.npy"], ["--routing", "--experts"]),
+    (["--layer", "ok.npz", "--experts", "ok.npz", "--routing", "r_ok.npy"],
+     ["--layer", "--experts"]),
+]
+
+
+@pytest.fixture(scope="module")
+def expert_files(files):
+    np.save(files / "r_ok.npy", np.array([0, 1, 0]))
+    np.save(files / "r_range.npy", np.array([0, 2, 0]))
+    np.save(files / "r_short.npy", np.array([0, 1]))
+    np.save(files / "r_float.npy", np.array([0.0, 1.0, 0.0]))
+    np.save(files / "r_twice.npy", np.array([[0, 0], [0, 1], [1, 0]]))
+    save_layer(files / "n2.npz", compress(np.random.default_rng(1).normal(size=(64, 2)),
+                                          fmt="int8", scale_kind="int"))
+    return files
+
+
+def _with_files(files, argv):
+    return [",".join(str(files / p) for p in a.split(",")) if a.endswith((".npy", ".npz"))
+            else a for a in argv]
+
+
+@pytest.mark.parametrize("argv, words", EXPERT_CASES, ids=[_case_id(c) for c in EXPERT_CASES])
+def test_golden_gemm_experts_refuses_bad_input(expert_files, capsys, argv, words):
+    status, err = _golden(["gemm", "--x", expert_files / "x.npy", "-o", expert_files / "y.npy",
+                           *_with_files(expert_files, argv)], capsys)
+    _refused(status, err, *words)
+
+
+@pytest.mark.parametrize("argv, words", [
+    *EXPERT_CASES, (["--experts", "ok.npz", "--routing", "r_ok.npy", "--cocotb"], ["native"]),
+], ids=[_case_id(c) for c in [*EXPERT_CASES, (["--experts", "cocotb"],)]])
+def test_verif_run_experts_refuses_bad_input(expert_files, capsys, argv, words):
+    status, err = _verif(["run", "--preset", "tiny", "--x", expert_files / "x.npy", "-o",
+                          expert_files / "y.npy", *_with_files(expert_files, argv)], capsys)
+    _refused(status, err, *words)

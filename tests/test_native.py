@@ -200,3 +200,48 @@ def test_inband_modes_back_to_back(tmp_path):
     assert sum(full["beats"]) < ideal  # the block-sparse GEMM streams fewer beats
     tail = core_drain_delay(TINY) + TINY.rows + output_latency(TINY)
     assert full["total_cycles"] <= sum(full["beats"]) + tail + len(gemms) - 1
+
+
+def test_grouped_gemm_experts_inband(tmp_path):
+    """A grouped (MoE) GEMM: four experts of different modes (format, sparsity, scale kind,
+    raw and requant), an uneven top-1 routing with one expert left without tokens, as one in-band
+    sequence under random traffic: bit-exact with `golden.moe.grouped_gemm`."""
+    from golden.moe import grouped_gemm
+    from verif.moe import run_grouped
+
+    M, K, N = 11, 128, 3
+    modes = [Mode("int8", "dense", "none", out_stage="requant"), Mode("int4", "2:4", "int"),
+             Mode("ternary", "dense", "int"), Mode("fp4_e2m1", "dense", "pow2")]
+    experts = []
+    for e, mode in enumerate(modes):
+        layer, x, _ = random_case(500 + e, TINY, mode, M, K, N,
+                                  group=64 if mode.scale_kind == "int" else None)
+        experts.append(layer)
+        if e == 0:
+            x0 = x
+    routing = np.array([1, 1, 0, 1, 3, 1, 1, 3, 1, 1, 0])  # expert 2: no token
+    stages = [m.out_stage for m in modes]
+    want, want_err = grouped_gemm(x0, experts, routing, frac_bits=TINY.frac_bits,
+                                  t_min=TINY.t_min, t_max=TINY.t_max, out_stage=stages)
+    res = run_grouped(TINY, experts, x0, routing, out_stage=stages,
+                      traffic=Traffic.random(np.random.default_rng(21)))
+    assert res.y.dtype == want.dtype and np.array_equal(res.y, want)
+    assert np.array_equal(res.err, want_err)
+    rep = res.report
+    assert rep["gemms"] == 3 and rep["skipped_experts"] == [2]
+    assert [e["tokens"] for e in rep["experts"]] == [2, 7, 0, 2]
+    assert rep["total_cycles"] >= rep["ideal_cycles"] > 0
+
+    # Top-2 with MX activations (every expert pow2), at full rate.
+    modes = [Mode("fp4_e2m1", "dense", "pow2", mx_act=True),
+             Mode("int8", "dense", "pow2", mx_act=True), Mode("fp4_e2m1", "dense", "pow2",
+                                                                mx_act=True)]
+    experts = [random_case(520 + e, TINY, mode, M, K, N)[0] for e, mode in enumerate(modes)]
+    _, x, x_exp = random_case(520, TINY, modes[0], M, K, N)
+    routing = np.array([[0, 1], [1, 0], [1, 2], [0, 1], [1, 0], [0, 1], [1, 0], [0, 1],
+                        [2, 0], [1, 0], [0, 1]])
+    want, want_err = grouped_gemm(x, experts, routing, x_exp=x_exp, frac_bits=TINY.frac_bits,
+                                  t_min=TINY.t_min, t_max=TINY.t_max)
+    res = run_grouped(TINY, experts, x, routing, x_exp=x_exp)
+    assert res.y.shape == (M, 2, N) and np.array_equal(res.y, want)
+    assert np.array_equal(res.err, want_err)

@@ -65,11 +65,21 @@ def check_against_golden(cfg, layer, x, x_exp, out_stage, y, err) -> tuple[int, 
 
 
 def _run_inputs(args, load_layer, LayerError):
-    """The layer, activations, activation exponents and output path of ``verif run``."""
-    try:
-        layer = load_layer(args.layer)
-    except LayerError as exc:
-        raise UserError(f"invalid layer file {args.layer}: {exc}") from None
+    """The layer (a list of experts with ``--experts``), activations, activation exponents
+    and output path of ``verif run``."""
+    if (args.layer is None) == (args.experts is None):
+        raise UserError("give one of --layer L.npz or --experts A.npz,B.npz,... (with "
+                        "--routing)")
+    if args.experts is None and (args.routing or args.out_stages):
+        raise UserError("--routing and --out-stages go with --experts")
+    layers = []
+    for e, path in enumerate([args.layer] if args.experts is None else args.experts.split(",")):
+        try:
+            layers.append(load_layer(path))
+        except LayerError as exc:
+            what = "" if args.experts is None else f"expert {e}: "
+            raise UserError(f"{what}invalid layer file {path}: {exc}") from None
+    layer = layers if args.experts else layers[0]
     x = _load_npy(args.x, "activations")
     if x.dtype != np.int8 or x.ndim != 2:
         raise UserError(f"activations {args.x} must be a 2-D int8 array, not {x.dtype} "
@@ -101,6 +111,56 @@ def _check_toolchain(args) -> None:
             raise UserError(why)
 
 
+def _run_experts(args, cfg, experts, x, x_exp, out) -> int:
+    """``verif run --experts``: the grouped GEMM in one in-band sequence (`verif.moe`)."""
+    from golden.moe import grouped_gemm
+    from verif.moe import run_grouped
+    from verif.native import Traffic
+    from verif.runner import RunError
+
+    if args.routing is None:
+        raise UserError("--experts needs --routing R.npy (expert index per token row)")
+    if args.cocotb or args.waves:
+        raise UserError("--experts runs on the native harness only (no --cocotb / --waves)")
+    routing = _load_npy(args.routing, "routing")
+    stages = args.out_stage if args.out_stages is None else args.out_stages.split(",")
+    traffic = (None if args.traffic_seed is None
+               else Traffic.random(np.random.default_rng(args.traffic_seed)))
+    try:
+        result = run_grouped(cfg, experts, x, routing, x_exp=x_exp, out_stage=stages,
+                             traffic=traffic, sim=args.sim, progress=_progress)
+    except RunError as exc:
+        raise UserError(str(exc)) from None
+    np.save(out, result.y)
+    if args.err_out:
+        np.save(args.err_out, result.err)
+    rep = result.report
+    if args.report:
+        Path(args.report).write_text(json.dumps(rep, indent=2) + "\n")
+    print(f"grouped GEMM: {rep['gemms']} of {len(experts)} experts (skipped "
+          f"{rep['skipped_experts'] or 'none'}), M={rep['M']} N={rep['N']} K={rep['K']} on "
+          f"{rep['rows']}x{rep['cols']} -> {rep['total_cycles']} cycles in one in-band sequence "
+          f"(sum of ideal {rep['ideal_cycles']:.0f}, utilization {rep['utilization']:.3f}), "
+          f"wrote {out}")
+    if args.check:
+        y_ref, err_ref = grouped_gemm(x, experts, routing, x_exp=x_exp,
+                                      frac_bits=cfg.frac_bits, t_min=cfg.t_min,
+                                      t_max=cfg.t_max, out_stage=stages)
+        bad_y = int((np.asarray(result.y, np.int64) != np.asarray(y_ref, np.int64)).sum())
+        bad_err = int((result.err != err_ref).sum())
+        if bad_y or bad_err or result.y.dtype != y_ref.dtype:
+            print(f"check: MISMATCH against the golden grouped GEMM: {bad_y} of "
+                  f"{result.y.size} outputs and {bad_err} error flags differ", file=sys.stderr)
+            return 1
+        print(f"check: bit-exact against the golden grouped GEMM ({result.y.size} outputs and "
+              "their error flags)")
+    if rep["errors"]:
+        print(f"python -m verif run: {rep['errors']} outputs carry the error flag (invalid code,"
+              f" NaN scale or exponent window); see --err-out", file=sys.stderr)
+        return 3
+    return 0
+
+
 def cmd_run(args) -> int:
     """Run a layer file on the simulated core and write the result."""
     from golden.layer import LayerError, load_layer
@@ -109,6 +169,8 @@ def cmd_run(args) -> int:
     cfg = config_from_args(args)
     layer, x, x_exp, out = _run_inputs(args, load_layer, LayerError)
     _check_toolchain(args)
+    if args.experts:
+        return _run_experts(args, cfg, layer, x, x_exp, out)
     try:
         waves = str(Path(args.out).with_suffix(".fst")) if args.waves else False
         traffic = None
@@ -155,7 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a layer file on the simulated core")
     add_config_args(p)
     p.add_argument("--x", required=True, help="int8 activations [M, K] (.npy)")
-    p.add_argument("--layer", required=True, help="compressed layer file (.npz)")
+    p.add_argument("--layer", help="compressed layer file (.npz), or --experts")
+    p.add_argument("--experts", metavar="A.npz,B.npz,...",
+                   help="grouped (MoE) GEMM: expert layer files, run as one in-band sequence")
+    p.add_argument("--routing", metavar="R.npy",
+                   help="with --experts: int expert index per token row [M], or [M, k]")
+    p.add_argument("--out-stages", metavar="S,S,...",
+                   help="with --experts: raw or requant per expert (default --out-stage)")
     p.add_argument("--x-exp", help="uint8 MXINT8 exponents [M, K/32] (.npy)")
     p.add_argument("--out-stage", choices=("raw", "requant"), default="raw")
     p.add_argument("-o", "--out", required=True, help="result .npy (int64 raw, int8 requant)")
