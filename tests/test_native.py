@@ -5,6 +5,7 @@ golden model's and the cycle counts must be equal. One native and one cocotb bui
 (shared with the other tests through the build cache); Icarus runs the harness too.
 """
 
+import math
 import subprocess
 import sys
 
@@ -245,3 +246,48 @@ def test_grouped_gemm_experts_inband(tmp_path):
     res = run_grouped(TINY, experts, x, routing, x_exp=x_exp)
     assert res.y.shape == (M, 2, N) and np.array_equal(res.y, want)
     assert np.array_equal(res.err, want_err)
+
+
+def test_weight_bandwidth_throttle(tmp_path):
+    """``+wgt_bw``: beats of 40 bits behind 16 bits a cycle take 2.5 cycles each, results
+    bit-exact, also under random traffic and in-band; without the plusarg nothing changes."""
+    from verif.native import run_native, sched_beats
+
+    cases = [(Mode("int8", "dense", "none"), 4, 256, 4),
+             (Mode("int4", "2:4", "int"), 3, 128, 2)]
+    gemms = []
+    for seed, (mode, M, K, N) in enumerate(cases):
+        layer, x, x_exp = random_case(600 + seed, TINY, mode, M, K, N)
+        gemms.append({"layer": layer, "x": x, "x_exp": x_exp, "out_stage": mode.out_stage,
+                      "mode": mode})
+
+    def forty(f, beats):
+        return np.full(beats.shape, 40)
+
+    def check(out):
+        for i, (g, (y, err)) in enumerate(zip(gemms, out["results"], strict=True)):
+            gy, gerr = _golden(TINY, g["mode"], g["layer"], g["x"], g["x_exp"])
+            assert np.array_equal(y, gy.astype(y.dtype)), i
+            assert np.array_equal(err, gerr), i
+
+    free = run_gemms_native(TINY, gemms, workdir=tmp_path / "free")
+    slow = run_gemms_native(TINY, gemms, wgt_bw=16, wgt_beat_bits=forty,
+                            workdir=tmp_path / "slow")
+    check(free)
+    check(slow)
+    tail = core_drain_delay(TINY) + TINY.rows + output_latency(TINY)
+    for beats, cycles in zip(slow["beats"], slow["cycles"], strict=True):
+        # Beat i is taken once the counter has earned (i + 1) * 40 bits: the first after 3
+        # cycles (uncounted), then 2.5 cycles apart on average.
+        assert cycles == math.ceil(beats * 2.5) - 2 + tail
+    assert all(s > f for s, f in zip(slow["cycles"], free["cycles"], strict=True))
+    for tname, traffic in TRAFFIC.items():
+        check(run_gemms_native(TINY, gemms, traffic=traffic, wgt_bw=16, wgt_beat_bits=forty,
+                               inband=True, workdir=tmp_path / f"inband-{tname}"))
+    files = Packer(TINY).write_gemms(gemms, tmp_path / "bare")
+    assert [b.size for b in sched_beats(files)] == [f.wgt_words for f in files]
+    from verif.native import build_native
+    with pytest.raises(ValueError, match="wbits.hex"):
+        run_native(build_native(TINY, files=files), files, wgt_bw=16)
+    with pytest.raises(ValueError, match="wgt_beat_bits"):
+        run_gemms_native(TINY, gemms, wgt_bw=16, workdir=tmp_path / "none")

@@ -9,6 +9,10 @@ and checks. Built once per configuration (and memory depth) with Verilator and a
 The traffic of a run is a `Traffic`: an LFSR seed and a duty per stream. `Traffic.patterns`
 gives the same gates as the cyclic patterns of the cocotb testbench, so both paths see the
 same handshakes and count the same cycles.
+
+A run can also sit behind a weight bandwidth of W bits per cycle (``wgt_bw``): the harness then
+presents a weight beat only once a credit counter, earning W bits a cycle, holds the beat's
+compressed size, which the host writes per weight word (`write_wgt_bits`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +35,8 @@ from hw.config import ArrayConfig
 from verif.toolchain import BUILD, _hardware_digest, _locked, _log, simulator_missing, verilator_env
 
 __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "NativeError",
-           "lfsr_gates", "build_native", "run_native", "run_gemms_native", "run_gemm_native"]
+           "lfsr_gates", "build_native", "run_native", "run_gemms_native", "run_gemm_native",
+           "sched_beats", "write_wgt_bits"]
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "upe_harness.v"
@@ -257,13 +263,39 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                        build_seconds=built["seconds"])
 
 
+def sched_beats(files: list[BeatFiles]) -> list[np.ndarray]:
+    """Per GEMM, the beat index within its tile of every weight word (from ``sched.hex``)."""
+    words = np.array([int(v, 16) for v in
+                      (files[0].directory / "sched.hex").read_text().split()], np.int64)
+    return [words[f.offsets[1]:f.offsets[1] + f.wgt_words] & 0x7FFF_FFFF for f in files]
+
+
+def write_wgt_bits(files: list[BeatFiles],
+                   beat_bits: Callable[[BeatFiles, np.ndarray], np.ndarray]) -> Path:
+    """Write ``wbits.hex``: the compressed size in bits of every weight word, for ``+wgt_bw``.
+
+    ``beat_bits(f, beats)`` gives the sizes of GEMM ``f``'s weight words from their beat
+    indices within the tile (`sched_beats`); sizes must be 1 .. 2^31.
+    """
+    out = []
+    for f, beats in zip(files, sched_beats(files), strict=True):
+        bits = np.asarray(beat_bits(f, beats), np.int64)
+        if bits.shape != beats.shape or (bits < 1).any() or (bits >= 1 << 31).any():
+            raise ValueError(f"beat_bits must give {beats.size} sizes of 1 .. 2^31 bits")
+        out.append(bits)
+    path = files[0].directory / "wbits.hex"
+    path.write_text("".join(f"{int(v):08x}\n" for v in np.concatenate(out)))
+    return path
+
+
 def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | None = None, *,
                max_idle: int = 100_000, timeout: float | None = None,
-               inband: bool = False) -> NativeRun:
+               inband: bool = False, wgt_bw: int | None = None) -> NativeRun:
     """Run the GEMMs written to one directory (`Packer.write_gemms`) on ``model``.
 
     ``inband``: the modes travel on the core's descriptor stream and the GEMMs stream back to
-    back (else each starts when the previous one's results are out).
+    back (else each starts when the previous one's results are out). ``wgt_bw``: a weight
+    bandwidth in bits per cycle (needs ``wbits.hex``, `write_wgt_bits`); None for none.
     """
     if not files:
         raise ValueError("no GEMM to run")
@@ -273,6 +305,13 @@ def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | No
                           f"memories (2^{model.depth_bits}); build with files= to size them")
     traffic = traffic or Traffic.full()
     args = [*traffic.plusargs(), f"+max_idle={max_idle}", f"+inband={int(inband)}"]
+    if wgt_bw is not None:
+        if isinstance(wgt_bw, bool) or not isinstance(wgt_bw, int) or not 1 <= wgt_bw < 1 << 31:
+            raise ValueError(f"wgt_bw must be a positive integer (bits per cycle), not {wgt_bw!r}")
+        if not (directory / "wbits.hex").exists():
+            raise ValueError(f"wgt_bw needs the weight beat sizes, {directory / 'wbits.hex'} "
+                             f"(write_wgt_bits)")
+        args.append(f"+wgt_bw={wgt_bw}")
     if model.sim == "verilator":
         cmd = [str(model.executable), *args]
     else:
@@ -317,11 +356,16 @@ def run_native(model: NativeModel, files: list[BeatFiles], traffic: Traffic | No
 
 def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | None = None,
                      sim: str = "verilator", workdir: str | Path | None = None,
-                     quiet: bool = True, max_idle: int = 100_000, inband: bool = False) -> dict:
+                     quiet: bool = True, max_idle: int = 100_000, inband: bool = False,
+                     wgt_bw: int | None = None,
+                     wgt_beat_bits: Callable[[BeatFiles, np.ndarray], np.ndarray] | None = None
+                     ) -> dict:
     """Pack GEMMs, run them one after the other in one simulation, assemble the results.
 
     Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage``. With ``inband`` their
-    modes travel as descriptors and the GEMMs stream back to back (`run_native`).
+    modes travel as descriptors and the GEMMs stream back to back (`run_native`). With
+    ``wgt_bw`` the weight stream is limited to that many bits per cycle, a beat costing
+    ``wgt_beat_bits(f, beats)`` bits (`write_wgt_bits`).
 
     Returns ``results`` (a list of ``(y, err)``), ``cycles`` (a list), ``total_cycles`` (the
     first GEMM's first beat to the last GEMM's last result row), ``sim_seconds`` (simulator
@@ -335,9 +379,14 @@ def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | 
     try:
         t0 = time.monotonic()
         files = packer.write_gemms(gemms, workdir)
+        if wgt_bw is not None:
+            if wgt_beat_bits is None:
+                raise ValueError("wgt_bw needs wgt_beat_bits (the size of every weight beat)")
+            write_wgt_bits(files, wgt_beat_bits)
         pack_seconds = time.monotonic() - t0
         model = build_native(cfg, sim=sim, files=files, quiet=quiet)
-        run = run_native(model, files, traffic, max_idle=max_idle, inband=inband)
+        run = run_native(model, files, traffic, max_idle=max_idle, inband=inband,
+                         wgt_bw=wgt_bw)
         results = [packer.assemble(f, w) for f, w in zip(files, run.words, strict=True)]
     finally:
         if tmp is not None:

@@ -11,6 +11,8 @@
 //   sched.hex   one word per wgt.hex word: the beat's index within the tile (bits 30:0) and
 //               the tile's last beat (bit 31)
 //   prm.hex     requant parameters of every column tile (requant only): n_tiles words
+//   wbits.hex   with +wgt_bw only: one word per wgt.hex word, the beat's compressed size in
+//               bits (written by the host, `verif.native.write_wgt_bits`)
 // Tiles stream column tile by column tile, the row tiles inside (tile t = nt * m_tiles + mt):
 // a tile replays its column tile's wgt.hex words in order, and for each the act.hex word
 // (tile's row tile) * k_beats + (its sched.hex beat index).
@@ -23,6 +25,11 @@
 //   +act_seed= +wgt_seed= +prm_seed= +res_seed=   LFSR seeds (1..65535; 0 counts as 1)
 //   +act_duty= +wgt_duty= +prm_duty= +res_duty=   duties (default 256)
 //   +max_idle=N   give up after N cycles without a transfer (default 100000)
+//   +wgt_bw=W     weight bandwidth of W bits per cycle: a credit counter earns W bits every
+//                 cycle (saturating at W plus the largest beat of wbits.hex: a one-beat
+//                 buffer, so a stalled core banks no burst) and a weight beat is valid only
+//                 while the counter holds its size; taking the beat spends it. The counter starts empty with every GEMM (sequential runs).
+//                 Without it (or W = 0) no throttle.
 //   +inband=1     in-band modes: every GEMM's mode word goes to the core's `dsc` stream and
 //                 the GEMMs stream back to back (the next GEMM's beats follow the last beat
 //                 of the previous one, whose weight beat carries ctl.gemm_last); without it
@@ -50,6 +57,7 @@ module upe_harness (
     reg [WGT_BITS-1:0] wgt_mem [0:WGT_DEPTH-1];
     reg [PRM_BITS-1:0] prm_mem [0:PRM_DEPTH-1];
     reg [31:0]         sched_mem [0:WGT_DEPTH-1];
+    reg [31:0]         wbits_mem [0:WGT_DEPTH-1];
     reg [63:0]         header  [0:10*MAX_GEMMS];
 
     // ---- the current GEMM --------------------------------------------------------------
@@ -80,6 +88,9 @@ module upe_harness (
     reg [15:0] act_lfsr, wgt_lfsr, prm_lfsr, res_lfsr;
     reg [15:0] act_seed, wgt_seed, prm_seed, res_seed;
     reg [31:0] max_idle;
+    reg [31:0] wgt_bw = 0;       // weight bandwidth (bits per cycle); 0: no throttle
+    reg [31:0] wgt_cap = 0;      // the largest beat (the credit saturates at wgt_cap + W)
+    reg [31:0] wgt_credit = 0;   // bits the weight link holds
     integer    fd, value;
 
     // ---- the core ------------------------------------------------------------------------
@@ -118,13 +129,16 @@ module upe_harness (
     wire       beats_done = taken == n_act;
     wire       act_gate = {1'b0, act_lfsr[7:0]} < act_duty;
     wire       wgt_gate = {1'b0, wgt_lfsr[7:0]} < wgt_duty;
+    wire [31:0] beat_bits = wbits_mem[wgt_at];
+    wire       wgt_bw_ok = wgt_bw == 0 || wgt_credit >= beat_bits;
     assign act_valid = running && !beats_done && (act_on || act_gate);
-    assign wgt_valid = running && !beats_done && (wgt_on || wgt_gate);
+    assign wgt_valid = running && !beats_done && (wgt_on || wgt_gate) && wgt_bw_ok;
     assign act_payload = act_mem[act_base + {1'b0, sched_word[30:0]}];
     // The GEMM's last beat closes its descriptor (read by the core only in-band).
     wire [WGT_BITS-1:0] gemm_last_bit = {{(WGT_BITS-1){1'b0}}, 1'b1} << `UPE_WGT_GEMM_LAST_BIT;
     assign wgt_payload = wgt_mem[wgt_at] | (taken + 1 == n_act ? gemm_last_bit : 0);
     wire take = act_valid && wgt_valid && act_ready;
+    wire [31:0] credit_sum = wgt_credit + wgt_bw - (take ? beat_bits : 32'd0);
 
     reg [31:0] prm_taken = 0;
     reg [31:0] prm_m = 0;        // row tile of the tile this parameter beat belongs to
@@ -179,6 +193,12 @@ module upe_harness (
         max_idle = 100000;
         if ($value$plusargs("max_idle=%d", value)) max_idle = value;
         if ($value$plusargs("inband=%d", value)) inband = value != 0;
+        if ($value$plusargs("wgt_bw=%d", value)) wgt_bw = value;
+        if (wgt_bw != 0) begin
+            $readmemh("wbits.hex", wbits_mem, 0, wgt_words - 1);
+            for (g = 0; g < wgt_words; g = g + 1)
+                if (wbits_mem[g] > wgt_cap) wgt_cap = wbits_mem[g];
+        end
         fd = $fopen("result.txt", "w");
         if (n_gemms == 0 || n_gemms > MAX_GEMMS) begin
             $fwrite(fd, "error: header.hex lists %0d GEMMs (1..%0d)\n", n_gemms, MAX_GEMMS);
@@ -201,6 +221,8 @@ module upe_harness (
             if (!wgt_on && !beats_done) wgt_lfsr <= lfsr_next(wgt_lfsr);
             if (!prm_on && !prm_done) prm_lfsr <= lfsr_next(prm_lfsr);
             res_lfsr <= lfsr_next(res_lfsr);
+            if (wgt_bw != 0)
+                wgt_credit <= credit_sum > wgt_cap + wgt_bw ? wgt_cap + wgt_bw : credit_sum;
             act_on <= act_valid && !take;
             wgt_on <= wgt_valid && !take;
             prm_on <= prm_valid && !prm_take;
@@ -282,6 +304,7 @@ module upe_harness (
                     act_on <= 0; wgt_on <= 0; prm_on <= 0;
                     act_lfsr <= act_seed; wgt_lfsr <= wgt_seed; prm_lfsr <= prm_seed;
                     res_lfsr <= res_seed;
+                    wgt_credit <= 0;
                 end
             end
             if (idle > max_idle) begin
