@@ -31,12 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from golden.calibrate import smooth, wanda_saliency
-from golden.compress import compress
-from golden.formats import e8m0_to_float, format_info
+from golden.compress import compress, compress_nvfp4
+from golden.formats import decode, e8m0_to_float, format_info
 from golden.gemm import dequantize_weights, gemm_raw
 from golden.layer import Layer
 from golden.metrics import bits_per_weight, sqnr_db
-from golden.quant import quantize_activations_int8, quantize_activations_mxint8
+from golden.quant import (
+    quantize_activations_int8,
+    quantize_activations_mx,
+    quantize_activations_mxint8,
+)
 from golden.tables import MX_ACT_FORMAT, MX_BLOCK
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,7 +254,7 @@ class WeightMode:
     fmt: str
     scale_kind: str
     group: int | None  # None: per channel (K), or 32 for pow2
-    act: str = "int8"  # "int8" per token, or "mxint8" (OCP MX blocks of 32)
+    act: str = "int8"  # "int8" per token, or "mxint8" / "fp8_e4m3" (OCP MX blocks of 32)
 
 
 WEIGHT_MODES = (
@@ -269,6 +273,42 @@ FORMAT_COLORS = {
     "MXFP4+MXINT8 act": "#e377c2", "MXINT8+MXINT8 act": "#17becf",
 }
 SPARSITY_MARKERS = {"dense": "o", "4:8": "s", "2:4": "^", "2:8": "D", "1:4": "v"}
+
+#: Block sparsity (SPEC §3) on top of the matrix: ``bk × bn`` blocks, ``bn`` = the RTL tile's
+#: column count so a dropped block is a k-range the packer skips for the whole tile.
+BLOCK = (64, 8)
+#: (weight mode, N:M pattern, kept fraction of the blocks) of the block-sparse rows.
+BLOCK_ROWS = (
+    ("int8/ch", "dense", 0.75),
+    ("int8/ch", "dense", 0.5),
+    ("int4/g128", "2:4", 0.5),
+    ("ternary/ch", "dense", 0.75),
+    ("MXFP4", "dense", 0.5),
+)
+
+#: Formats the golden model runs and the hardware generator does not build yet
+#: (`hw.config.GOLDEN_ONLY_FORMATS` weights, MXFP8 activations); ``nvfp4`` is `compress_nvfp4`.
+GOLDEN_MODES = (
+    WeightMode("MXFP8+MXFP8 act", "fp8_e4m3", "pow2", None, act="fp8_e4m3"),
+    WeightMode("MXFP4+MXFP8 act", "fp4_e2m1", "pow2", None, act="fp8_e4m3"),
+    WeightMode("NVFP4", "nvfp4", "int", 16),
+    WeightMode("uint2/g64", "uint2", "int", 64),
+)
+#: (golden-only mode, N:M pattern) rows.
+GOLDEN_ROWS = (
+    ("MXFP8+MXFP8 act", "dense"),
+    ("MXFP8+MXFP8 act", "2:4"),
+    ("MXFP4+MXFP8 act", "dense"),
+    ("NVFP4", "dense"),
+    ("uint2/g64", "dense"),
+)
+GOLDEN_COLORS = {"MXFP8+MXFP8 act": "#bcbd22", "MXFP4+MXFP8 act": "#7f7f7f",
+                 "NVFP4": "#393b79", "uint2/g64": "#ad494a"}
+#: The RTL column of a golden-only row.
+GOLDEN_ONLY_RTL = "golden only (not built by the hardware generator yet)"
+#: Lowest ``t`` of the golden-only ``pow2`` rows: fp8 weights and activations each add −9 to
+#: ``t`` (SPEC §4), so the ``default`` window would flag every output of MXFP8 × MXFP8.
+GOLDEN_T_MIN = -64
 
 
 @dataclass(frozen=True)
@@ -304,11 +344,21 @@ class Row:
     cycles: int | None = None
     exact: bool | None = None
     errors: int = 0
+    block: str = ""  # "" without block sparsity, else e.g. "64x8 @ 0.50"
+    golden_only: bool = False
 
     @property
     def key(self) -> str:
-        """Identifier of the row (layer, mode, sparsity, variant)."""
-        return f"{self.layer}|{self.mode.label}|{self.sparsity}|{self.variant}"
+        """Identifier of the row (layer, mode, sparsity, variant, block)."""
+        key = f"{self.layer}|{self.mode.label}|{self.sparsity}|{self.variant}"
+        return key + (f"|{self.block}" if self.block else "")
+
+    @property
+    def kind(self) -> str:
+        """``main`` (the matrix), ``block``, ``golden`` (golden only) or ``calib``."""
+        if self.variant:
+            return "calib"
+        return "golden" if self.golden_only else ("block" if self.block else "main")
 
 
 def quantize_x(x: np.ndarray, act: str):
@@ -318,13 +368,19 @@ def quantize_x(x: np.ndarray, act: str):
         scale = (np.repeat(e8m0_to_float(x_exp), MX_BLOCK, axis=1)
                  * 2.0 ** format_info(MX_ACT_FORMAT).pow2_adj)
         return x_q, x_exp, None, x_q * scale
+    if act == "fp8_e4m3":
+        x_q, x_exp = quantize_activations_mx(x, act)
+        scale = np.repeat(e8m0_to_float(x_exp), MX_BLOCK, axis=1)
+        return x_q, x_exp, None, decode(act, x_q)[0].astype(np.float64) * scale
     x_q, x_scale = quantize_activations_int8(x)
     return x_q, None, x_scale, x_q * x_scale[:, None]
 
 
-def golden_output(layer: Layer, x_q, x_exp, x_scale, frac_bits: int, t_min: int, t_max: int):
+def golden_output(layer: Layer, x_q, x_exp, x_scale, frac_bits: int, t_min: int, t_max: int,
+                  x_format: str | None = None):
     """The golden model's exact integer result turned into floats (scales applied)."""
-    acc, err = gemm_raw(x_q, layer, x_exp=x_exp, frac_bits=frac_bits, t_min=t_min, t_max=t_max)
+    acc, err = gemm_raw(x_q, layer, x_exp=x_exp, x_format=x_format, frac_bits=frac_bits,
+                        t_min=t_min, t_max=t_max)
     if layer.scale_kind == "pow2":
         y = np.ldexp(acc.astype(np.float64), -frac_bits)
     else:
@@ -335,16 +391,34 @@ def golden_output(layer: Layer, x_q, x_exp, x_scale, frac_bits: int, t_min: int,
 
 
 def measure(spec: LayerSpec, mode: WeightMode, sparsity: str, w: np.ndarray, x: np.ndarray,
-            cfg, *, variant: str = "", saliency=None, rceil: bool = False) -> Row:
-    """Compress ``w [K, N]``, run the golden GEMM on ``x`` and measure one row."""
-    layer = compress(w, fmt=mode.fmt, sparsity=sparsity, group=mode.group,
-                     scale_kind=mode.scale_kind, saliency=saliency, rceil=rceil)
+            cfg, *, variant: str = "", saliency=None, rceil: bool = False,
+            block_density: float | None = None) -> Row:
+    """Compress ``w [K, N]``, run the golden GEMM on ``x`` and measure one row.
+
+    ``block_density`` adds block sparsity (`BLOCK` blocks, that fraction kept by norm); a mode
+    of `GOLDEN_MODES` gives a golden-only row (``nvfp4`` through `compress_nvfp4`, its fp32
+    tensor scale applied to the output; ``t`` window down to `GOLDEN_T_MIN`).
+    """
+    golden_only = mode in GOLDEN_MODES
+    tensor_scale = 1.0
+    if mode.fmt == "nvfp4":
+        layer, tensor_scale = compress_nvfp4(w, sparsity=sparsity, saliency=saliency)
+    else:
+        block = {} if block_density is None else {"block": BLOCK,
+                                                  "block_density": block_density}
+        layer = compress(w, fmt=mode.fmt, sparsity=sparsity, group=mode.group,
+                         scale_kind=mode.scale_kind, saliency=saliency, rceil=rceil, **block)
     x_q, x_exp, x_scale, _ = quantize_x(x, mode.act)
-    y, n_err = golden_output(layer, x_q, x_exp, x_scale, cfg.frac_bits, cfg.t_min, cfg.t_max)
+    x_format = mode.act if mode.act == "fp8_e4m3" else None
+    t_min = GOLDEN_T_MIN if golden_only else cfg.t_min
+    y, n_err = golden_output(layer, x_q, x_exp, x_scale, cfg.frac_bits, t_min, cfg.t_max,
+                             x_format=x_format)
     return Row(layer=spec.name, mode=mode, sparsity=sparsity, variant=variant,
-               bits=bits_per_weight(layer), sqnr_out=sqnr_db(x @ w, y),
-               sqnr_w=sqnr_db(w, dequantize_weights(layer)), compressed=layer, x_q=x_q,
-               x_exp=x_exp, errors=n_err)
+               bits=bits_per_weight(layer), sqnr_out=sqnr_db(x @ w, y * tensor_scale),
+               sqnr_w=sqnr_db(w, dequantize_weights(layer) * tensor_scale), compressed=layer,
+               x_q=x_q, x_exp=x_exp, errors=n_err, golden_only=golden_only,
+               block="" if block_density is None
+               else f"{BLOCK[0]}x{BLOCK[1]} @ {block_density:.2f}")
 
 
 def slice_columns(layer: Layer, n: int) -> Layer:
@@ -356,6 +430,11 @@ def slice_columns(layer: Layer, n: int) -> Layer:
             changes[key] = value[:, :n].copy()
     if layer.scale_exp is not None:
         changes["scale_exp"] = layer.scale_exp[:n].copy()
+    if layer.block_mask is not None:
+        bn = int(layer.block_shape[1])
+        if n % bn:
+            raise ValueError(f"a {n}-column tile cuts the {bn}-column blocks")
+        changes["block_mask"] = layer.block_mask[:, : n // bn].copy()
     return layer.copy(**changes)
 
 
@@ -456,15 +535,25 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, len(LAYERS), figsize=(5.2 * len(LAYERS), 4.6), sharey=True)
+    fig, axes = plt.subplots(1, len(LAYERS), figsize=(5.2 * len(LAYERS), 5.0), sharey=True)
     for ax, spec in zip(axes, LAYERS, strict=True):
-        main = [r for r in rows if r.layer == spec.name and not r.variant]
+        main = [r for r in rows if r.layer == spec.name and r.kind == "main"]
         for r in main:
             # MXFP4 with MXINT8 activations sits on MXFP4 with int8 ones: draw it smaller
             small = r.mode.fmt == "fp4_e2m1" and r.mode.act == "mxint8"
             ax.scatter(r.bits["total"], r.sqnr_out, c=FORMAT_COLORS[r.mode.label],
                        marker=SPARSITY_MARKERS[r.sparsity], s=22 if small else 48,
                        edgecolors="black", linewidths=0.4, zorder=3)
+        for r in rows:
+            if r.layer != spec.name or r.kind not in ("block", "golden"):
+                continue
+            if r.kind == "block":
+                ax.scatter(r.bits["total"], r.sqnr_out, c=FORMAT_COLORS[r.mode.label],
+                           marker="P", s=70, edgecolors="black", linewidths=0.6, zorder=4)
+            else:
+                ax.scatter(r.bits["total"], r.sqnr_out, c=GOLDEN_COLORS[r.mode.label],
+                           marker="*" if r.sparsity == "dense" else "^", s=110,
+                           edgecolors="black", linewidths=0.4, alpha=0.7, zorder=4)
         front = pareto(main)
         ax.plot([r.bits["total"] for r in front], [r.sqnr_out for r in front], color="gray",
                 lw=1.0, ls="--", zorder=2)
@@ -476,15 +565,95 @@ def plot(rows: list[Row], path: Path) -> None:
     axes[0].set_ylabel("layer output SQNR vs float x@W (dB)")
     handles = [Line2D([], [], color=c, marker="o", ls="", label=lbl)
                for lbl, c in FORMAT_COLORS.items()]
+    handles += [Line2D([], [], color=c, marker="*", ms=10, ls="", label=f"{lbl} (golden only)")
+                for lbl, c in GOLDEN_COLORS.items()]
     handles += [Line2D([], [], color="black", marker=m, ls="", mfc="white", label=s)
                 for s, m in SPARSITY_MARKERS.items()]
-    handles.append(Line2D([], [], color="gray", ls="--", label="Pareto front"))
+    handles.append(Line2D([], [], color="black", marker="P", ls="", mfc="white",
+                          label=f"+ block {BLOCK[0]}x{BLOCK[1]}"))
+    handles.append(Line2D([], [], color="gray", ls="--", label="Pareto front (matrix)"))
     fig.legend(handles=handles, loc="lower center", ncol=7, fontsize=8, frameon=False)
     fig.suptitle("all-MiniLM-L6-v2 layer 0: compression spectrum (golden model, real "
                  "activations)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _new_row_headlines(rows: list[Row], by_key: dict) -> list[str]:
+    """Headlines of the block-sparse and golden-only rows."""
+    lines: list[str] = []
+    blocked = [r for r in rows if r.kind == "block"]
+    if blocked:
+        parts = []
+        for r in blocked:
+            b = by_key.get(f"{r.layer}|{r.mode.label}|{r.sparsity}|")
+            if b is None:
+                continue
+            cyc = (f", {b.cycles} → {r.cycles} cycles" if r.cycles and b.cycles else "")
+            kept = r.block.split("@")[1].strip()
+            parts.append(f"`{r.layer}` {r.mode.label} {r.sparsity} @ {kept} "
+                         f"{b.sqnr_out:.1f} → {r.sqnr_out:.1f} dB{cyc}")
+        lines.append(f"* Block sparsity {BLOCK[0]}×{BLOCK[1]} (magnitude, one shot) vs the "
+                     "same mode without blocks (output SQNR; RTL tile cycles): "
+                     + "; ".join(parts) + ".")
+    gold = [r for r in rows if r.kind == "golden"]
+    if gold:
+        lines.append("* Golden-only formats (output SQNR at bits/weight): "
+                     + "; ".join(f"`{r.layer}` {r.mode.label} {r.sparsity} {_fmt_db(r.sqnr_out)}"
+                                 f" dB at {r.bits['total']:.2f} b" for r in gold) + ".")
+    return lines
+
+
+def _new_row_tables(rows: list[Row], by_key: dict, base: dict) -> list[str]:
+    """The block-sparsity and golden-only tables."""
+    lines: list[str] = []
+    lines += [
+        f"## Block sparsity ({BLOCK[0]}×{BLOCK[1]} blocks)",
+        "",
+        "Same measurements as the tables above; *no-block* columns repeat the row of the same "
+        "mode without blocks; *speed-up* is relative to dense int8 on the same layer.",
+        "",
+        "| layer | weights | N:M | blocks kept | bits/weight (values / meta / scales / mask) "
+        "| weight SQNR dB | output SQNR dB | no-block output SQNR dB | RTL cycles "
+        "| no-block cycles | speed-up | RTL = golden |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.kind != "block":
+            continue
+        nb = by_key.get(f"{r.layer}|{r.mode.label}|{r.sparsity}|")
+        b = base.get(r.layer)
+        bits = r.bits
+        lines.append(
+            f"| {r.layer} | {r.mode.label} | {r.sparsity} | {r.block.split('@')[1].strip()} | "
+            f"{bits['total']:.3f} ({bits['values']:.2f} / {bits['metadata']:.2f} / "
+            f"{bits['scales']:.3f} / {bits['mask']:.4f}) | {_fmt_db(r.sqnr_w)} | "
+            f"{_fmt_db(r.sqnr_out)} | {_fmt_db(nb.sqnr_out) if nb else '–'} | "
+            + (f"{r.cycles} | {nb.cycles if nb and nb.cycles else '–'} | "
+               f"{b.cycles / r.cycles:.2f}× | "
+               f"{'exact' if r.exact else '**MISMATCH**'} |"
+               if r.cycles and b and b.cycles else "– | – | – | – |"))
+    lines += [
+        "",
+        "## Golden-only formats",
+        "",
+        "SQNR and bits per weight from the golden model; the hardware generator does not "
+        "build these formats yet, so there is no RTL measurement.",
+        "",
+        "| layer | weights | N:M | activations | bits/weight (values / meta / scales) "
+        "| weight SQNR dB | output SQNR dB | RTL |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    act_names = {"int8": "int8/token", "mxint8": "MXINT8", "fp8_e4m3": "MXFP8 (E4M3)"}
+    for r in rows:
+        if r.kind == "golden":
+            flagged = f" ({r.errors} flagged)" if r.errors else ""
+            lines.append(f"| {r.layer} | {r.mode.label} | {r.sparsity} | "
+                         f"{act_names[r.mode.act]} | {_bits_cell(r.bits)} | "
+                         f"{_fmt_db(r.sqnr_w)} | {_fmt_db(r.sqnr_out)}{flagged} | "
+                         f"{GOLDEN_ONLY_RTL} |")
+    return lines
 
 
 def write_results(path: Path, rows: list[Row], info: dict, cfg) -> None:
@@ -536,13 +705,36 @@ def write_results(path: Path, rows: list[Row], info: dict, cfg) -> None:
         "`none` scales and the remaining scale-kind combinations are covered by the unit and "
         "RTL regressions, not here: they are not what a producer ships.",
         "",
+        f"**Block sparsity** (SPEC §3, `compress(..., block={BLOCK}, block_density=D)`): "
+        f"{BLOCK[0]}×{BLOCK[1]} blocks (`bn` = the RTL tile's {RTL_COLUMNS} columns, so a "
+        "dropped block is a k-range the packer skips for the whole tile), the fraction D of "
+        "blocks of largest `Σ w²` kept, before N:M pruning; alone on int8 and combined with "
+        "N:M and quantization: "
+        + ", ".join(f"{lbl} {sp} @ {d}" for lbl, sp, d in BLOCK_ROWS)
+        + ". A dropped block costs its mask bit only (`mask` column: one bit per block), and "
+        "the scales of groups lying wholly in dropped blocks are not counted.",
+        "",
+        "**Golden-only formats** (`hw.config.GOLDEN_ONLY_FORMATS` weights, and MXFP8 "
+        "activations, which the `mx_activations` hardware option does not cover: it takes "
+        "MXINT8 only): MXFP8 = `fp8_e4m3` elements with OCP MX `pow2` scales per 32, "
+        "activations MXFP8 = `fp8_e4m3` blocks of 32 (`quantize_activations_mx`, "
+        "`gemm_raw(..., x_format='fp8_e4m3')`), dense and 2:4; MXFP4 weights with MXFP8 "
+        "activations; NVFP4 (`compress_nvfp4`: E2M1, an E4M3 scale per 16 stored as a 19-bit "
+        "`int` scale, the fp32 tensor scale applied to the output, int8 activations); "
+        "`uint2` with 16-bit `int` scales and 2-bit zero points per group of 64, int8 "
+        "activations. These rows come from the golden model only, with `t` allowed down to "
+        f"{GOLDEN_T_MIN} (each fp8 operand adds −9 to `t`, so the `{cfg.name}` window "
+        f"[{cfg.t_min}, {cfg.t_max}] would flag every MXFP8 × MXFP8 output). NVFP4's bits "
+        "count the layer as stored here (19-bit scales); the E4M3 byte NVIDIA stores per 16 "
+        "weights is 0.5 b/weight, i.e. 4.5 b/weight in total.",
+        "",
         "Activation quantization alone (float weights) gives an output SQNR of "
         + "; ".join(f"`{s.name}` {info['act_only'][s.name]['int8']:.1f} dB (int8/token), "
                     f"{info['act_only'][s.name]['mxint8']:.1f} dB (MXINT8)" for s in LAYERS)
         + ": the ceiling of every row below.",
         "",
     ]
-    main = [r for r in rows if not r.variant]
+    main = [r for r in rows if r.kind == "main"]
     n_rtl = sum(r.exact is not None for r in rows)
     n_exact = sum(bool(r.exact) for r in rows)
     if n_rtl:
@@ -579,6 +771,7 @@ def write_results(path: Path, rows: list[Row], info: dict, cfg) -> None:
             f"{cfg.step_k('int8')} k per cycle); the rest is the fixed pipeline latency of a "
             "short tile.")
     by_key = {r.key: r for r in rows}
+    lines += _new_row_headlines(rows, by_key)
     for variant in ("Wanda", "SmoothQuant", "SmoothQuant + Wanda", "RCEIL"):
         deltas = []
         for r in rows:
@@ -628,7 +821,9 @@ def write_results(path: Path, rows: list[Row], info: dict, cfg) -> None:
                          + _rtl_cells(r, b.cycles if b else None))
         lines.append("")
 
+    lines += _new_row_tables(rows, by_key, base)
     lines += [
+        "",
         "## Activation-aware and compressor options",
         "",
         "Calibration statistics come from the calibration sentences only; SQNR is measured "
@@ -753,16 +948,27 @@ def main(argv=None) -> int:
              f"{time.monotonic() - t0:.1f} s; e.g. "
              + ", ".join(f"{r.mode.label} {r.sparsity} {r.bits['total']:.2f} b "
                          f"{_fmt_db(r.sqnr_out)} dB" for r in layer_rows[::10]))
+        modes = {m.label: m for m in WEIGHT_MODES + GOLDEN_MODES}
+        block_rows = [measure(spec, modes[label], sp, w, x, cfg, block_density=d)
+                      for label, sp, d in BLOCK_ROWS]
+        _log(f"{spec.name}: block sparsity "
+             + ", ".join(f"{r.mode.label} {r.sparsity} {r.block} {r.bits['total']:.2f} b "
+                         f"{_fmt_db(r.sqnr_out)} dB" for r in block_rows))
+        golden_rows = [measure(spec, modes[label], sp, w, x, cfg) for label, sp in GOLDEN_ROWS]
+        _log(f"{spec.name}: golden only "
+             + ", ".join(f"{r.mode.label} {r.sparsity} {r.bits['total']:.2f} b "
+                         f"{_fmt_db(r.sqnr_out)} dB ({r.errors} flagged)" for r in golden_rows))
         cal_rows = calibration_rows(spec, w, x, x_cal, cfg)
         _log(f"{spec.name}: calibration options "
              + ", ".join(f"{r.mode.label} {r.sparsity} {r.variant} {_fmt_db(r.sqnr_out)} dB"
                          for r in cal_rows[:2]))
         if not args.no_rtl:
-            run_rtl(cfg, layer_rows + cal_rows, spec.name)
-        rows += layer_rows + cal_rows
+            run_rtl(cfg, layer_rows + block_rows + cal_rows, spec.name)
+        rows += layer_rows + block_rows + golden_rows + cal_rows
 
-    # Order: the main matrix first (layer by layer), then the calibration variants.
-    rows.sort(key=lambda r: bool(r.variant))
+    # Order: the main matrix first (layer by layer), block sparsity, golden only, calibration.
+    order = {"main": 0, "block": 1, "golden": 2, "calib": 3}
+    rows.sort(key=lambda r: order[r.kind])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(rows, out / "results_sqnr_vs_bits.png")
