@@ -43,8 +43,8 @@ from gen.cli import Parser, add_config_args, config_from_args
 from gen.presets import preset
 from hw.config import ConfigError
 
-__all__ = ["DEVICES", "Device", "SynthError", "synthesize", "parse_nextpnr_report",
-           "parse_yosys_stat", "wrapper_verilog", "markdown_report", "main"]
+__all__ = ["DEVICES", "DEFAULT_ROUTE_TIMEOUT", "Device", "SynthError", "synthesize",
+           "parse_nextpnr_report", "parse_yosys_stat", "wrapper_verilog", "markdown_report", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "build" / "synth"
@@ -78,6 +78,10 @@ class Device:
         """
         return None if self.family == "xc7" else f"yowasp-nextpnr-{self.family}"
 
+
+#: Seconds place and route may take by default: above the 10–25 minutes of the 4×4 arrays on
+#: 2 cores, so `make synth` routes every preset.
+DEFAULT_ROUTE_TIMEOUT = 5400.0
 
 DEVICES: dict[str, Device] = {
     # router2: router1 stalled for over 10 minutes on a congested tiny (arcs left rising).
@@ -602,7 +606,8 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
 def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallback
     cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0, seed: int = 1,
     dsp_min_width: int | None | str = "default", pnr_extra: tuple[str, ...] = (),
-    route: bool = True, route_timeout: float | None = 5400.0, reuse_netlist: bool = False,
+    route: bool = True, route_timeout: float | None = DEFAULT_ROUTE_TIMEOUT,
+    reuse_netlist: bool = False,
     dsp_registers: bool = True, progress=None,
 ) -> dict:
     """Synthesize ``cfg`` for ``device``; write ``<tag>-<device>.json`` and ``.md``.
@@ -633,8 +638,9 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
         False places only (nextpnr ``--no-route``): Fmax is then nextpnr's post-placement
         estimate, about half the run time (used by `flows.dse`).
     route_timeout : float or None
-        Seconds place and route may take; when exceeded, the run is stopped and the design
-        placed again without routing (``routed: false`` and ``route_status`` in the report).
+        Seconds place and route may take (`DEFAULT_ROUTE_TIMEOUT`); when exceeded, the run is
+        stopped and the design placed again without routing (``routed: false`` and
+        ``route_status`` in the report).
         None waits for ever.
     progress : callable or None
         Called with one-line progress messages.
@@ -957,10 +963,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "configuration (re-run place and route only)")
     p.add_argument("--no-route", action="store_true",
                    help="place only; report nextpnr's post-placement Fmax estimate")
-    p.add_argument("--route-timeout", type=float, default=5400.0, metavar="SECONDS",
+    p.add_argument("--route-timeout", type=float, default=DEFAULT_ROUTE_TIMEOUT,
+                   metavar="SECONDS",
                    help="stop place and route after this long and report the post-placement "
-                        "estimate instead (default 5400, above the 4×4 arrays' 10–25 minutes "
-                        "on 2 cores; 0: no limit)")
+                        f"estimate instead (default {DEFAULT_ROUTE_TIMEOUT:.0f}, above the 4×4 "
+                        "arrays' 10–25 minutes on 2 cores; 0: no limit)")
     return p
 
 
