@@ -55,13 +55,39 @@ def fst_support_missing() -> str | None:
     return None
 
 
-def check_against_golden(cfg, layer, x, x_exp, out_stage, y, err) -> tuple[int, int]:
-    """(mismatching outputs, mismatching error flags) of an RTL result vs the golden GEMM."""
-    from golden.gemm import gemm
-    y_ref, err_ref = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
-                          t_max=cfg.t_max, out_stage=out_stage)
+def _mismatches(y, err, y_ref, err_ref) -> tuple[int, int]:
+    """(mismatching outputs, mismatching error flags) of an RTL result vs the golden one."""
     y, y_ref = np.asarray(y, np.int64), np.asarray(y_ref, np.int64)
     return int((y != y_ref).sum()), int((np.asarray(err) != np.asarray(err_ref)).sum())
+
+
+def _save_result(args, out, result) -> dict:
+    """Write the result, the error flags (``--err-out``) and the report; return the report."""
+    np.save(out, result.y)
+    if args.err_out:
+        np.save(args.err_out, result.err)
+    if args.report:
+        Path(args.report).write_text(json.dumps(result.report, indent=2) + "\n")
+    return result.report
+
+
+def _check_and_exit_code(args, result, reference, what: str) -> int:
+    """``--check`` against ``reference()`` (the golden ``(y, err)``), then the exit code:
+    1 on a mismatch, 3 when outputs carry the error flag, else 0."""
+    if args.check:
+        y_ref, err_ref = reference()
+        bad_y, bad_err = _mismatches(result.y, result.err, y_ref, err_ref)
+        if bad_y or bad_err or result.y.dtype != np.asarray(y_ref).dtype:
+            print(f"check: MISMATCH against {what}: {bad_y} of {result.y.size} outputs and "
+                  f"{bad_err} error flags differ", file=sys.stderr)
+            return 1
+        print(f"check: bit-exact against {what} ({result.y.size} outputs and their error "
+              "flags)")
+    if result.report["errors"]:
+        print(f"python -m verif run: {result.report['errors']} outputs carry the error flag "
+              "(invalid code, NaN scale or exponent window); see --err-out", file=sys.stderr)
+        return 3
+    return 0
 
 
 def _run_inputs(args, load_layer, LayerError):
@@ -131,38 +157,22 @@ def _run_experts(args, cfg, experts, x, x_exp, out) -> int:
                              traffic=traffic, sim=args.sim, progress=_progress)
     except RunError as exc:
         raise UserError(str(exc)) from None
-    np.save(out, result.y)
-    if args.err_out:
-        np.save(args.err_out, result.err)
-    rep = result.report
-    if args.report:
-        Path(args.report).write_text(json.dumps(rep, indent=2) + "\n")
+    rep = _save_result(args, out, result)
     print(f"grouped GEMM: {rep['gemms']} of {len(experts)} experts (skipped "
           f"{rep['skipped_experts'] or 'none'}), M={rep['M']} N={rep['N']} K={rep['K']} on "
           f"{rep['rows']}x{rep['cols']} -> {rep['total_cycles']} cycles in one in-band sequence "
           f"(sum of ideal {rep['ideal_cycles']:.0f}, utilization {rep['utilization']:.3f}), "
           f"wrote {out}")
-    if args.check:
-        y_ref, err_ref = grouped_gemm(x, experts, routing, x_exp=x_exp,
-                                      frac_bits=cfg.frac_bits, t_min=cfg.t_min,
-                                      t_max=cfg.t_max, out_stage=stages)
-        bad_y = int((np.asarray(result.y, np.int64) != np.asarray(y_ref, np.int64)).sum())
-        bad_err = int((result.err != err_ref).sum())
-        if bad_y or bad_err or result.y.dtype != y_ref.dtype:
-            print(f"check: MISMATCH against the golden grouped GEMM: {bad_y} of "
-                  f"{result.y.size} outputs and {bad_err} error flags differ", file=sys.stderr)
-            return 1
-        print(f"check: bit-exact against the golden grouped GEMM ({result.y.size} outputs and "
-              "their error flags)")
-    if rep["errors"]:
-        print(f"python -m verif run: {rep['errors']} outputs carry the error flag (invalid code,"
-              f" NaN scale or exponent window); see --err-out", file=sys.stderr)
-        return 3
-    return 0
+    return _check_and_exit_code(
+        args, result, lambda: grouped_gemm(x, experts, routing, x_exp=x_exp,
+                                           frac_bits=cfg.frac_bits, t_min=cfg.t_min,
+                                           t_max=cfg.t_max, out_stage=stages),
+        "the golden grouped GEMM")
 
 
 def cmd_run(args) -> int:
     """Run a layer file on the simulated core and write the result."""
+    from golden.gemm import gemm
     from golden.layer import LayerError, load_layer
     from verif.runner import RunError, run_layer
 
@@ -182,32 +192,18 @@ def cmd_run(args) -> int:
                            engine="cocotb" if args.cocotb else "native", traffic=traffic)
     except RunError as exc:
         raise UserError(str(exc)) from None
-    np.save(out, result.y)
-    if args.err_out:
-        np.save(args.err_out, result.err)
-    rep = result.report
-    if args.report:
-        Path(args.report).write_text(json.dumps(rep, indent=2) + "\n")
+    rep = _save_result(args, out, result)
     print(f"{rep['mode']}: M={rep['M']} N={rep['N']} K={rep['K']} on {rep['rows']}x{rep['cols']}"
           f" -> {rep['cycles']} cycles (ideal {rep['ideal_cycles']:.0f}, utilization "
           f"{rep['utilization']:.3f}; {rep['engine']} on {rep['sim']}, "
           f"{rep['cycles_per_second']:.3g} cycles/s), wrote {out}")
     if rep.get("waves"):
         print(f"waveform: {rep['waves']}")
-    if args.check:
-        bad_y, bad_err = check_against_golden(cfg, layer, x, x_exp, args.out_stage, result.y,
-                                              result.err)
-        if bad_y or bad_err:
-            print(f"check: MISMATCH against the golden model: {bad_y} of {result.y.size} "
-                  f"outputs and {bad_err} error flags differ", file=sys.stderr)
-            return 1
-        print(f"check: bit-exact against the golden model ({result.y.size} outputs and their "
-              "error flags)")
-    if rep["errors"]:
-        print(f"python -m verif run: {rep['errors']} outputs carry the error flag (invalid code,"
-              f" NaN scale or exponent window); see --err-out", file=sys.stderr)
-        return 3
-    return 0
+    return _check_and_exit_code(
+        args, result, lambda: gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits,
+                                   t_min=cfg.t_min, t_max=cfg.t_max,
+                                   out_stage=args.out_stage),
+        "the golden model")
 
 
 def build_parser() -> argparse.ArgumentParser:
