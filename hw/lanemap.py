@@ -58,14 +58,10 @@ class ModeLanes:
     routes: dict
 
 
-def _multipliers(cfg: ArrayConfig):
-    return [(s, q) for s in range(cfg.slots) for q in range(4) if cfg.quarter_value_bits[q]]
-
-
 def _format_multipliers(cfg: ArrayConfig, fmt: str):
     """Multipliers a format uses: quarters that are multiples of 4 / lanes_per_slot."""
     stride = 4 // cfg.lanes_per_slot(fmt)
-    return [(s, q) for (s, q) in _multipliers(cfg) if q % stride == 0]
+    return [(s, q) for (s, q) in cfg.lanes if q % stride == 0]
 
 
 class LaneMap:
@@ -75,7 +71,7 @@ class LaneMap:
         self.cfg = cfg
         stride = cfg.window // cfg.slots
         self.home = {}
-        for s, q in _multipliers(cfg):
+        for s, q in cfg.lanes:
             rank = QUARTER_RANK.index(q)
             if stride >= 1 and rank < stride:
                 self.home[(s, q)] = s * stride + rank

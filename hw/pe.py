@@ -259,20 +259,15 @@ class ActivationSelect(wiring.Component):
         return m
 
 
-def _lanes(cfg: ArrayConfig):
-    """Physical multipliers ``(slot, quarter)`` the enabled formats use, in PE order."""
-    return list(cfg.lanes)
-
-
 def _weight_layout(cfg: ArrayConfig) -> data.StructLayout:
     """Decoded weights of every lane, each as wide as the formats on its multiplier."""
     return data.StructLayout({f"w{i}": signed(cfg.quarter_value_bits[q])
-                              for i, (_, q) in enumerate(_lanes(cfg))})
+                              for i, (_, q) in enumerate(cfg.lanes)})
 
 
 def _product_layout(cfg: ArrayConfig) -> data.StructLayout:
     return data.StructLayout({f"p{i}": signed(8 + cfg.quarter_value_bits[q])
-                              for i, (_, q) in enumerate(_lanes(cfg))})
+                              for i, (_, q) in enumerate(cfg.lanes)})
 
 
 def decoded_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -283,8 +278,8 @@ def decoded_layout(cfg: ArrayConfig) -> data.StructLayout:
     lanes with one reachable position have no field), ``invalid`` the packet's invalid-code
     flag, ``scale`` the group scale.
     """
-    sel = {mult: lane_map(cfg).reach(mult) for mult in _lanes(cfg)}
-    pos = {f"pos{i}": range(len(sel[mult])) for i, mult in enumerate(_lanes(cfg))
+    sel = {mult: lane_map(cfg).reach(mult) for mult in cfg.lanes}
+    pos = {f"pos{i}": range(len(sel[mult])) for i, mult in enumerate(cfg.lanes)
            if len(sel[mult]) > 1}
     fields = {"w": _weight_layout(cfg), "invalid": unsigned(1)}
     if pos:
@@ -320,7 +315,7 @@ class LaneDecode(wiring.Component):
         invalid_terms = []
         layout = decoded_layout(cfg)
         has_pos = "pos" in dict(layout.members)
-        for i, (s, q) in enumerate(_lanes(cfg)):
+        for i, (s, q) in enumerate(cfg.lanes):
             dec = LaneDecoder(cfg, q)
             sel = ActivationSelect(cfg, s, q)
             m.submodules[f"dec_{s}_{q}"] = dec
@@ -360,7 +355,7 @@ class LaneSelect(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
         lay = Layouts(cfg)
-        self._lanes = _lanes(cfg)
+        self._lanes = cfg.lanes
         super().__init__({
             "decoded": In(decoded_layout(cfg)),
             "window": In(lay.x_window),
@@ -391,8 +386,8 @@ class LaneProducts(wiring.Component):
     latency = 1
 
     def __init__(self, cfg: ArrayConfig):
-        self._n = len(_lanes(cfg))
-        self._hard = [mult in cfg.hard_lanes for mult in _lanes(cfg)]
+        self._n = len(cfg.lanes)
+        self._hard = [mult in cfg.hard_lanes for mult in cfg.lanes]
         super().__init__({
             "w": In(_weight_layout(cfg)),
             "x": In(data.ArrayLayout(signed(8), self._n)),
@@ -419,7 +414,7 @@ class AdderTree(wiring.Component):
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
-        self._n = len(_lanes(cfg))
+        self._n = len(cfg.lanes)
         super().__init__({
             "products": In(_product_layout(cfg)),
             "beat": Out(signed(cfg.beat_bits)),

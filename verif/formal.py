@@ -90,11 +90,6 @@ def _spec_tables():
     return out
 
 
-def _physical_lanes(cfg: ArrayConfig):
-    """``(slot, quarter)`` of every multiplier of a PE, in the PE's order."""
-    return [(s, q) for s in range(cfg.slots) for q in range(4) if cfg.quarter_value_bits[q]]
-
-
 def _lane_of(cfg: ArrayConfig, fmt: str, pattern: str, slot: int, quarter: int) -> int | None:
     """Logical lane of a mode the multiplier at ``(slot, quarter)`` serves (None: unused).
 
@@ -205,7 +200,7 @@ class LaneCheck(wiring.Component):
         m = Module()
         idx = self.idx if cfg.idx_bits else None
         operands, invalids = {}, []
-        for s, q in _physical_lanes(cfg):
+        for s, q in cfg.lanes:
             dec, sel = LaneDecoder(cfg, q), ActivationSelect(cfg, s, q)
             m.submodules[f"dec_{s}_{q}"] = dec
             m.submodules[f"sel_{s}_{q}"] = sel
