@@ -115,8 +115,14 @@ except ImportError:  # revisions before the presets moved to gen.presets
 from hw.core import Core
 cfg = preset("tiny").replace(**json.loads(sys.argv[1]))
 open(sys.argv[2], "w").write(verilog.convert(Core(cfg), name="top"))
-# The DSP operand width `flows.synth` uses for this configuration (8 before `dsp_lanes`).
-open("dsp_width", "w").write(str(min(8, getattr(cfg, "hard_lane_min_bits", None) or 8)))
+# The DSP operand width `flows.synth` uses for this configuration (8 in revisions before it
+# derived one).
+try:
+    from flows.synth import default_dsp_min_width
+    width = default_dsp_min_width(cfg, sys.argv[3])
+except ImportError:
+    width = 8
+open("dsp_width", "w").write(json.dumps(width))
 """
 
 
@@ -124,18 +130,19 @@ def run_point(point: Point, work: Path, *, tree: Path = ROOT, device: str = "ecp
               dsp_min_width: int | None = None) -> dict:
     """Emit and synthesize one point in ``work``; return its figures.
 
-    ``dsp_min_width`` None takes the width `flows.synth` derives for the configuration.
+    ``dsp_min_width`` None takes the width `flows.synth.default_dsp_min_width` derives for the
+    configuration (8 for revisions without it).
     """
     from flows.synth import _tool  # the YoWASP tool beside this interpreter
 
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-c", _EMIT, json.dumps(point.changes), "top.v"],
-                   cwd=work, env=env, check=True)
     dev = DEVICES[device]
+    subprocess.run([sys.executable, "-c", _EMIT, json.dumps(point.changes), "top.v",
+                    dev.family], cwd=work, env=env, check=True)
     if dsp_min_width is None:
-        dsp_min_width = int((work / "dsp_width").read_text())
+        dsp_min_width = json.loads((work / "dsp_width").read_text())
     for mapper in ("abc9", "abc"):  # abc: the fallback for an abc9 assertion of some Yosys
         (work / "synth.ys").write_text(yosys_script(dev, "top", ["top.v"], "netlist.json",
                                                     "stat.json", dsp_min_width, mapper))

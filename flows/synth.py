@@ -44,6 +44,7 @@ from gen.presets import preset
 from hw.config import ConfigError
 
 __all__ = ["DEVICES", "DEFAULT_ROUTE_TIMEOUT", "Device", "SynthError", "synthesize",
+           "default_dsp_min_width",
            "parse_nextpnr_report", "parse_yosys_stat", "wrapper_verilog", "markdown_report", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -603,6 +604,19 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
     return manifest, lut_mapper
 
 
+def default_dsp_min_width(cfg, family: str) -> int | None:
+    """The narrowest operand width a product needs to be mapped to a DSP, per family.
+
+    ECP5: 8, or down to the narrowest lane the configuration builds as a plain product
+    (`ArrayConfig.hard_lanes`; the other lanes are shift-add logic, with no ``*`` to map).
+    Nexus: 10 (8-bit products in LUTs, or `tiny` needs 160 of the LIFCL-40's 112 MULT9s).
+    iCE40: None (no DSPs). Others: 2 (every product).
+    """
+    if family == "ecp5":
+        return min(8, cfg.hard_lane_min_bits or 8)
+    return {"ice40": None, "nexus": 10}.get(family, 2)
+
+
 def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallback
     cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0, seed: int = 1,
     dsp_min_width: int | None | str = "default", pnr_extra: tuple[str, ...] = (),
@@ -662,11 +676,7 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
         raise SynthError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}",
                          kind="usage") from None
     if dsp_min_width == "default":
-        # Nexus: 8-bit products in LUTs, or tiny needs 160 of the LIFCL-40's 112 MULT9s.
-        # ECP5: down to the narrowest lane the configuration builds as a plain product
-        # (`ArrayConfig.hard_lanes`; the other lanes are shift-add logic, no `*` to map).
-        ecp5 = min(8, cfg.hard_lane_min_bits or 8)
-        dsp_min_width = {"ecp5": ecp5, "ice40": None, "nexus": 10}.get(dev.family, 2)
+        dsp_min_width = default_dsp_min_width(cfg, dev.family)
     out_dir = Path(out_dir)
     name = f"{tag}-{device}"
     work = out_dir / name
