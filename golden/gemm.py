@@ -10,19 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from .formats import E8M0_BIAS, E8M0_NAN, FORMATS, activation_format, decode, pow2_exponent
-from .layer import (
+from .layer import Layer, validate_layer
+from .quant import MX_BLOCK, expand_groups
+from .sparsity import unpack_nm
+from .tables import (
+    ACT_MAX,
     INT32_MAX,
     INT32_MIN,
     OUT_MULT_MAX,
     OUT_MULT_MIN,
     OUT_SHIFT_MAX,
     OUT_SHIFT_MIN,
-    Layer,
-    validate_layer,
+    signed_width,
 )
-from .quant import MX_BLOCK, expand_groups
-from .sparsity import unpack_nm
-from .tables import ACT_MAX, signed_width
 
 __all__ = [
     "decode_activations",

@@ -16,11 +16,10 @@ import math
 
 import numpy as np
 
-from .layer import OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN, Layer
+from .layer import Layer
+from .tables import INT32_MAX, INT32_MIN, OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN
 
 __all__ = ["output_scales", "quantize_multiplier", "requant_params", "dequantize_output"]
-
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def output_scales(layer: Layer, frac_bits: int = 16) -> np.ndarray:

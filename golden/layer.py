@@ -23,7 +23,6 @@ __all__ = [
 ]
 
 LAYER_VERSION = 1
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 _ARRAY_KEYS = (
     "codes", "idx", "scales", "scale_exp", "zeros", "bias", "out_mult", "out_shift", "out_zp",

@@ -19,6 +19,8 @@ __all__ = [
     "E8M0_NAN",
     "ELEMENT_FORMATS",
     "ENCODINGS",
+    "INT32_MAX",
+    "INT32_MIN",
     "MX_ACT_FORMAT",
     "MX_ACT_FORMATS",
     "MX_BLOCK",
@@ -54,6 +56,8 @@ MX_ACT_FORMATS = ("mxint8", "fp8_e4m3", "fp8_e5m2")
 #: Requant output stage parameters (SPEC §6): ``M0`` in ``[2**30, 2**31)``, shift −31…30.
 OUT_MULT_MIN, OUT_MULT_MAX = 1 << 30, (1 << 31) - 1
 OUT_SHIFT_MIN, OUT_SHIFT_MAX = -31, 30
+#: The int32 range the requant stage saturates ``acc + bias`` (shifted left) to (SPEC §6).
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 #: Code → value rules a format can use; each has one branch in `golden.formats` and one in the
 #: hardware's lane decoder.

@@ -6,12 +6,11 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from golden.tables import INT32_MAX
 from hw.config import ArrayConfig
 from hw.layouts import Layouts
 
 __all__ = ["RequantStage"]
-
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 class RequantStage(wiring.Component):
