@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.synth import DEVICES, parse_yosys_stat, yosys_script
+from hw.config import DEFAULT_FORMATS
 
 __all__ = ["Point", "POINTS", "INT8_BASE", "INT8_REFERENCE", "run_point", "main"]
 
@@ -66,7 +67,7 @@ def _without(name, **changes):
     return Point("remove", name, changes)
 
 
-_ALL = ["int8", "int4", "uint4", "int2", "ternary", "fp4_e2m1", "mxint8"]
+_ALL = list(DEFAULT_FORMATS)
 _PATTERNS = ["dense", "1:4", "2:4", "2:8", "4:8"]
 
 POINTS: tuple[Point, ...] = (
@@ -78,6 +79,12 @@ POINTS: tuple[Point, ...] = (
     _add("+ int4, uint4 (window 8)", formats=["int8", "int4", "uint4"], window=8),
     _add("+ fp4_e2m1 (window 8)", formats=["int8", "fp4_e2m1"], window=8),
     _add("+ int2, ternary (window 16)", formats=["int8", "int2", "ternary"], window=16),
+    _add("+ uint2, zero points (window 16)", formats=["int8", "uint2"], window=16),
+    _add("+ int2, ternary, uint2 (window 16)", formats=["int8", "int2", "ternary", "uint2"],
+         window=16),
+    _add("+ fp8_e4m3", formats=["int8", "fp8_e4m3"]),
+    _add("+ fp8_e5m2", formats=["int8", "fp8_e5m2"]),
+    _add("+ fp8_e4m3, fp8_e5m2", formats=["int8", "fp8_e4m3", "fp8_e5m2"]),
     _add("+ mxint8", formats=["int8", "mxint8"]),
     _add("+ 1:4 (window 4)", sparsity=["dense", "1:4"]),
     _add("+ 2:4 (window 4)", sparsity=["dense", "2:4"]),
@@ -101,6 +108,7 @@ POINTS: tuple[Point, ...] = (
     _without("- MX activations", mx_activations=False),
     _without("- pow2 (and MX activations)", scale_kinds=["none", "int"], mx_activations=False),
     _without("- requant", requant=False),
+    Point("opt-in", "tiny + uint2", {"formats": [*_ALL, "uint2"]}),
 )
 
 #: Emits ``top.v`` for one point with the hardware code of the tree on PYTHONPATH (run in a
@@ -157,10 +165,17 @@ def run_point(point: Point, work: Path, *, tree: Path = ROOT, device: str = "ecp
             "dsp": stat["dsp"], "mapper": mapper, "seconds": round(time.monotonic() - t0, 1)}
 
 
+def _series_bases(by_name: dict) -> dict:
+    """The starting point of each series: the int8 base for ``add``, ``tiny`` for the others
+    (``remove`` takes features away, ``opt-in`` adds a format ``tiny`` leaves out)."""
+    uni = by_name.get("2x2 unified (tiny)")
+    return {"add": by_name.get("int8 base"), "remove": uni, "opt-in": uni}
+
+
 def markdown(rows: list[dict], *, command: str, label: str) -> str:
     """The table: every point with its change against its series' starting point."""
     by_name = {r["point"]: r for r in rows}
-    base = {"add": by_name.get("int8 base"), "remove": by_name.get("2x2 unified (tiny)")}
+    base = _series_bases(by_name)
     lines = [f"{label}: `{command}` (Yosys `synth_ecp5` estimates, before placement)", "",
              "| series | point | LUT | Δ LUT | FF | DSP |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
@@ -183,18 +198,19 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     by_name = {r["point"]: r for r in rows}
-    base = {"add": by_name.get("int8 base"), "remove": by_name.get("2x2 unified (tiny)")}
+    base = _series_bases(by_name)
     pts = [r for r in rows if r["series"] in base and base[r["series"]] is not None
            and r is not base[r["series"]]]
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(pts) + 1.2))
     deltas = [r["lut"] - base[r["series"]]["lut"] for r in pts]
-    colors = ["tab:blue" if r["series"] == "add" else "tab:orange" for r in pts]
+    colors = [{"add": "tab:blue", "remove": "tab:orange"}.get(r["series"], "tab:green")
+              for r in pts]
     ax.barh(range(len(pts)), deltas, color=colors)
     ax.set_yticks(range(len(pts)), [r["point"] for r in pts], fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("Δ LUT4 against the series' start (blue: added to int8, orange: removed "
-                  "from unified)")
+                  "from unified, green: added to unified)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -227,7 +243,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m flows.ablation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rev", help="measure this git revision's hardware (default: this tree)")
-    p.add_argument("--points", help="comma list of point names (default: all)")
+    p.add_argument("--points", help="point names, separated by ';' (or by ',' when no name has "
+                   "one; default: all)")
     p.add_argument("--device", default="ecp5-85k", choices=[d for d in DEVICES
                                                             if d.startswith("ecp5")])
     p.add_argument("-o", "--out", default=str(DEFAULT_OUT), metavar="DIR")
@@ -238,7 +255,7 @@ def main(argv=None) -> int:
     tag = args.rev or "current"
     points = POINTS
     if args.points:
-        wanted = [w.strip() for w in args.points.split(",")]
+        wanted = [w.strip() for w in args.points.split(";" if ";" in args.points else ",")]
         unknown = [w for w in wanted if w not in {q.name for q in POINTS}]
         if unknown:
             print(f"error: unknown point(s) {unknown}", file=sys.stderr)

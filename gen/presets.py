@@ -26,6 +26,20 @@ PRESETS: dict[str, ArrayConfig] = {
     "mxfp4": ArrayConfig(
         rows=4, cols=4, slots=4, window=8, formats=("fp4_e2m1",), sparsity=("dense",),
         scale_kinds=("pow2",), mx_activations=True, name="upe_mxfp4"),
+    # OCP MXFP8 weights (E4M3 and E5M2, also 2:4) with int8 or MXINT8 activations; no int
+    # scales (an E5M2 × int8 GEMM with K = 4096 and 16-bit scales would need a 67-bit
+    # accumulator). The pow2 window fits fp8 block exponents: t = (e_w − 127) − 9 or − 16
+    # (−6 more with MXINT8 activations).
+    "mxfp8": ArrayConfig(
+        rows=4, cols=4, slots=4, window=8, formats=("fp8_e4m3", "fp8_e5m2"),
+        sparsity=("dense", "2:4"), scale_kinds=("none", "pow2"), mx_activations=True,
+        t_min=-64, t_max=-8, name="upe_mxfp8"),
+    # 2-bit weights: GPTQ-style asymmetric uint2 with zero points, int2 and ternary, at 4×
+    # dense int8 (16 lanes per PE), with per-group int scales.
+    "gptq2": ArrayConfig(
+        rows=4, cols=4, slots=4, window=16, formats=("int2", "ternary", "uint2"),
+        sparsity=("dense",), scale_kinds=("none", "int"), mx_activations=False,
+        name="upe_gptq2"),
 }
 
 

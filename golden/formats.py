@@ -31,6 +31,7 @@ __all__ = [
     "encode",
     "float_to_e8m0",
     "format_info",
+    "minifloat_fields",
     "pow2_exponent",
     "pow2_weight_exponent",
 ]
@@ -40,6 +41,26 @@ SCALE_KINDS = tuple(_tables.SCALE_KINDS)
 #: The element format table (`golden.tables.ELEMENT_FORMATS`): name → `FormatInfo`.
 FormatInfo = _tables.ElementFormat
 FORMATS: dict[str, FormatInfo] = _tables.ELEMENT_FORMATS
+
+
+def minifloat_fields(info: FormatInfo, codes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sign, significand and shift of ``minifloat`` codes: integer = ±significand << shift.
+
+    ``S E…E M…M`` with bias ``2**(E−1) − 1`` and subnormals at ``E = 0``: value = significand ·
+    ``2**(max(E, 1) − bias − M)``, so the integer the MAC sees (value · ``2**−pow2_adj``) is the
+    significand shifted left by ``max(E, 1) − bias − M − pow2_adj`` (never negative: the
+    adjustment leaves no fraction). The hardware's lane decoder computes the same three fields.
+    """
+    e_bits, m_bits = info.float_bits
+    codes = np.asarray(codes, dtype=np.int64)
+    bias = (1 << (e_bits - 1)) - 1
+    exp = (codes >> m_bits) & ((1 << e_bits) - 1)
+    man = codes & ((1 << m_bits) - 1)
+    significand = np.where(exp == 0, man, man | (1 << m_bits))
+    shift = np.maximum(exp, 1) - bias - m_bits - info.pow2_adj
+    if shift.min() < 0:
+        raise AssertionError(f"format {info.name}: pow2_adj {info.pow2_adj} leaves fractions")
+    return (codes >> (e_bits + m_bits)) == 1, significand, shift
 
 
 def _build_table(info: FormatInfo) -> tuple[np.ndarray, np.ndarray]:
@@ -56,17 +77,9 @@ def _build_table(info: FormatInfo) -> tuple[np.ndarray, np.ndarray]:
         sign_bit = info.n_codes // 2
         magnitudes = np.asarray(info.magnitudes, dtype=np.int64)
         values = np.where(codes & sign_bit, -1, 1) * magnitudes[codes & (sign_bit - 1)]
-    elif info.encoding == "minifloat":  # S E..E M..M, bias 2**(E-1) - 1, subnormals at E = 0
-        e_bits, m_bits = info.float_bits
-        bias = (1 << (e_bits - 1)) - 1
-        exp = (codes >> m_bits) & ((1 << e_bits) - 1)
-        man = codes & ((1 << m_bits) - 1)
-        significand = np.where(exp == 0, man, man | (1 << m_bits))
-        # value = significand · 2**(max(exp, 1) − bias − m_bits); integer = value · 2**−adj
-        shift = np.maximum(exp, 1) - bias - m_bits - info.pow2_adj
-        if shift.min() < 0:
-            raise AssertionError(f"format {info.name}: pow2_adj {info.pow2_adj} leaves fractions")
-        values = np.where(codes >> (e_bits + m_bits), -1, 1) * (significand << shift)
+    elif info.encoding == "minifloat":
+        negative, significand, shift = minifloat_fields(info, codes)
+        values = np.where(negative, -1, 1) * (significand << shift)
     else:
         raise AssertionError(f"format {info.name}: no codec for encoding {info.encoding!r}")
     values = np.where(invalid, 0, values).astype(np.int64)

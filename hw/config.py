@@ -14,21 +14,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from golden import tables as _tables
+from golden.formats import minifloat_fields
 from golden.sparsity import parse_sparsity
 
 __all__ = [
     "FORMAT_CODES", "SPARSITY_CODES", "SCALE_CODES", "FORMAT_BITS", "FORMAT_WMAX",
-    "FORMAT_SCALES", "GOLDEN_ONLY_FORMATS", "HW_FORMATS", "ConfigError", "ArrayConfig", "Mode",
+    "FORMAT_SCALES", "HW_FORMATS", "DEFAULT_FORMATS", "FP8_FORMATS",
+    "OPT_IN_FORMATS",
+    "LANE_SHIFT_CHUNK", "ConfigError", "ArrayConfig", "Mode",
 ]
 
-#: Rows of the format table the hardware generator does not implement yet: the golden model
-#: runs them, `ArrayConfig` refuses them (and the hardware tests walk only `HW_FORMATS`).
-GOLDEN_ONLY_FORMATS = ("uint2", "fp8_e4m3", "fp8_e5m2")
+#: The fp8 rows: their lanes widen every slot's first multiplier and every sum after it.
+FP8_FORMATS = tuple(n for n, f in _tables.ELEMENT_FORMATS.items() if f.encoding == "minifloat")
+#: Formats a configuration enables only by naming them (the ``mxfp8`` and ``gptq2`` presets),
+#: because they cost every other mode area (docs/PERFORMANCE.md, ablation): the fp8 rows, and
+#: ``uint2``, whose zero point widens the 2-bit lanes' multipliers to 3 bits.
+OPT_IN_FORMATS = (*FP8_FORMATS, "uint2")
 
 # Every per-format fact below is derived from the one table, `golden.tables`.
-_FORMATS = {n: f for n, f in _tables.ELEMENT_FORMATS.items() if n not in GOLDEN_ONLY_FORMATS}
+_FORMATS = _tables.ELEMENT_FORMATS
 #: Element formats the hardware implements, in table (code) order.
 HW_FORMATS = tuple(_FORMATS)
+
+#: The formats of a configuration that does not name its own: all but `OPT_IN_FORMATS`.
+DEFAULT_FORMATS = tuple(f for f in HW_FORMATS if f not in OPT_IN_FORMATS)
 
 #: Runtime encodings of the per-GEMM mode fields (the hardware's `mode` port uses these codes).
 FORMAT_CODES = {f.name: f.code for f in _FORMATS.values()}
@@ -40,8 +49,26 @@ OUT_STAGES = ("raw", "requant")
 FORMAT_BITS = {f.name: f.bits for f in _FORMATS.values()}
 #: Largest |value − zero point| the MAC can see for each format (bounds the datapath widths).
 FORMAT_WMAX = {f.name: f.mac_abs_max for f in _FORMATS.values()}
-#: Signed width of the decoded lane value (after zero-point subtraction).
-FORMAT_VALUE_BITS = {f.name: f.value_bits for f in _FORMATS.values()}
+#: A decoded ``minifloat`` (fp8) weight reaches its multiplier as ``v · 2**(CHUNK · c)``:
+#: ``v = ±significand << (shift mod CHUNK)`` (a narrow signed value a DSP multiplies) and the
+#: coarse ``c = shift div CHUNK``, applied to the product (SPEC §2 allows any exact
+#: (significand, shift) form). Every other format has ``v`` = its value and ``c`` = 0.
+LANE_SHIFT_CHUNK = 8
+
+
+def _lane_form(info: _tables.ElementFormat) -> tuple[int, int]:
+    """Signed width of a format's lane value ``v`` (zero point subtracted) and its largest ``c``."""
+    if info.encoding != "minifloat":
+        return info.value_bits, 0
+    codes = [c for c in range(info.n_codes) if c not in info.invalid_codes]
+    _, significand, shift = minifloat_fields(info, codes)
+    v = significand << (shift % LANE_SHIFT_CHUNK)
+    return _tables.signed_width(-int(v.max()), int(v.max())), int((shift // LANE_SHIFT_CHUNK).max())
+
+
+#: Signed width of the decoded lane value ``v`` and the largest coarse shift ``c`` per format.
+FORMAT_VALUE_BITS = {f.name: _lane_form(f)[0] for f in _FORMATS.values()}
+FORMAT_COARSE_MAX = {f.name: _lane_form(f)[1] for f in _FORMATS.values()}
 #: Scale kinds each format may use (docs/NUMERICS.md).
 FORMAT_SCALES = {f.name: f.allowed_scales for f in _FORMATS.values()}
 #: Nonzero pow2 exponent adjustments of the weight formats (SPEC §4).
@@ -153,7 +180,7 @@ class ArrayConfig:
     cols: int = 4
     slots: int = 4
     window: int = 16
-    formats: tuple[str, ...] = tuple(FORMAT_CODES)
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     sparsity: tuple[str, ...] = tuple(SPARSITY_CODES)
     scale_kinds: tuple[str, ...] = tuple(SCALE_CODES)
     mx_activations: bool = True
@@ -178,9 +205,6 @@ class ArrayConfig:
             if v & (v - 1):
                 raise ConfigError(f"{name} must be a power of two, not {v}")
         s(self, "formats", _tuple_of("formats", self.formats, tuple(_tables.ELEMENT_FORMATS)))
-        for fmt in (f for f in self.formats if f in GOLDEN_ONLY_FORMATS):
-            raise ConfigError(f"formats: {fmt} weights are not implemented by the hardware "
-                              "generator yet (the golden model runs them)")
         s(self, "sparsity", _tuple_of("sparsity", self.sparsity, tuple(SPARSITY_CODES)))
         s(self, "scale_kinds", _tuple_of("scale_kinds", self.scale_kinds, tuple(SCALE_CODES)))
         if not isinstance(self.mx_activations, bool):
@@ -294,6 +318,13 @@ class ArrayConfig:
                     w = max(w, FORMAT_VALUE_BITS[f])
             widths.append(w)
         return tuple(widths)
+
+    @property
+    def quarter_coarse_max(self) -> tuple[int, ...]:
+        """Largest coarse shift ``c`` of a decoded weight in each quarter (`LANE_SHIFT_CHUNK`)."""
+        return tuple(max((FORMAT_COARSE_MAX[f] for f in self.formats
+                          if q % (4 // self.lanes_per_slot(f)) == 0), default=0)
+                     for q in range(4))
 
     @property
     def lanes(self) -> tuple[tuple[int, int], ...]:

@@ -48,7 +48,8 @@ class Layouts:
         count_bits = max((cfg.k_max).bit_length(), 1)
         self.count_bits = count_bits
         self.mode = data.StructLayout({
-            "fmt": unsigned(_code_bits(FORMAT_CODES)),
+            # As wide as the enabled formats' codes need (the fp8 codes are 8 and 9).
+            "fmt": unsigned(_code_bits({f: FORMAT_CODES[f] for f in cfg.formats})),
             "sparsity": unsigned(_code_bits(SPARSITY_CODES)),
             "scale": unsigned(_code_bits(SCALE_CODES)),
             "mx_act": unsigned(1),

@@ -13,7 +13,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.tables import ELEMENT_FORMATS as FORMATS
-from hw.config import FORMAT_CODES, FORMAT_POW2_ADJ, SCALE_CODES, SPARSITY_CODES, ArrayConfig
+from hw.config import (
+    FORMAT_CODES,
+    FORMAT_POW2_ADJ,
+    LANE_SHIFT_CHUNK,
+    SCALE_CODES,
+    SPARSITY_CODES,
+    ArrayConfig,
+)
 from hw.lanemap import lane_map
 from hw.layouts import Layouts
 
@@ -112,7 +119,11 @@ class LaneDecoder(wiring.Component):
 
     Combinational (latency 0). One branch per code → integer rule of the format table
     (`golden.tables.ENCODINGS`): ``value = decode(code) − zero`` for formats with a zero
-    point; invalid codes (ternary ``10``) give 0 and raise ``invalid``.
+    point; invalid codes (ternary ``10``, fp8 NaN and Inf) give 0 and raise ``invalid``. An fp8
+    (``minifloat``) code gives ``value = ±significand << (shift mod LANE_SHIFT_CHUNK)`` and
+    ``coarse = shift div LANE_SHIFT_CHUNK`` (`golden.formats.minifloat_fields`): the integer is
+    ``value · 2**(LANE_SHIFT_CHUNK · coarse)``, and ``coarse`` exists only on a quarter that
+    an fp8 format uses.
 
     Parameters
     ----------
@@ -131,12 +142,15 @@ class LaneDecoder(wiring.Component):
         if not self._formats:
             raise ValueError(f"quarter {quarter} is unused by formats {cfg.formats}")
         self.value_bits = cfg.quarter_value_bits[quarter]
+        self.coarse_max = cfg.quarter_coarse_max[quarter]
         ports = {
             "slot": In(8),
             "fmt": In(Layouts(cfg).mode.members["fmt"]),
             "value": Out(signed(self.value_bits)),
             "invalid": Out(1),
         }
+        if self.coarse_max:
+            ports["coarse"] = Out(range(self.coarse_max + 1))
         if cfg.has_zero_points:
             ports["zero"] = In(cfg.zero_point_bits)
         super().__init__(ports)
@@ -168,16 +182,38 @@ class LaneDecoder(wiring.Component):
                             with m.Default():
                                 m.d.comb += mag.eq(Cat(man, 1) << (exp - 1)[:2])
                         m.d.comb += value.eq(Mux(sign, -mag, mag))
+                    elif info.encoding == "minifloat":
+                        self._minifloat(m, info, code, value, fmt)
                     else:  # pragma: no cover - golden.tables checks every row's encoding
                         raise AssertionError(f"{fmt}: no decoder for {info.encoding}")
                     for bad in info.invalid_codes:
                         with m.If(code == bad):
                             m.d.comb += self.invalid.eq(1)
+                            if info.encoding == "minifloat":
+                                m.d.comb += value.eq(0)
                     if info.has_zero_point:
                         m.d.comb += self.value.eq(value - self.zero[:info.zero_point_bits])
                     else:
                         m.d.comb += self.value.eq(value)
         return m
+
+    def _minifloat(self, m: Module, info, code, value, fmt: str) -> None:
+        """``S E…E M…M`` → ``value`` and ``coarse`` (the rule of `minifloat_fields`)."""
+        e_bits, m_bits = info.float_bits
+        bias = (1 << (e_bits - 1)) - 1
+        sign = code[e_bits + m_bits]
+        exp, man = code[m_bits:m_bits + e_bits], code[:m_bits]
+        significand = Signal(m_bits + 1, name=f"sig_{fmt}")
+        m.d.comb += significand.eq(Mux(exp == 0, man, Cat(man, Const(1, 1))))
+        # shift = max(E, 1) − bias − M − pow2_adj, never negative (golden.tables).
+        offset = bias + m_bits + info.pow2_adj
+        shift = Signal(e_bits, name=f"shift_{fmt}")
+        m.d.comb += shift.eq(Mux(exp == 0, 1, exp) - offset)
+        fine_bits = (LANE_SHIFT_CHUNK - 1).bit_length()
+        mag = Signal(self.value_bits, name=f"mag_{fmt}")
+        m.d.comb += [mag.eq(significand << shift[:fine_bits]),
+                     value.eq(Mux(sign, -mag, mag)),
+                     self.coarse.eq(shift[fine_bits:])]
 
 
 def select_reachable(m: Module, window, reach: list[int], pos, x) -> None:
@@ -260,14 +296,21 @@ class ActivationSelect(wiring.Component):
 
 
 def _weight_layout(cfg: ArrayConfig) -> data.StructLayout:
-    """Decoded weights of every lane, each as wide as the formats on its multiplier."""
-    return data.StructLayout({f"w{i}": signed(cfg.quarter_value_bits[q])
-                              for i, (_, q) in enumerate(cfg.lanes)})
+    """Decoded weights of every lane, each as wide as the formats on its multiplier: ``w<i>``
+    and, on a lane an fp8 format uses, its coarse shift ``c<i>`` (`LaneDecoder`)."""
+    fields = {}
+    for i, (_, q) in enumerate(cfg.lanes):
+        fields[f"w{i}"] = signed(cfg.quarter_value_bits[q])
+        if cfg.quarter_coarse_max[q]:
+            fields[f"c{i}"] = range(cfg.quarter_coarse_max[q] + 1)
+    return data.StructLayout(fields)
 
 
 def _product_layout(cfg: ArrayConfig) -> data.StructLayout:
-    return data.StructLayout({f"p{i}": signed(8 + cfg.quarter_value_bits[q])
-                              for i, (_, q) in enumerate(cfg.lanes)})
+    return data.StructLayout({
+        f"p{i}": signed(8 + cfg.quarter_value_bits[q]
+                        + LANE_SHIFT_CHUNK * cfg.quarter_coarse_max[q])
+        for i, (_, q) in enumerate(cfg.lanes)})
 
 
 def decoded_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -332,6 +375,8 @@ class LaneDecode(wiring.Component):
                 m.d.comb += sel.idx.eq(self.packet.idx)
             invalid_terms.append(dec.invalid & sel.active)
             m.d.sync += self.decoded.w[f"w{i}"].eq(Mux(sel.active, dec.value, 0))
+            if dec.coarse_max:
+                m.d.sync += self.decoded.w[f"c{i}"].eq(dec.coarse)
             if has_pos and f"pos{i}" in dict(layout.members["pos"].members):
                 m.d.sync += self.decoded.pos[f"pos{i}"].eq(sel.pos)
         m.d.sync += self.decoded.invalid.eq(Cat(*invalid_terms).any())
@@ -381,11 +426,16 @@ class LaneSelect(wiring.Component):
 
 
 class LaneProducts(wiring.Component):
-    """``x · w`` of every lane, registered: ``latency`` = 1, one beat per cycle."""
+    """``x · w`` of every lane, registered: ``latency`` = 1, one beat per cycle.
+
+    A lane with a coarse shift (fp8 formats) multiplies ``x · v`` and shifts the product left
+    by ``LANE_SHIFT_CHUNK · c``: a choice of a few constants, not a barrel shifter.
+    """
 
     latency = 1
 
     def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
         self._n = len(cfg.lanes)
         self._hard = [mult in cfg.hard_lanes for mult in cfg.lanes]
         super().__init__({
@@ -400,7 +450,15 @@ class LaneProducts(wiring.Component):
             x, w = self.x[i], self.w[f"w{i}"]
             # `ArrayConfig.hard_lanes`: a plain product, for a DSP block.
             product = x * w if self._hard[i] else shift_add_product(m, x, w, name=f"lane{i}")
-            m.d.sync += self.products[f"p{i}"].eq(product)
+            out = self.products[f"p{i}"]
+            coarse_max = self._cfg.quarter_coarse_max[self._cfg.lanes[i][1]]
+            if not coarse_max:
+                m.d.sync += out.eq(product)
+                continue
+            with m.Switch(self.w[f"c{i}"]):
+                for c in range(coarse_max + 1):
+                    with m.Case(c):
+                        m.d.sync += out.eq(product << (LANE_SHIFT_CHUNK * c))
         return m
 
 

@@ -83,9 +83,9 @@ def test_array_gemm(mode):
     np.testing.assert_array_equal(err, want_err)
 
 
-@pytest.mark.parametrize("flag", ["invalid_ternary", "nan_scale", "window_overflow", "nan_exp"])
+@pytest.mark.parametrize("flag", ["invalid_codes", "nan_scale", "window_overflow", "nan_exp"])
 def test_error_flags(flag):
-    mode = {"invalid_ternary": Mode("ternary", "2:4", "none"),
+    mode = {"invalid_codes": Mode("ternary", "2:4", "none"),
             "nan_scale": Mode("fp4_e2m1", "dense", "pow2"),
             "window_overflow": Mode("int4", "dense", "pow2"),
             "nan_exp": Mode("mxint8", "dense", "pow2", mx_act=True)}[flag]

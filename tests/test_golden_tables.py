@@ -17,14 +17,18 @@ from golden.formats import FORMATS, decode, decode_float, encode
 from golden.quant import ELEMENT_MAX
 from golden.sparsity import SPARSITY_PATTERNS, parse_sparsity
 from hw.config import (
+    DEFAULT_FORMATS,
     FORMAT_BITS,
+    FORMAT_COARSE_MAX,
     FORMAT_CODES,
     FORMAT_POW2_ADJ,
     FORMAT_SCALES,
     FORMAT_VALUE_BITS,
     FORMAT_WMAX,
-    GOLDEN_ONLY_FORMATS,
+    FP8_FORMATS,
     HW_FORMATS,
+    LANE_SHIFT_CHUNK,
+    OPT_IN_FORMATS,
     SCALE_CODES,
     SPARSITY_CODES,
     ArrayConfig,
@@ -34,7 +38,7 @@ from hw.layouts import Layouts
 from hw.pe import LaneDecoder
 
 ROWS = list(tables.ELEMENT_FORMATS.values())
-#: The rows the hardware implements (`hw.config.HW_FORMATS`); the rest are golden-only.
+#: The rows the hardware implements (`hw.config.HW_FORMATS`): every row.
 HW_ROWS = [r for r in ROWS if r.name in HW_FORMATS]
 ALL = ArrayConfig(slots=4, window=16, k_max=256)
 
@@ -53,7 +57,8 @@ def test_tables_is_a_leaf():
 
 
 def test_codes_are_unique_and_fit_the_mode_field():
-    lay = Layouts(ALL).mode
+    lay = Layouts(ArrayConfig(formats=HW_FORMATS, scale_kinds=("none", "int"),
+                              mx_activations=False, k_max=256)).mode
     for table, field in ((tables.ELEMENT_FORMATS, "fmt"), (tables.SPARSITY_PATTERNS, "sparsity"),
                          (tables.SCALE_KINDS, "scale")):
         codes = [row.code for row in table.values()]
@@ -78,16 +83,17 @@ def test_golden_codec_covers_the_row(row):
         assert ELEMENT_MAX[row.name] == row.value_max * 2.0**row.pow2_adj
 
 
-def test_hardware_formats_are_the_table_without_the_golden_only_rows():
-    assert set(HW_FORMATS) | set(GOLDEN_ONLY_FORMATS) == set(tables.ELEMENT_FORMATS)
-    assert not set(HW_FORMATS) & set(GOLDEN_ONLY_FORMATS)
-    assert tuple(FORMAT_CODES) == HW_FORMATS and ALL.formats == HW_FORMATS
-
-
-@pytest.mark.parametrize("name", GOLDEN_ONLY_FORMATS)
-def test_config_refuses_golden_only_formats(name):
-    with pytest.raises(ConfigError, match=f"{name} weights are not implemented by the hardware"):
-        ArrayConfig(formats=("int8", name))
+def test_hardware_formats_are_the_table_and_fp8_is_opt_in():
+    assert HW_FORMATS == tuple(tables.ELEMENT_FORMATS) == tuple(FORMAT_CODES)
+    assert FP8_FORMATS == ("fp8_e4m3", "fp8_e5m2")
+    assert (*FP8_FORMATS, "uint2") == OPT_IN_FORMATS
+    assert ALL.formats == DEFAULT_FORMATS == tuple(f for f in HW_FORMATS
+                                                   if f not in OPT_IN_FORMATS)
+    fp8 = ArrayConfig(formats=("int8", *FP8_FORMATS), scale_kinds=("none", "int"),
+                      mx_activations=False, k_max=256)
+    assert fp8.formats == ("int8", *FP8_FORMATS)
+    with pytest.raises(ConfigError, match="the accumulator would need 76 bits"):
+        ArrayConfig(formats=("int8", *FP8_FORMATS))  # E5M2 × int8 × 16-bit scales, K = 4096
 
 
 @pytest.mark.parametrize("row", HW_ROWS, ids=lambda r: r.name)
@@ -99,17 +105,24 @@ def test_config_derives_from_the_row(row):
     lo, hi = row.value_min - row.zero_max, row.value_max
     assert FORMAT_WMAX[row.name] == max(-lo, hi)
     bits = FORMAT_VALUE_BITS[row.name]
-    assert -(1 << (bits - 1)) <= lo and hi < 1 << (bits - 1)
-    assert not (-(1 << (bits - 2)) <= lo and hi < 1 << (bits - 2)), "not the narrowest width"
+    if row.encoding == "minifloat":  # the lane value v of v · 2**(CHUNK·c) (hw.config)
+        chunk = LANE_SHIFT_CHUNK
+        assert (hi >> (chunk * FORMAT_COARSE_MAX[row.name])) < 1 << (bits - 1)
+        assert hi >= 1 << (chunk * FORMAT_COARSE_MAX[row.name])
+    else:
+        assert FORMAT_COARSE_MAX[row.name] == 0
+        assert -(1 << (bits - 1)) <= lo and hi < 1 << (bits - 1)
+        assert not (-(1 << (bits - 2)) <= lo and hi < 1 << (bits - 2)), "not the narrowest width"
     cfg = ArrayConfig(formats=(row.name,), scale_kinds=row.allowed_scales, slots=4, window=16,
-                      k_max=256, mx_activations="pow2" in row.allowed_scales)
+                      k_max=256, mx_activations="pow2" in row.allowed_scales,
+                      t_max=-16 if row.encoding == "minifloat" else 8)
     assert cfg.has_zero_points == row.has_zero_point
     assert cfg.zero_point_bits == row.zero_point_bits
     packet = Layouts(cfg).packet.members
     assert ("zero" in packet) == row.has_zero_point
     if row.has_zero_point:
         assert packet["zero"].width == row.zero_point_bits
-    assert ALL.quarter_value_bits[0] >= bits
+    assert _with(row).quarter_value_bits[0] >= bits
     assert cfg.lanes_per_beat(row.name) == cfg.slots * row.lanes_per_slot
 
 
@@ -126,6 +139,13 @@ def test_scale_rows():
     assert all(set(r.allowed_scales) <= set(tables.SCALE_KINDS) for r in ROWS)
 
 
+def _with(row) -> ArrayConfig:
+    """`ALL`, with the row's format enabled (the fp8 rows are opt-in)."""
+    if row.name in ALL.formats:
+        return ALL
+    return ALL.replace(formats=(*ALL.formats, row.name), t_max=-16)
+
+
 @pytest.mark.parametrize("row", HW_ROWS, ids=lambda r: r.name)
 def test_hardware_decoder_decodes_every_code(row):
     """`hw.pe.LaneDecoder` on the Amaranth simulator: every code, lane position, zero point."""
@@ -134,7 +154,7 @@ def test_hardware_decoder_decodes_every_code(row):
     failures = []
     for sub in range(row.lanes_per_slot):
         quarter = sub * (4 // row.lanes_per_slot)
-        dut = LaneDecoder(ALL, quarter)
+        dut = LaneDecoder(_with(row), quarter)
 
         async def bench(ctx, sub=sub, dut=dut):
             ctx.set(dut.fmt, row.code)
@@ -148,7 +168,9 @@ def test_hardware_decoder_decodes_every_code(row):
                         c = code if s == sub else (row.n_codes - 1 - code)
                         slot |= c << (s * row.bits)
                     ctx.set(dut.slot, slot)
-                    got = (ctx.get(dut.value), ctx.get(dut.invalid))
+                    coarse = ctx.get(dut.coarse) if dut.coarse_max else 0
+                    got = (ctx.get(dut.value) << (LANE_SHIFT_CHUNK * coarse),
+                           ctx.get(dut.invalid))
                     want = (int(golden[code]) - zero, int(invalid[code]))
                     if got != want:
                         failures.append(f"lane {sub} code {code} zero {zero}: {got} != {want}")

@@ -1,7 +1,5 @@
 """docs/NUMERICS.md: every format, sparsity, scale, output-stage and layer-file row it lists as
-implemented is implemented exactly as written, the formats it lists as golden only are exactly
-those the hardware generator refuses (`hw.config.GOLDEN_ONLY_FORMATS`), and no row is left as
-not implemented yet.
+implemented is implemented exactly as written, and no row is left as not implemented yet.
 """
 
 import dataclasses
@@ -15,7 +13,6 @@ from golden.formats import FORMATS, SCALE_KINDS
 from golden.host import requant_params
 from golden.layer import Layer
 from golden.sparsity import SPARSITY_PATTERNS
-from hw.config import GOLDEN_ONLY_FORMATS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "NUMERICS.md"
 NOT_YET = {"formats": set(), "sparsity": set(), "scales": set(), "layer": set(),
@@ -40,8 +37,7 @@ def _name(cell: str) -> str:
 
 
 def _split(rows, key="status"):
-    done = {_name(r[next(iter(r))]): r for r in rows
-            if r[key] in ("implemented", "golden only")}
+    done = {_name(r[next(iter(r))]): r for r in rows if r[key] == "implemented"}
     later = {_name(r[next(iter(r))]) for r in rows if r[key] == "not implemented yet"}
     assert len(done) + len(later) == len(rows), "every row is implemented or not yet"
     return done, later
@@ -55,8 +51,6 @@ def test_formats_table():
     rows = _section_table("2. Element formats")
     done, later = _split(rows)
     assert set(done) == set(FORMATS)
-    golden_only = {_name(r["format"]) for r in rows if r["status"] == "golden only"}
-    assert golden_only == set(GOLDEN_ONLY_FORMATS)
     assert later == NOT_YET["formats"] and not later & set(FORMATS)
     for name, row in done.items():
         info = FORMATS[name]

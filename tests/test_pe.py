@@ -14,7 +14,7 @@ from gen.presets import preset
 from golden.formats import FORMATS, decode
 from golden.gemm import gemm
 from golden.sparsity import parse_sparsity
-from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES
+from hw.config import FORMAT_BITS, FORMAT_CODES, LANE_SHIFT_CHUNK, SPARSITY_CODES
 from hw.lanemap import lane_map
 from hw.pe import ActivationSelect, LaneDecoder
 from verif.amsim import run_gemm
@@ -28,15 +28,27 @@ class LaneMac(wiring.Component):
 
     def __init__(self, cfg, quarter):
         self.dec = LaneDecoder(cfg, quarter)
-        super().__init__({"slot": In(8), "fmt": In(3), "zero": In(4), "x": In(signed(8)),
-                          "product": Out(signed(8 + self.dec.value_bits)), "invalid": Out(1)})
+        width = 8 + self.dec.value_bits + LANE_SHIFT_CHUNK * self.dec.coarse_max
+        super().__init__({"slot": In(8), "fmt": In(len(self.dec.fmt)), "zero": In(4),
+                          "x": In(signed(8)), "product": Out(signed(width)), "invalid": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dec = dec = self.dec
+        product = dec.value * self.x
+        if dec.coarse_max:  # fp8: v · 2**(CHUNK · c), as `LaneProducts` shifts it
+            product = product << (dec.coarse * LANE_SHIFT_CHUNK)
         m.d.comb += [dec.slot.eq(self.slot), dec.fmt.eq(self.fmt), dec.zero.eq(self.zero),
-                     self.product.eq(dec.value * self.x), self.invalid.eq(dec.invalid)]
+                     self.product.eq(product), self.invalid.eq(dec.invalid)]
         return m
+
+
+def _config_with(fmt: str):
+    """`TINY`, or with an opt-in format (fp8, uint2) enabled beside its own."""
+    if fmt in TINY.formats:
+        return TINY
+    return TINY.replace(formats=(*TINY.formats, fmt), scale_kinds=("none", "int"),
+                        mx_activations=False, k_max=256)
 
 
 def _run_comb(dut, bench):
@@ -56,7 +68,7 @@ def test_lane_decode_times_every_activation(fmt):
     rng = np.random.default_rng(7)
     for sub in range(lps):
         quarter = sub * (4 // lps)
-        dut = LaneMac(TINY, quarter)
+        dut = LaneMac(_config_with(fmt), quarter)
 
         async def bench(ctx, sub=sub, dut=dut):
             ctx.set(dut.fmt, FORMAT_CODES[fmt])

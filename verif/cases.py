@@ -49,7 +49,7 @@ def _codes(rng, fmt: str, shape, zero_code, p_zero: float, allow_invalid: bool) 
 
 def random_layer(rng: np.random.Generator, cfg: ArrayConfig, mode: Mode, K: int, N: int, *,
                  group: int | None = None, out_stage: str = "raw", p_zero: float = 0.15,
-                 invalid_ternary: bool = False, nan_scale: bool = False,
+                 invalid_codes: bool = False, nan_scale: bool = False,
                  window_overflow: bool = False, mx_exp_center: int = 127) -> Layer:
     """A random layer in ``mode`` that ``cfg`` can run (or, with the flags, that sets errors)."""
     fmt, sparsity, kind = mode.fmt, mode.sparsity, mode.scale_kind
@@ -65,12 +65,13 @@ def random_layer(rng: np.random.Generator, cfg: ArrayConfig, mode: Mode, K: int,
         zeros = rng.integers(0, info.zero_max + 1, (n_groups, N)).astype(np.uint8)
         slot_group = (np.arange(blocks * n_sp) // n_sp * m_sp) // group
         zero_code = zeros[slot_group].astype(np.int64)
-    codes = _codes(rng, fmt, (blocks * n_sp, N), zero_code, p_zero, invalid_ternary)
+    codes = _codes(rng, fmt, (blocks * n_sp, N), zero_code, p_zero, invalid_codes)
     # A few whole blocks of zero-valued slots (all-zero blocks).
     dead = rng.random((blocks, N)) < 0.1
     codes = np.where(np.repeat(dead, n_sp, axis=0), zero_code, codes)
-    if invalid_ternary and info.invalid_codes:
-        codes[rng.integers(0, codes.shape[0]), rng.integers(0, N)] = info.invalid_codes[0]
+    if invalid_codes:  # every invalid code of the format (NaN and Inf of fp8) somewhere
+        for bad in info.invalid_codes:
+            codes[rng.integers(0, codes.shape[0]), rng.integers(0, N)] = bad
     idx = None
     if sparsity != "dense":
         # Strictly increasing positions: a random N-subset of each block, sorted.

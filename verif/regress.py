@@ -17,8 +17,8 @@ from gen.presets import preset
 from golden.formats import E8M0_BIAS, pow2_weight_exponent
 from golden.gemm import gemm
 from golden.tables import MX_BLOCK, OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN
-from hw.config import FORMAT_SCALES, ArrayConfig, Mode
-from verif.cases import exhaustive_case, random_case
+from hw.config import FORMAT_SCALES, FORMAT_WMAX, FP8_FORMATS, ArrayConfig, Mode
+from verif.cases import exhaustive_case, extreme_codes, random_case
 
 __all__ = ["REGRESSION_CONFIGS", "base_seed", "plan", "shard_cases"]
 
@@ -28,8 +28,10 @@ REGRESSION_CONFIGS: dict[str, ArrayConfig] = {
     "default": preset("default"),
     "dense_int8": preset("dense_int8"),
     "nonsquare_3x5": preset("tiny").replace(rows=3, cols=5, name="upe_3x5"),
+    "mxfp8": preset("mxfp8"),
+    "gptq2": preset("gptq2"),
 }
-SHARDS = {"tiny": 3, "default": 4, "dense_int8": 1, "nonsquare_3x5": 2}
+SHARDS = {"tiny": 3, "default": 4, "dense_int8": 1, "nonsquare_3x5": 2, "mxfp8": 2, "gptq2": 1}
 
 #: Traffic patterns: (act valid, weight valid, prm valid, result ready), cycled per case.
 TRAFFIC = [
@@ -106,7 +108,11 @@ def plan(cfg_name: str) -> list[PlannedCase]:  # noqa: C901 - a flat list of sce
         # Dense puts codes on every quarter of a slot, N:M modes on the lower-ranked ones only
         # (hw.lanemap): both, so the invalid code reaches every lane position.
         for pattern in dict.fromkeys(p for p in ("dense", cfg.sparsity[-1]) if p in cfg.sparsity):
-            specials.append((Mode("ternary", pattern, cfg.scale_kinds[0]), ("invalid_ternary",)))
+            specials.append((Mode("ternary", pattern, cfg.scale_kinds[0]), ("invalid_codes",)))
+    for fmt in (f for f in cfg.formats if f in FP8_FORMATS):
+        # NaN and Inf codes, on the dense and the N:M lane positions.
+        for pattern in dict.fromkeys(p for p in ("dense", cfg.sparsity[-1]) if p in cfg.sparsity):
+            specials.append((Mode(fmt, pattern, cfg.scale_kinds[-1]), ("invalid_codes",)))
     if "pow2" in cfg.scale_kinds:
         fmt = "fp4_e2m1" if "fp4_e2m1" in cfg.formats else cfg.formats[0]
         specials.append((Mode(fmt, "dense", "pow2"), ("nan_scale",)))
@@ -144,12 +150,13 @@ def plan(cfg_name: str) -> list[PlannedCase]:  # noqa: C901 - a flat list of sce
                                                           out_stage="requant"),
                                          rows + 1, 64, cols + 1, None, 1, ("requant_edges",)))
                 break
-    fmt = "int8" if "int8" in cfg.formats else cfg.formats[0]
+    # The format with the largest |value| drives the accumulator to its derived bound.
+    fmt = max(cfg.formats, key=lambda f: FORMAT_WMAX[f])
     kind = "pow2" if "pow2" in FORMAT_SCALES[fmt] and "pow2" in cfg.scale_kinds else (
         "int" if "int" in cfg.scale_kinds else "none")
     cases.append(PlannedCase(len(cases), Mode(fmt, "dense", kind), rows, cfg.k_max, cols,
                              None, 0, ("acc_extreme",)))
-    if cfg_name == "default":
+    if cfg_name in ("default", "mxfp8", "gptq2"):
         for fmt in cfg.formats:
             if fmt != "mxint8":  # same decoder path as int8
                 cases.append(PlannedCase(len(cases), Mode(fmt), 16, cfg.k_max, 16, None, 0,
@@ -169,7 +176,7 @@ def shard_cases(cfg_name: str, shard: int) -> list[PlannedCase]:
 #: Flags handled here (by editing a random case) rather than by `verif.cases.random_case`.
 _EDITED_FLAGS = ("t_edges", "window_underflow", "acc_extreme", "requant_edges")
 #: Flags whose scenario must raise an error flag.
-_ERROR_FLAGS = ("invalid_ternary", "nan_scale", "window_overflow", "nan_exp", "window_underflow")
+_ERROR_FLAGS = ("invalid_codes", "nan_scale", "window_overflow", "nan_exp", "window_underflow")
 
 
 def _pow2_exponent(cfg: ArrayConfig, mode: Mode, t: int) -> int:
@@ -201,7 +208,8 @@ def _edit_case(cfg: ArrayConfig, case: PlannedCase, layer, x, x_exp):
         # Every product at its largest magnitude, both signs (column parity), the scale at its
         # extreme: the accumulator reaches the bound its width was derived from.
         x = np.full_like(x, -128)
-        codes = np.where(np.arange(layer.shape[1]) % 2 == 0, 0x80, 0x7F)
+        lo, hi = extreme_codes(layer.format)
+        codes = np.where(np.arange(layer.shape[1]) % 2 == 0, lo, hi)
         layer = layer.copy(codes=np.broadcast_to(codes, layer.codes.shape).astype(np.uint8))
         if layer.scale_kind == "int":
             layer = layer.copy(scales=np.full_like(layer.scales, -(1 << (cfg.scale_bits - 1))))

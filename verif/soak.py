@@ -81,7 +81,7 @@ def plan_mode(cfg: ArrayConfig, mode: Mode, macs: int, rng: np.random.Generator,
         flags = {}
         if rng.random() < 0.08:
             if mode.fmt == "ternary":
-                flags["invalid_ternary"] = True
+                flags["invalid_codes"] = True
             elif mode.scale_kind == "pow2":
                 key = str(rng.choice(["nan_scale", "window_overflow"]
                                      + (["nan_exp"] if mode.mx_act else [])))
