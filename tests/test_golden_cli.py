@@ -67,7 +67,7 @@ def test_gemm_error_flag_exit_3(files, capsys):
     assert np.load(files / "e.npy")[:, 0].all()
 
 
-def test_info_reports_invalid_codes_codes(files, capsys):
+def test_info_reports_invalid_ternary_codes(files, capsys):
     layer = compress(np.load(files / "w.npy"), fmt="ternary", scale_kind="int")
     layer.codes[:3, 1] = 0b10
     save_layer(files / "t.npz", layer)
