@@ -20,6 +20,7 @@ GEN_ARGS := $(if $(CONFIG),--config $(CONFIG)) $(if $(ROWS),--rows $(ROWS)) \
             $(if $(SPARSITY),--sparsity $(SPARSITY)) \
             $(if $(SCALE_KINDS),--scale-kinds $(SCALE_KINDS)) \
             $(if $(MX_ACTIVATIONS),--mx-activations $(MX_ACTIVATIONS)) \
+            $(if $(FP8_ACTIVATIONS),--fp8-activations $(FP8_ACTIVATIONS)) \
             $(if $(REQUANT),--requant $(REQUANT)) $(if $(SCALE_BITS),--scale-bits $(SCALE_BITS)) \
             $(if $(K_MAX),--k-max $(K_MAX)) $(if $(FRAC_BITS),--frac-bits $(FRAC_BITS)) \
             $(if $(T_WINDOW),--t-window=$(T_WINDOW)) $(if $(ACC_BITS),--acc-bits $(ACC_BITS)) \

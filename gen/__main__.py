@@ -86,9 +86,10 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "presets":
             for name, cfg in PRESETS.items():
+                mx = ",".join(("mxint8", *cfg.fp8_activations)) if cfg.mx_activations else "off"
                 print(f"{name:16s} {cfg.rows}x{cfg.cols} slots={cfg.slots} window={cfg.window} "
                       f"formats={','.join(cfg.formats)} sparsity={','.join(cfg.sparsity)} "
-                      f"scales={','.join(cfg.scale_kinds)} acc_bits={cfg.acc_bits}")
+                      f"scales={','.join(cfg.scale_kinds)} mx_act={mx} acc_bits={cfg.acc_bits}")
             return 0
         cfg = config_from_args(args)
         if args.cmd == "config":

@@ -46,6 +46,9 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity", type=_csv, help="comma list, e.g. dense,2:4")
     p.add_argument("--scale-kinds", type=_csv, help="comma list of none,int,pow2")
     p.add_argument("--mx-activations", choices=("on", "off"))
+    p.add_argument("--fp8-activations", type=_csv, metavar="LIST",
+                   help="fp8 formats MX activations may use: fp8_e4m3,fp8_e5m2 or none "
+                        "(needs --mx-activations on)")
     p.add_argument("--requant", choices=("on", "off"))
     p.add_argument("--scale-bits", type=int)
     p.add_argument("--k-max", type=int)
@@ -73,6 +76,8 @@ def config_from_args(args: argparse.Namespace):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value == "on"
+    if getattr(args, "fp8_activations", None) is not None:
+        changes["fp8_activations"] = [f for f in args.fp8_activations if f != "none"]
     if args.t_window is not None:
         changes["t_min"], changes["t_max"] = args.t_window
     if changes:

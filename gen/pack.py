@@ -17,12 +17,13 @@ from amaranth.hdl import Const
 from amaranth.lib import data
 
 from golden.blocks import block_dense_keep
-from golden.formats import pow2_exponent
+from golden.formats import activation_format, decode, pow2_exponent
 from golden.sparsity import padding_idx, parse_sparsity
 from golden.tables import E8M0_BIAS, E8M0_NAN, OUT_MULT_MIN
 from hw.config import (
     FORMAT_BITS,
     FORMAT_CODES,
+    FP8_FORMATS,
     MX_BLOCK,
     SCALE_CODES,
     SPARSITY_CODES,
@@ -189,6 +190,20 @@ class _TilePlan:
         return [len(self.kept[nt]) for nt in range(self.n_tiles) for _ in range(self.m_tiles)]
 
 
+def _fp8_activations(x: np.ndarray, x_exp, x_format: str | None) -> str | None:
+    """The fp8 format of ``x``'s codes (None for int8 and MXINT8), its dtype checked."""
+    try:
+        x_format = activation_format(x_format, x_exp)
+    except ValueError as exc:
+        raise PackError(str(exc)) from None
+    fp8 = x_format if x_format in FP8_FORMATS else None
+    if fp8 is None and x.dtype != np.int8:
+        raise PackError(f"activations must be int8, not {x.dtype}")
+    if fp8 is not None and x.dtype != np.uint8:
+        raise PackError(f"{fp8} activation codes must be uint8, not {x.dtype}")
+    return fp8
+
+
 class Packer:
     """Packs GEMMs for one configuration."""
 
@@ -224,6 +239,9 @@ class Packer:
             "group_beats": group_beats,
             "k_beats": k_beats,
             "sched": int(sched),
+            **({"x_fmt": 0 if mode.x_format is None
+                else self.cfg.fp8_activations.index(mode.x_format) + 1}
+               if "x_fmt" in dict(self.lay.mode.members) else {}),
         })
         return Const.cast(const.as_value()).value
 
@@ -239,12 +257,15 @@ class Packer:
     # -- packing ---------------------------------------------------------------------------
 
     def pack(self, layer, x: np.ndarray, *, x_exp: np.ndarray | None = None,
-             out_stage: str = "raw") -> GemmProgram:
-        """Pack ``x [M, K]`` (int8) and a golden ``Layer`` into tiles of beats.
+             out_stage: str = "raw", x_format: str | None = None) -> GemmProgram:
+        """Pack ``x [M, K]`` and a golden ``Layer`` into tiles of beats.
 
-        M and N are padded up to whole tiles (zero activations, zero-valued weight columns).
+        ``x`` holds int8 activations, or MX element codes with ``x_exp`` (``x_format``:
+        ``'mxint8'``, the default with ``x_exp``, or ``'fp8_e4m3'`` / ``'fp8_e5m2'`` as uint8
+        codes). M and N are padded up to whole tiles (zero activations, zero-valued weight
+        columns).
         """
-        plan = self._plan(layer, x, x_exp, out_stage)
+        plan = self._plan(layer, x, x_exp, out_stage, x_format)
         act_blocks = [_to_ints(plan.act_bits(mt)) for mt in range(plan.m_tiles)]
         act_beats, wgt_beats, prm_beats, tiles = [], [], [], []
         for nt in range(plan.n_tiles):
@@ -263,19 +284,21 @@ class Packer:
             tile_beats=plan.tile_beats(), sched=plan.sched)
 
     def write_beat_files(self, layer, x: np.ndarray, out_dir, *,
-                         x_exp: np.ndarray | None = None, out_stage: str = "raw") -> BeatFiles:
+                         x_exp: np.ndarray | None = None, out_stage: str = "raw",
+                         x_format: str | None = None) -> BeatFiles:
         """Write one GEMM's beats as ``$readmemh`` files plus ``index.json`` into ``out_dir``.
 
         `write_gemms` with one GEMM.
         """
-        gemm = {"layer": layer, "x": x, "x_exp": x_exp, "out_stage": out_stage}
+        gemm = {"layer": layer, "x": x, "x_exp": x_exp, "out_stage": out_stage,
+                "x_format": x_format}
         return self.write_gemms([gemm], out_dir)[0]
 
     def write_gemms(self, gemms: list[dict], out_dir) -> list[BeatFiles]:
         """Write GEMMs to run one after the other as ``$readmemh`` files into ``out_dir``.
 
-        Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage``; ``index.json`` lists
-        them.
+        Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage`` and optionally
+        ``x_format`` (as for `pack`); ``index.json`` lists them.
 
         Unlike `pack`, every activation row tile and weight column tile is written once
         (``act.hex``: ``m_tiles × k_beats`` words per GEMM, ``wgt.hex``: the beats each column
@@ -289,8 +312,8 @@ class Packer:
         wgt.hex (and sched.hex) and prm.hex, the beats it streams and its words in wgt.hex,
         one a line (`HEADER_WORDS` per GEMM).
         """
-        plans = [self._plan(g["layer"], g["x"], g.get("x_exp"), g.get("out_stage", "raw"))
-                 for g in gemms]
+        plans = [self._plan(g["layer"], g["x"], g.get("x_exp"), g.get("out_stage", "raw"),
+                            g.get("x_format")) for g in gemms]
         if not plans:
             raise PackError("no GEMM to write")
         out = Path(out_dir)
@@ -358,17 +381,16 @@ class Packer:
         (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
         return result
 
-    def _plan(self, layer, x, x_exp, out_stage: str) -> _TilePlan:
+    def _plan(self, layer, x, x_exp, out_stage: str, x_format: str | None = None) -> _TilePlan:
         """Check the GEMM and lay out its arrays; tiles are packed on demand."""
         cfg = self.cfg
         K, N = (int(v) for v in layer.shape)
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != K:
             raise PackError(f"activations have shape {x.shape}, the layer needs [M, {K}]")
-        if x.dtype != np.int8:
-            raise PackError(f"activations must be int8, not {x.dtype}")
+        fp8 = _fp8_activations(x, x_exp, x_format)
         mode = Mode(layer.format, layer.sparsity, layer.scale_kind, mx_act=x_exp is not None,
-                    out_stage=out_stage)
+                    out_stage=out_stage, x_format=fp8)
         try:
             step = cfg.check_mode(mode, group=int(layer.group), k=K)
         except ConfigError as exc:
@@ -394,7 +416,8 @@ class Packer:
         slot_bytes, lane_idx, scales, zeros, k_pos = self._weight_fields(layer, k_beats, Np)
         beat_group = (np.arange(k_beats) * step) // G
         beat_block = (np.arange(k_beats) * step) // MX_BLOCK
-        kept = self._kept_beats(layer, step, k_beats, n_tiles, x_exp)
+        x_bad = None if fp8 is None else decode(fp8, x)[1].any(axis=0)
+        kept = self._kept_beats(layer, step, k_beats, n_tiles, x_exp, x_bad)
         sched = layer.block_mask is not None
 
         requant = out_stage == "requant"
@@ -452,13 +475,14 @@ class Packer:
         wbits[-1, self._tlast_off] = 1
 
     def _kept_beats(self, layer, step: int, k_beats: int, n_tiles: int,
-                    x_exp) -> list[np.ndarray]:
+                    x_exp, x_bad=None) -> list[np.ndarray]:
         """The beats each column tile streams: all of them, or without block sparsity's skips.
 
         A beat is left out when every k it covers lies in blocks dropped for every column of
         the tile (those weights are zero-valued, SPEC §3), unless leaving it out could change
         an error flag: a ``pow2`` group whose canonical scale (127) with some row's activation
-        exponent is NaN or outside the exponent window streams (golden flags it). A tile keeps
+        exponent is NaN or outside the exponent window streams (golden flags it), and so does
+        a beat with an invalid fp8 activation code (``x_bad``: it flags its row). A tile keeps
         at least its first beat, so its rows still come out.
         """
         cfg = self.cfg
@@ -477,6 +501,8 @@ class Packer:
                 flagged = (flagged | (e_x == E8M0_NAN)).any(axis=0)
             group_flagged = np.broadcast_to(flagged, (K // MX_BLOCK,))
             beat_live |= group_flagged[(np.arange(k_beats) * step) // MX_BLOCK][:, None]
+        if x_bad is not None:  # an invalid activation code (fp8 NaN, Inf) flags its row
+            beat_live |= x_bad.reshape(k_beats, step).any(axis=1)[:, None]
         kept = []
         for nt in range(n_tiles):
             b = np.flatnonzero(beat_live[:, nt])

@@ -26,14 +26,21 @@ PRESETS: dict[str, ArrayConfig] = {
     "mxfp4": ArrayConfig(
         rows=4, cols=4, slots=4, window=8, formats=("fp4_e2m1",), sparsity=("dense",),
         scale_kinds=("pow2",), mx_activations=True, name="upe_mxfp4"),
-    # OCP MXFP8 weights (E4M3 and E5M2, also 2:4) with int8 or MXINT8 activations; no int
-    # scales (an E5M2 × int8 GEMM with K = 4096 and 16-bit scales would need a 67-bit
-    # accumulator). The pow2 window fits fp8 block exponents: t = (e_w − 127) − 9 or − 16
-    # (−6 more with MXINT8 activations).
+    # OCP MX with fp8: MXFP8 weights (E4M3, E5M2) and MXFP4 ones, dense and 2:4, with int8,
+    # MXINT8 or MXFP8 (E4M3, E5M2) activations, every pair whose exact accumulator fits 64
+    # bits (`ArrayConfig.x_pairs`: E4M3 × E4M3, MXFP4 × E4M3 / E5M2). No int scales (an E5M2
+    # × int8 GEMM with K = 4096 and 16-bit scales would need a 67-bit accumulator). The pow2
+    # window fits fp8 block exponents: t = (e_w − 127) + (e_x − 127) + adj_w + adj_x, with
+    # adj −9 (E4M3), −16 (E5M2), −1 (FP4), −6 (MXINT8).
     "mxfp8": ArrayConfig(
-        rows=4, cols=4, slots=4, window=8, formats=("fp8_e4m3", "fp8_e5m2"),
+        rows=4, cols=4, slots=4, window=8, formats=("fp4_e2m1", "fp8_e4m3", "fp8_e5m2"),
         sparsity=("dense", "2:4"), scale_kinds=("none", "pow2"), mx_activations=True,
-        t_min=-64, t_max=-8, name="upe_mxfp8"),
+        fp8_activations=("fp8_e4m3", "fp8_e5m2"), t_min=-64, t_max=-8, name="upe_mxfp8"),
+    # NVFP4 (FP4 E2M1 elements, an E4M3 scale per 16 as an exact 19-bit int scale, SPEC §4;
+    # the fp32 tensor scale goes to the requant multiplier or the host), dense and 2:4.
+    "nvfp4": ArrayConfig(
+        rows=4, cols=4, slots=4, window=8, formats=("fp4_e2m1",), sparsity=("dense", "2:4"),
+        scale_kinds=("int",), scale_bits=20, mx_activations=False, name="upe_nvfp4"),
     # 2-bit weights: GPTQ-style asymmetric uint2 with zero points, int2 and ternary, at 4×
     # dense int8 (16 lanes per PE), with per-group int scales.
     "gptq2": ArrayConfig(

@@ -122,12 +122,23 @@ class Mode:
     scale_kind: str = "none"
     mx_act: bool = False
     out_stage: str = "raw"
+    #: The fp8 element format of MX activations (SPEC §1); None: int8, or MXINT8 with
+    #: ``mx_act``.
+    x_format: str | None = None
+
+    @property
+    def activation_format(self) -> str | None:
+        """The activation format as `golden.gemm` names it: None (int8), ``'mxint8'``, fp8."""
+        return self.x_format or ("mxint8" if self.mx_act else None)
 
     @property
     def name(self) -> str:
-        """Mode name: format, sparsity, scale kind, then ``mxact`` / ``requant``."""
+        """Mode name: format, sparsity, scale kind, then ``mxact`` (MXINT8 activations) or
+        ``mx<fp8 format>`` (fp8 ones), then ``requant``."""
         parts = [self.fmt, self.sparsity, self.scale_kind]
-        if self.mx_act:
+        if self.x_format:
+            parts.append(f"mx{self.x_format}")
+        elif self.mx_act:
             parts.append("mxact")
         if self.out_stage != "raw":
             parts.append(self.out_stage)
@@ -154,6 +165,11 @@ class ArrayConfig:
         Hardware is only generated for what is enabled.
     mx_activations : bool
         Accept MXINT8 activations (a per-32 block exponent with every activation beat).
+    fp8_activations : tuple of str
+        fp8 element formats MX activations may also use (`FP8_FORMATS`; needs
+        ``mx_activations``). Activations are decoded at the row edge, and a weight format ×
+        activation format pair whose exact accumulator would need more than 64 bits is not a
+        mode of the configuration (`x_pairs`).
     requant : bool
         Generate the int8 requantizing output stage (SPEC §6).
     scale_bits : int
@@ -184,6 +200,7 @@ class ArrayConfig:
     sparsity: tuple[str, ...] = tuple(SPARSITY_CODES)
     scale_kinds: tuple[str, ...] = tuple(SCALE_CODES)
     mx_activations: bool = True
+    fp8_activations: tuple[str, ...] = ()
     requant: bool = True
     scale_bits: int = 16
     k_max: int = 4096
@@ -224,6 +241,13 @@ class ArrayConfig:
             raise ConfigError(f"t_min ({self.t_min}) must not exceed t_max ({self.t_max})")
         if self.mx_activations and "pow2" not in self.scale_kinds:
             raise ConfigError("mx_activations needs the pow2 scale kind (MX block exponents)")
+        if isinstance(self.fp8_activations, str) or self.fp8_activations:
+            s(self, "fp8_activations",
+              _tuple_of("fp8_activations", self.fp8_activations, FP8_FORMATS))
+            if not self.mx_activations:
+                raise ConfigError("fp8_activations needs mx_activations (MX block exponents)")
+        else:
+            s(self, "fp8_activations", ())
         usable = [f for f in self.formats if any(k in self.scale_kinds for k in FORMAT_SCALES[f])]
         if len(usable) != len(self.formats):
             bad = sorted(set(self.formats) - set(usable))
@@ -360,10 +384,42 @@ class ArrayConfig:
             bits = max(bits, 8)
         return bits
 
+    # -- activation formats: int8 and MXINT8 (|x| <= 128), fp8 (`fp8_activations`) ----------
+
+    @property
+    def x_value_bits(self) -> int:
+        """Signed width of a decoded activation's value ``v`` (8 without fp8 activations)."""
+        return max([8, *(FORMAT_VALUE_BITS[f] for f in self.fp8_activations)])
+
+    @property
+    def x_coarse_max(self) -> int:
+        """Largest coarse shift ``c`` of a decoded activation (0 without fp8 activations)."""
+        return max([0, *(FORMAT_COARSE_MAX[f] for f in self.fp8_activations)])
+
+    def _fp8_pair_acc_bound(self, fmt: str, x_format: str) -> int:
+        """Largest |accumulator| of a pow2 GEMM of ``fmt`` weights and ``x_format``
+        activations (groups of one MX block)."""
+        groups = -(-self.k_max // MX_BLOCK)
+        p32 = MX_BLOCK * FORMAT_WMAX[x_format] * FORMAT_WMAX[fmt]
+        return groups * (p32 << max(self.shift_max, 0))
+
+    @property
+    def x_pairs(self) -> tuple[tuple[str, str], ...]:
+        """``(weight format, fp8 activation format)`` pairs that are modes: ``pow2`` weights
+        whose exact accumulator fits 64 bits (an E5M2 × E5M2 product alone needs 65)."""
+        if "pow2" not in self.scale_kinds:
+            return ()
+        return tuple((f, x) for f in self.formats for x in self.fp8_activations
+                     if "pow2" in FORMAT_SCALES[f]
+                     and _signed_bits(self._fp8_pair_acc_bound(f, x)) <= 64)
+
     @property
     def p_bound(self) -> int:
         """Largest |P_g| of one group (the group may be all of K: per-channel scaling)."""
-        return self.k_max * ACT_MAX * self.wmax
+        bound = self.k_max * ACT_MAX * self.wmax
+        for f, x in self.x_pairs:  # pow2 only: groups of one MX block
+            bound = max(bound, MX_BLOCK * FORMAT_WMAX[x] * FORMAT_WMAX[f])
+        return bound
 
     @property
     def p_bits(self) -> int:
@@ -373,10 +429,13 @@ class ArrayConfig:
     @property
     def beat_bits(self) -> int:
         """Signed width of one beat's partial sum over all lanes."""
+        x_max = {f: ACT_MAX for f in self.formats}
+        for f, x in self.x_pairs:
+            x_max[f] = max(x_max[f], FORMAT_WMAX[x])
         bound = 0
         for f in self.formats:
             for p in self.sparsity:
-                bound = max(bound, self.lanes_used(f, p) * ACT_MAX * FORMAT_WMAX[f])
+                bound = max(bound, self.lanes_used(f, p) * x_max[f] * FORMAT_WMAX[f])
         return _signed_bits(bound)
 
     @property
@@ -391,16 +450,20 @@ class ArrayConfig:
 
     @property
     def min_acc_bits(self) -> int:
-        """Minimum accumulator width that can never overflow (SPEC §5)."""
+        """Minimum accumulator width that can never overflow (SPEC §5): int8 and MXINT8
+        activations with every format, fp8 activations with the formats of `x_pairs`."""
         bound = 0
+        p_int8 = self.k_max * ACT_MAX * self.wmax  # int8 activations, group = K
         if "none" in self.scale_kinds:
-            bound = max(bound, self.p_bound)
+            bound = max(bound, p_int8)
         if "int" in self.scale_kinds:
-            bound = max(bound, self.p_bound * (1 << (self.scale_bits - 1)))
+            bound = max(bound, p_int8 * (1 << (self.scale_bits - 1)))
         if "pow2" in self.scale_kinds:
             groups = -(-self.k_max // MX_BLOCK)
             p32 = MX_BLOCK * ACT_MAX * self.wmax
             bound = max(bound, groups * (p32 << max(self.shift_max, 0)))
+            for f, x in self.x_pairs:
+                bound = max(bound, self._fp8_pair_acc_bound(f, x))
         return _signed_bits(bound)
 
     @property
@@ -415,7 +478,26 @@ class ArrayConfig:
                     out.append(Mode(f, p, k))
                     if k == "pow2" and self.mx_activations:
                         out.append(Mode(f, p, k, mx_act=True))
+                        out += [Mode(f, p, k, mx_act=True, x_format=x)
+                                for x in self.fp8_activations if (f, x) in self.x_pairs]
         return out
+
+    def _check_activation_format(self, mode: Mode) -> None:
+        """Raise ConfigError unless the mode's fp8 activation format is one this config runs."""
+        if mode.x_format is None:
+            return
+        if not mode.mx_act:
+            raise ConfigError(f"{mode.x_format} activations are MX activations: they need "
+                              "their block exponents (mx_act)")
+        if mode.x_format not in self.fp8_activations:
+            raise ConfigError(
+                f"{mode.x_format} activations are not enabled in this configuration "
+                f"(fp8_activations: {', '.join(self.fp8_activations) or 'none'})")
+        if (mode.fmt, mode.x_format) not in self.x_pairs:
+            raise ConfigError(
+                f"{mode.fmt} weights with {mode.x_format} activations could overflow the "
+                f"64-bit exact accumulator (k_max={self.k_max}, t_max={self.t_max}, "
+                f"frac_bits={self.frac_bits}); this configuration does not run the pair")
 
     def check_mode(self, mode: Mode, *, group: int | None = None, k: int | None = None):
         """Raise ConfigError unless this configuration can run ``mode`` (and group, K)."""
@@ -433,6 +515,7 @@ class ArrayConfig:
         if mode.mx_act and not (self.mx_activations and mode.scale_kind == "pow2"):
             raise ConfigError("MXINT8 activations need a pow2 GEMM on a configuration with "
                               "mx_activations enabled")
+        self._check_activation_format(mode)
         if mode.out_stage not in OUT_STAGES:
             raise ConfigError(f"output stage must be raw or requant, not {mode.out_stage!r}")
         if mode.out_stage == "requant" and not self.requant:

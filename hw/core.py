@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from hw.config import FORMAT_CODES, MX_BLOCK, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.layouts import Layouts
 from hw.pe import (
+    ActivationDecode,
     AdderTree,
     LaneDecode,
     LaneProducts,
@@ -318,7 +319,14 @@ class Core(wiring.Component):
             # Data registers are reset-less, the beat control is reset.
             rb = Signal(lay.row_beat, name=f"row_entry{r}", reset_less=True)
             rb_ctl = Signal(lay.ctl, name=f"row_entry_ctl{r}")
-            m.d.sync += [rb.x.eq(self.act.payload.x[r]), rb_ctl.eq(ctl)]
+            m.d.sync += rb_ctl.eq(ctl)
+            if cfg.fp8_activations:  # decoded once per row, at the edge
+                x_dec = ActivationDecode(cfg)
+                m.submodules[f"row_decode{r}"] = x_dec
+                m.d.comb += [x_dec.codes.eq(self.act.payload.x[r]), x_dec.x_fmt.eq(mode.x_fmt)]
+                m.d.sync += [rb.x.eq(x_dec.window), rb.x_bad.eq(x_dec.bad)]
+            else:
+                m.d.sync += rb.x.eq(self.act.payload.x[r])
             if lay.has_x_exp:
                 m.d.sync += rb.x_exp.eq(self.act.payload.x_exp[r])
             # Skew: row r enters r cycles later.
@@ -430,6 +438,10 @@ class Core(wiring.Component):
                     m.d.comb += combo_ok.eq(ok)
         mx_ok = ~mode.mx_act | (mode.scale == SCALE_CODES["pow2"]) if cfg.mx_activations \
             else ~mode.mx_act
+        if cfg.fp8_activations:  # fp8 activations only with MX and a weight format they pair with
+            pairs = [(mode.fmt == FORMAT_CODES[f])
+                     & (mode.x_fmt == cfg.fp8_activations.index(x) + 1) for f, x in cfg.x_pairs]
+            mx_ok = mx_ok & ((mode.x_fmt == 0) | (mode.mx_act & Cat(*pairs).any()))
         requant_ok = Const(1) if cfg.requant else ~mode.requant
         counts_ok = ((mode.group_beats != 0) & (mode.k_beats != 0)
                      & (mode.group_beats <= mode.k_beats))

@@ -27,11 +27,16 @@ class Layouts:
         ``mx_act``, ``requant``, ``group_beats`` and ``k_beats`` (beats per group / per tile),
         ``sched`` (group and tile boundaries from the weight beats' ``ctl`` instead of the
         counters: block-sparse GEMMs, whose tiles skip the beats of dropped blocks), ``inband``
-        (on the ``mode`` port only: every GEMM's mode word comes from the ``dsc`` stream).
+        (on the ``mode`` port only: every GEMM's mode word comes from the ``dsc`` stream),
+        ``x_fmt`` (with fp8 activations: which element format the activation codes are).
     col_params : StructLayout
         Output stage parameters of one column: ``bias``, ``mult`` (M0), ``shift``, ``zp``.
     act_beat : StructLayout
-        One activation beat: ``x[row][v]`` int8 window per row and ``x_exp[row]``.
+        One activation beat: ``x[row][v]`` window of 8-bit element codes per row and
+        ``x_exp[row]``.
+    x_window : ArrayLayout
+        A PE's activation window: int8, or with fp8 activations ``x_elem`` =
+        ``{v, c}`` per position (the row edge's decode).
     packet : StructLayout
         One column's weight packet: ``codes[slot]``, ``idx[lane]``, ``scale``, ``zero``.
     wgt_beat : StructLayout
@@ -58,6 +63,9 @@ class Layouts:
             "k_beats": unsigned(count_bits),
             "sched": unsigned(1),
             "inband": unsigned(1),
+            # With fp8 activations: 0 = int8 / MXINT8 codes, 1 + i = cfg.fp8_activations[i].
+            **({"x_fmt": unsigned(len(cfg.fp8_activations).bit_length())}
+               if cfg.fp8_activations else {}),
         })
         self.col_params = data.StructLayout({
             "bias": signed(32),
@@ -65,8 +73,19 @@ class Layouts:
             "shift": signed(signed_width(OUT_SHIFT_MIN, OUT_SHIFT_MAX)),
             "zp": signed(32),
         })
-        self.x_window = data.ArrayLayout(signed(ACT_BITS), cfg.window)
-        act_fields = {"x": data.ArrayLayout(self.x_window, cfg.rows)}
+        # An activation beat carries 8-bit element codes; the row edge decodes fp8 codes to
+        # ``v · 2**(LANE_SHIFT_CHUNK · c)`` (`hw.pe.ActivationDecode`), the form the PEs' windows
+        # hold. Without fp8 activations the two are the same int8 window.
+        self.x_codes = data.ArrayLayout(signed(ACT_BITS), cfg.window)
+        if cfg.fp8_activations:
+            self.x_elem = data.StructLayout({
+                "v": signed(cfg.x_value_bits),
+                "c": unsigned(max(cfg.x_coarse_max.bit_length(), 1))})
+            self.x_window = data.ArrayLayout(self.x_elem, cfg.window)
+        else:
+            self.x_elem = signed(ACT_BITS)
+            self.x_window = self.x_codes
+        act_fields = {"x": data.ArrayLayout(self.x_codes, cfg.rows)}
         if self.has_x_exp:
             act_fields["x_exp"] = data.ArrayLayout(unsigned(8), cfg.rows)
         self.act_beat = data.StructLayout(act_fields)
@@ -107,6 +126,8 @@ class Layouts:
         row = {"x": self.x_window, "ctl": self.ctl}
         if self.has_x_exp:
             row["x_exp"] = unsigned(8)
+        if cfg.fp8_activations:
+            row["x_bad"] = unsigned(1)  # an invalid (NaN, Inf) activation code in the beat
         self.row_beat = data.StructLayout(row)
 
     @property

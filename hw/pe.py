@@ -13,6 +13,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.tables import ELEMENT_FORMATS as FORMATS
+from golden.tables import MX_ACT_FORMAT
 from hw.config import (
     FORMAT_CODES,
     FORMAT_POW2_ADJ,
@@ -25,9 +26,11 @@ from hw.lanemap import lane_map
 from hw.layouts import Layouts
 
 __all__ = [
-    "LaneDecoder", "ActivationSelect", "LaneDecode", "LaneSelect", "LaneProducts", "AdderTree",
-    "GroupSum", "ScaleOperand", "Scaler", "WideAccumulator", "ProcessingElement",
-    "adder_tree", "decoded_layout", "delay", "select_reachable", "shift_add_product",
+    "LaneDecoder", "ActivationDecode", "ActivationSelect", "LaneDecode", "LaneSelect",
+    "LaneProducts", "AdderTree", "GroupSum", "ScaleOperand", "Scaler", "WideAccumulator",
+    "ProcessingElement",
+    "adder_tree", "decode_minifloat", "decoded_layout", "delay", "select_reachable",
+    "shift_add_product",
 ]
 
 
@@ -198,22 +201,75 @@ class LaneDecoder(wiring.Component):
         return m
 
     def _minifloat(self, m: Module, info, code, value, fmt: str) -> None:
-        """``S E…E M…M`` → ``value`` and ``coarse`` (the rule of `minifloat_fields`)."""
-        e_bits, m_bits = info.float_bits
-        bias = (1 << (e_bits - 1)) - 1
-        sign = code[e_bits + m_bits]
-        exp, man = code[m_bits:m_bits + e_bits], code[:m_bits]
-        significand = Signal(m_bits + 1, name=f"sig_{fmt}")
-        m.d.comb += significand.eq(Mux(exp == 0, man, Cat(man, Const(1, 1))))
-        # shift = max(E, 1) − bias − M − pow2_adj, never negative (golden.tables).
-        offset = bias + m_bits + info.pow2_adj
-        shift = Signal(e_bits, name=f"shift_{fmt}")
-        m.d.comb += shift.eq(Mux(exp == 0, 1, exp) - offset)
-        fine_bits = (LANE_SHIFT_CHUNK - 1).bit_length()
-        mag = Signal(self.value_bits, name=f"mag_{fmt}")
-        m.d.comb += [mag.eq(significand << shift[:fine_bits]),
-                     value.eq(Mux(sign, -mag, mag)),
-                     self.coarse.eq(shift[fine_bits:])]
+        """``S E…E M…M`` → ``value`` and ``coarse`` (`decode_minifloat`)."""
+        v, c = decode_minifloat(m, info, code, self.value_bits, name=fmt)
+        m.d.comb += [value.eq(v), self.coarse.eq(c)]
+
+
+def decode_minifloat(m: Module, info, code, value_bits: int, *, name: str):
+    """An fp8 code as ``(v, c)`` with integer ``v · 2**(LANE_SHIFT_CHUNK · c)`` (combinational).
+
+    ``S E…E M…M``: ``v = ±significand << (shift mod LANE_SHIFT_CHUNK)``, ``c = shift div
+    LANE_SHIFT_CHUNK``, with the significand and shift of `golden.formats.minifloat_fields`.
+    Invalid codes are the caller's to flag (the weights' lane decoder and the activations' row
+    decoder both force them to 0).
+    """
+    e_bits, m_bits = info.float_bits
+    bias = (1 << (e_bits - 1)) - 1
+    sign = code[e_bits + m_bits]
+    exp, man = code[m_bits:m_bits + e_bits], code[:m_bits]
+    significand = Signal(m_bits + 1, name=f"sig_{name}")
+    m.d.comb += significand.eq(Mux(exp == 0, man, Cat(man, Const(1, 1))))
+    # shift = max(E, 1) − bias − M − pow2_adj, never negative (golden.tables).
+    offset = bias + m_bits + info.pow2_adj
+    shift = Signal(e_bits, name=f"shift_{name}")
+    m.d.comb += shift.eq(Mux(exp == 0, 1, exp) - offset)
+    fine_bits = (LANE_SHIFT_CHUNK - 1).bit_length()
+    mag = Signal(value_bits, name=f"mag_{name}")
+    v = Signal(signed(value_bits), name=f"v_{name}")
+    m.d.comb += [mag.eq(significand << shift[:fine_bits]), v.eq(Mux(sign, -mag, mag))]
+    return v, shift[fine_bits:]
+
+
+class ActivationDecode(wiring.Component):
+    """The row edge's decode of one activation window (combinational, latency 0).
+
+    With fp8 activations (``cfg.fp8_activations``) each 8-bit code becomes ``{v, c}``
+    (`decode_minifloat`) by the mode's ``x_fmt``; int8 and MXINT8 codes pass as ``v`` with
+    ``c = 0``. ``bad`` is set when some position holds an invalid code (NaN, Inf), which counts
+    as 0 and flags every output of the row (SPEC §2). Once per row, not per PE.
+    """
+
+    latency = 0
+
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        lay = Layouts(cfg)
+        super().__init__({"codes": In(lay.x_codes), "x_fmt": In(lay.mode.members["x_fmt"]),
+                          "window": Out(lay.x_window), "bad": Out(1)})
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        bad = []
+        for p in range(cfg.window):
+            code, out = self.codes[p].as_unsigned(), self.window[p]
+            pos_bad = Signal(name=f"bad{p}")
+            with m.Switch(self.x_fmt):
+                with m.Case(0):
+                    m.d.comb += out.v.eq(code.as_signed())
+                for i, fmt in enumerate(cfg.fp8_activations):
+                    info = FORMATS[fmt]
+                    with m.Case(i + 1):
+                        v, c = decode_minifloat(m, info, code, cfg.x_value_bits,
+                                                name=f"{fmt}_{p}")
+                        m.d.comb += [out.v.eq(v), out.c.eq(c)]
+                        for invalid in info.invalid_codes:
+                            with m.If(code == invalid):
+                                m.d.comb += [out.v.eq(0), pos_bad.eq(1)]
+            bad.append(pos_bad)
+        m.d.comb += self.bad.eq(Cat(*bad).any())
+        return m
 
 
 def select_reachable(m: Module, window, reach: list[int], pos, x) -> None:
@@ -308,8 +364,8 @@ def _weight_layout(cfg: ArrayConfig) -> data.StructLayout:
 
 def _product_layout(cfg: ArrayConfig) -> data.StructLayout:
     return data.StructLayout({
-        f"p{i}": signed(8 + cfg.quarter_value_bits[q]
-                        + LANE_SHIFT_CHUNK * cfg.quarter_coarse_max[q])
+        f"p{i}": signed(cfg.x_value_bits + cfg.quarter_value_bits[q]
+                        + LANE_SHIFT_CHUNK * (cfg.quarter_coarse_max[q] + cfg.x_coarse_max))
         for i, (_, q) in enumerate(cfg.lanes)})
 
 
@@ -405,9 +461,11 @@ class LaneSelect(wiring.Component):
             "decoded": In(decoded_layout(cfg)),
             "window": In(lay.x_window),
             "w": Out(_weight_layout(cfg)),
-            "x": Out(data.ArrayLayout(signed(8), len(self._lanes))),
+            "x": Out(data.ArrayLayout(lay.x_elem, len(self._lanes))),
             "invalid": Out(1),
+            **({"x_bad": In(1)} if cfg.fp8_activations else {}),
         })
+        self._x_elem = lay.x_elem
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -417,11 +475,12 @@ class LaneSelect(wiring.Component):
             reach = order.reach(mult)
             if not reach:
                 continue
-            x_sel = Signal(signed(8), name=f"x_sel{i}")
+            x_sel = Signal(self._x_elem, name=f"x_sel{i}")
             pos = self.decoded.pos[f"pos{i}"] if len(reach) > 1 else None
             select_reachable(m, self.window, reach, pos, x_sel)
             m.d.sync += self.x[i].eq(x_sel)
-        m.d.sync += [self.w.eq(self.decoded.w), self.invalid.eq(self.decoded.invalid)]
+        invalid = self.decoded.invalid | self.x_bad if cfg.fp8_activations else self.decoded.invalid
+        m.d.sync += [self.w.eq(self.decoded.w), self.invalid.eq(invalid)]
         return m
 
 
@@ -440,23 +499,32 @@ class LaneProducts(wiring.Component):
         self._hard = [mult in cfg.hard_lanes for mult in cfg.lanes]
         super().__init__({
             "w": In(_weight_layout(cfg)),
-            "x": In(data.ArrayLayout(signed(8), self._n)),
+            "x": In(data.ArrayLayout(Layouts(cfg).x_elem, self._n)),
             "products": Out(_product_layout(cfg)),
         })
 
     def elaborate(self, platform):
+        cfg = self._cfg
         m = Module()
         for i in range(self._n):
             x, w = self.x[i], self.w[f"w{i}"]
+            coarse_terms = []  # the coarse shifts of the weight (fp8) and activation (fp8)
+            w_coarse_max = cfg.quarter_coarse_max[cfg.lanes[i][1]]
+            if w_coarse_max:
+                coarse_terms.append(self.w[f"c{i}"])
+            if cfg.fp8_activations:
+                coarse_terms.append(x.c)
+                x = x.v
             # `ArrayConfig.hard_lanes`: a plain product, for a DSP block.
             product = x * w if self._hard[i] else shift_add_product(m, x, w, name=f"lane{i}")
             out = self.products[f"p{i}"]
-            coarse_max = self._cfg.quarter_coarse_max[self._cfg.lanes[i][1]]
-            if not coarse_max:
+            if not coarse_terms:
                 m.d.sync += out.eq(product)
                 continue
-            with m.Switch(self.w[f"c{i}"]):
-                for c in range(coarse_max + 1):
+            coarse = Signal(range(w_coarse_max + cfg.x_coarse_max + 1), name=f"coarse{i}")
+            m.d.comb += coarse.eq(sum(coarse_terms))
+            with m.Switch(coarse):
+                for c in range(w_coarse_max + cfg.x_coarse_max + 1):
                     with m.Case(c):
                         m.d.sync += out.eq(product << (LANE_SHIFT_CHUNK * c))
         return m
@@ -643,16 +711,21 @@ class ScaleOperand(wiring.Component):
         """``u`` (signed), and the NaN and window checks of a group's exponents."""
         cfg, mode = self._cfg, self.mode
         # Everything that depends only on the (static) mode is folded into one registered
-        # constant: adj − 254 + frac_bits − 6·mx_act − shift_min.
-        adj = Signal(signed(5))
+        # constant: adj_w + adj_x − 254 + frac_bits − shift_min.
+        adj = Signal(signed(6))
         with m.Switch(mode.fmt):
             for fmt, value in FORMAT_POW2_ADJ.items():
                 if fmt in cfg.formats:
                     with m.Case(FORMAT_CODES[fmt]):
                         m.d.comb += adj.eq(value)
+        adj_x = Signal(signed(6))  # the MX activations' element format (SPEC §4)
+        with m.If(mode.mx_act):
+            m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[MX_ACT_FORMAT])
+            for i, fmt in enumerate(cfg.fp8_activations):
+                with m.If(mode.x_fmt == i + 1):
+                    m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[fmt])
         offset = Signal(signed(12), reset_less=True)
-        m.d.sync += offset.eq(adj - 254 + cfg.frac_bits - cfg.shift_min
-                              - Mux(mode.mx_act, 6, 0))
+        m.d.sync += offset.eq(adj + adj_x - 254 + cfg.frac_bits - cfg.shift_min)
         u = Signal(signed(12))
         m.d.comb += u.eq(self.exps + offset)  # e_w + e_x, summed a cycle earlier
         out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
@@ -870,6 +943,7 @@ class ProcessingElement(wiring.Component):
         m.submodules.accumulator = acc = WideAccumulator(cfg)
         m.d.comb += [
             lanes.decoded.eq(self.wgt_in), lanes.window.eq(self.row_out.x),
+            *([lanes.x_bad.eq(self.row_out.x_bad)] if cfg.fp8_activations else []),
             products.w.eq(lanes.w), products.x.eq(lanes.x),
             tree.products.eq(products.products),
             group.beat.eq(tree.beat),

@@ -18,11 +18,20 @@ from verif.cases import random_case
 
 
 def _legal_program(cfg):
-    mode = next(m for m in cfg.modes if m.sparsity == "dense")
+    dense = [m for m in cfg.modes if m.sparsity == "dense"]
+    # With fp8 activations: one whose weight format some fp8 activation format does not
+    # pair with (`ArrayConfig.x_pairs`), so that pair's word differs in ``x_fmt`` only.
+    unpaired = [m for m in dense if m.x_format and _unpaired(cfg, m.fmt)]
+    mode = (unpaired or dense)[0]
     k = 64 if cfg.k_max >= 64 else cfg.k_max
     layer, x, x_exp = random_case(3, cfg, mode, cfg.rows, k, cfg.cols)
     packer = Packer(cfg)
-    return mode, packer, packer.pack(layer, x, x_exp=x_exp), (layer, x, x_exp)
+    prog = packer.pack(layer, x, x_exp=x_exp, x_format=mode.activation_format)
+    return mode, packer, prog, (layer, x, x_exp)
+
+
+def _unpaired(cfg, fmt: str) -> list[str]:
+    return [x for x in cfg.fp8_activations if (fmt, x) not in cfg.x_pairs]
 
 
 def _fields(cfg, word):
@@ -45,7 +54,10 @@ def _illegal_words(cfg, legal):
     missing = [f for f in FORMAT_CODES if f not in cfg.formats]
     if missing:
         out["format not enabled"] = {**base, "fmt": FORMAT_CODES[missing[0]]}
-    out["format code out of range"] = {**base, "fmt": max(FORMAT_CODES.values()) + 1}
+    # The field is as wide as the enabled codes need: the next code, when it still fits.
+    beyond = max(FORMAT_CODES[f] for f in cfg.formats) + 1
+    if beyond < 1 << Layouts(cfg).mode.members["fmt"].width:
+        out["format code beyond the enabled ones"] = {**base, "fmt": beyond}
     missing = [p for p in SPARSITY_CODES if p not in cfg.sparsity]
     if missing:
         out["sparsity not enabled"] = {**base, "sparsity": SPARSITY_CODES[missing[0]]}
@@ -58,6 +70,15 @@ def _illegal_words(cfg, legal):
     out["group_beats > k_beats"] = {**base, "group_beats": base["k_beats"] + 1}
     if not cfg.requant:
         out["requant not generated"] = {**base, "requant": 1}
+    if cfg.fp8_activations and base["x_fmt"]:
+        out["fp8 activations without MX"] = {**base, "mx_act": 0}
+        fmt = next(f for f, code in FORMAT_CODES.items() if code == base["fmt"])
+        for x in _unpaired(cfg, fmt)[:1]:
+            out[f"{fmt} weights with {x} activations (not a pair)"] = {
+                **base, "x_fmt": cfg.fp8_activations.index(x) + 1}
+        beyond = len(cfg.fp8_activations) + 1
+        if beyond < 1 << Layouts(cfg).mode.members["x_fmt"].width:
+            out["x_fmt beyond the enabled formats"] = {**base, "x_fmt": beyond}
     return out
 
 
@@ -68,10 +89,11 @@ def test_illegal_mode_words_raise_the_error_flag(name):
     # The legal word: exact results, no flag.
     words, _ = simulate_program(cfg, prog)
     y, err = packer.assemble(prog, words)
-    want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
-                          t_max=cfg.t_max)
+    want, want_err = gemm(x, layer, x_exp=x_exp, x_format=mode.activation_format,
+                          frac_bits=cfg.frac_bits, t_min=cfg.t_min, t_max=cfg.t_max)
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(err, want_err)
+    assert not cfg.fp8_activations or mode.x_format, "the fp8 activation words are exercised"
     for what, fields in _illegal_words(cfg, prog.mode_word).items():
         bad = dataclasses.replace(prog, mode_word=_word(cfg, **fields))
         words, _ = simulate_program(cfg, bad)  # every row still comes out (no hang, no loss)

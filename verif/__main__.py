@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from gen.cli import Parser, add_config_args, config_from_args
-from hw.config import ConfigError
+from golden.tables import MX_ACT_FORMATS
+from hw.config import FP8_FORMATS, ConfigError
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -107,9 +108,18 @@ def _run_inputs(args, load_layer, LayerError):
             raise UserError(f"{what}invalid layer file {path}: {exc}") from None
     layer = layers if args.experts else layers[0]
     x = _load_npy(args.x, "activations")
-    if x.dtype != np.int8 or x.ndim != 2:
-        raise UserError(f"activations {args.x} must be a 2-D int8 array, not {x.dtype} "
-                        f"{x.shape}")
+    fp8 = args.x_format in FP8_FORMATS
+    want = np.uint8 if fp8 else np.int8
+    if x.dtype != want or x.ndim != 2:
+        what = f"{args.x_format} activation codes" if fp8 else "activations"
+        raise UserError(f"{what} {args.x} must be a 2-D {np.dtype(want).name} array, not "
+                        f"{x.dtype} {x.shape}")
+    if args.x_format not in (None, "int8") and not args.x_exp:
+        raise UserError(f"--x-format {args.x_format} (MX activations) needs --x-exp E.npy, the "
+                        f"uint8 block exponents [M, K/32]")
+    if args.x_format == "int8" and args.x_exp:
+        raise UserError("--x-exp goes with MX activations: name their --x-format "
+                        "(mxint8, fp8_e4m3, fp8_e5m2)")
     if x.shape[0] == 0:
         raise UserError(f"activations {args.x} have no rows (shape {x.shape}): nothing to run")
     out = Path(args.out)
@@ -146,6 +156,9 @@ def _run_experts(args, cfg, experts, x, x_exp, out) -> int:
 
     if args.routing is None:
         raise UserError("--experts needs --routing R.npy (expert index per token row)")
+    if args.x_format in FP8_FORMATS:
+        raise UserError("--experts takes int8 or MXINT8 activations (the golden grouped GEMM "
+                        f"has no {args.x_format} activations)")
     if args.cocotb or args.waves:
         raise UserError("--experts runs on the native harness only (no --cocotb / --waves)")
     routing = _load_npy(args.routing, "routing")
@@ -189,7 +202,8 @@ def cmd_run(args) -> int:
             traffic = Traffic.random(np.random.default_rng(args.traffic_seed))
         result = run_layer(cfg, layer, x, x_exp=x_exp, out_stage=args.out_stage,
                            waves=waves, progress=_progress, sim=args.sim,
-                           engine="cocotb" if args.cocotb else "native", traffic=traffic)
+                           engine="cocotb" if args.cocotb else "native", traffic=traffic,
+                           x_format=args.x_format)
     except RunError as exc:
         raise UserError(str(exc)) from None
     rep = _save_result(args, out, result)
@@ -200,8 +214,8 @@ def cmd_run(args) -> int:
     if rep.get("waves"):
         print(f"waveform: {rep['waves']}")
     return _check_and_exit_code(
-        args, result, lambda: gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits,
-                                   t_min=cfg.t_min, t_max=cfg.t_max,
+        args, result, lambda: gemm(x, layer, x_exp=x_exp, x_format=args.x_format,
+                                   frac_bits=cfg.frac_bits, t_min=cfg.t_min, t_max=cfg.t_max,
                                    out_stage=args.out_stage),
         "the golden model")
 
@@ -212,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     p = sub.add_parser("run", help="run a layer file on the simulated core")
     add_config_args(p)
-    p.add_argument("--x", required=True, help="int8 activations [M, K] (.npy)")
+    p.add_argument("--x", required=True, help="activations [M, K] (.npy): int8, or the element "
+                   "codes of --x-format")
     p.add_argument("--layer", help="compressed layer file (.npz), or --experts")
     p.add_argument("--experts", metavar="A.npz,B.npz,...",
                    help="grouped (MoE) GEMM: expert layer files, run as one in-band sequence")
@@ -220,7 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --experts: int expert index per token row [M], or [M, k]")
     p.add_argument("--out-stages", metavar="S,S,...",
                    help="with --experts: raw or requant per expert (default --out-stage)")
-    p.add_argument("--x-exp", help="uint8 MXINT8 exponents [M, K/32] (.npy)")
+    p.add_argument("--x-format", choices=("int8", *MX_ACT_FORMATS), default=None,
+                   help="activation format: int8 (default), or MX activations with --x-exp: "
+                        "mxint8 (int8 codes, the default with --x-exp), fp8_e4m3 or fp8_e5m2 "
+                        "(uint8 codes; the configuration must enable them, e.g. the mxfp8 "
+                        "preset)")
+    p.add_argument("--x-exp", help="uint8 E8M0 block exponents [M, K/32] of MX activations "
+                                   "(.npy)")
     p.add_argument("--out-stage", choices=("raw", "requant"), default="raw")
     p.add_argument("-o", "--out", required=True, help="result .npy (int64 raw, int8 requant)")
     p.add_argument("--err-out", help="write the per-output error flags (.npy, bool)")

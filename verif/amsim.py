@@ -69,10 +69,10 @@ def simulate_program(cfg: ArrayConfig, prog: GemmProgram, *, in_pattern=(1,), ou
     return results, cycles[0]
 
 
-def run_gemm(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage="raw", **kw):
+def run_gemm(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage="raw", x_format=None, **kw):
     """Pack, simulate and assemble: (Y, err, cycles)."""
     packer = Packer(cfg)
-    prog = packer.pack(layer, x, x_exp=x_exp, out_stage=out_stage)
+    prog = packer.pack(layer, x, x_exp=x_exp, out_stage=out_stage, x_format=x_format)
     words, cycles = simulate_program(cfg, prog, **kw)
     y, err = packer.assemble(prog, words)
     return y, err, cycles

@@ -13,9 +13,10 @@ from golden.formats import decode, format_info, pow2_weight_exponent
 from golden.layer import Layer
 from golden.sparsity import parse_sparsity
 from golden.tables import MX_BLOCK, OUT_MULT_MAX, OUT_MULT_MIN, OUT_SHIFT_MAX, OUT_SHIFT_MIN
-from hw.config import ArrayConfig, Mode
+from hw.config import FP8_FORMATS, ArrayConfig, Mode
 
-__all__ = ["random_layer", "random_activations", "random_case", "with_blocks", "block_case"]
+__all__ = ["random_layer", "random_activations", "random_case", "with_blocks", "block_case",
+           "fp8_edge_codes"]
 
 
 
@@ -98,9 +99,11 @@ def random_layer(rng: np.random.Generator, cfg: ArrayConfig, mode: Mode, K: int,
         t.flat[0] = lo
         if t.size > 1:
             t.flat[-1] = hi
-        e_w = pow2_weight_exponent(fmt, t, e_x)
+        x_format = mode.activation_format if mode.mx_act else None
+        e_w = pow2_weight_exponent(fmt, t, e_x, x_format)
         if window_overflow:
-            e_w.flat[rng.integers(0, e_w.size)] = pow2_weight_exponent(fmt, cfg.t_max + 1, e_x)
+            e_w.flat[rng.integers(0, e_w.size)] = pow2_weight_exponent(fmt, cfg.t_max + 1, e_x,
+                                                                       x_format)
         e_w = np.clip(e_w, 0, 254)
         if nan_scale:
             e_w.flat[rng.integers(0, e_w.size)] = 0xFF
@@ -126,11 +129,39 @@ def _with_requant(rng, layer: Layer) -> Layer:
     return layer.copy(bias=bias, out_mult=mult, out_shift=shift, out_zp=zp)
 
 
+def fp8_edge_codes(fmt: str) -> list[int]:
+    """The codes an fp8 activation regression must meet: ±0, ± the smallest subnormal, ± the
+    largest normal, and 1.0 (its exponent at the bias)."""
+    info = format_info(fmt)
+    e_bits, m_bits = info.float_bits
+    sign = 1 << (e_bits + m_bits)
+    values, invalid = decode(fmt, np.arange(info.n_codes))
+    top = int(np.flatnonzero(~invalid & (values == values.max()))[0])
+    one = ((1 << (e_bits - 1)) - 1) << m_bits
+    return [0, sign, 1, sign | 1, top, sign | top, one]
+
+
 def random_activations(rng, M: int, K: int, *, mx: bool = False, center: int = 127,
-                       nan_exp: bool = False):
-    """Random int8 activations (−128 included) and, with ``mx``, E8M0 exponents."""
-    x = rng.integers(-128, 128, (M, K)).astype(np.int8)
-    x.flat[0] = -128
+                       nan_exp: bool = False, x_format: str | None = None,
+                       invalid_x: bool = False):
+    """Random int8 activations (−128 included) and, with ``mx``, E8M0 exponents.
+
+    With an fp8 ``x_format`` the activations are uint8 codes: random valid codes with the
+    `fp8_edge_codes` first, and with ``invalid_x`` every NaN / Inf code of the format too.
+    """
+    if x_format in FP8_FORMATS:
+        info = format_info(x_format)
+        x = rng.integers(0, 256, (M, K)).astype(np.uint8)
+        invalid = np.isin(x, info.invalid_codes)
+        x[invalid] = rng.integers(0, 0x40, int(invalid.sum()))  # valid in both formats
+        edge = fp8_edge_codes(x_format)
+        x.flat[:len(edge)] = edge[:x.size]
+        if invalid_x:
+            for bad in info.invalid_codes:
+                x.flat[rng.integers(0, x.size)] = bad
+    else:
+        x = rng.integers(-128, 128, (M, K)).astype(np.int8)
+        x.flat[0] = -128
     x_exp = None
     if mx:
         x_exp = rng.integers(center - 2, center + 3, (M, K // MX_BLOCK)).astype(np.uint8)
@@ -142,8 +173,8 @@ def random_activations(rng, M: int, K: int, *, mx: bool = False, center: int = 1
 def random_case(seed: int, cfg: ArrayConfig, mode: Mode, M: int, K: int, N: int, **kw):
     """(layer, x, x_exp) of one random GEMM, reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
-    x, x_exp = random_activations(rng, M, K, mx=mode.mx_act,
-                                  nan_exp=kw.pop("nan_exp", False))
+    x, x_exp = random_activations(rng, M, K, mx=mode.mx_act, nan_exp=kw.pop("nan_exp", False),
+                                  x_format=mode.x_format, invalid_x=kw.pop("invalid_x", False))
     layer = random_layer(rng, cfg, mode, K, N, out_stage=mode.out_stage, **kw)
     return layer, x, x_exp
 

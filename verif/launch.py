@@ -24,7 +24,8 @@ class SimulationError(AssertionError):
 class Case(dict):
     """One GEMM of a job.
 
-    Keys: ``name``, ``layer`` (Layer), ``x``, ``x_exp``, expected ``y``/``err``, ``out_stage``
+    Keys: ``name``, ``layer`` (Layer), ``x``, ``x_exp``, ``x_format`` (optional: the MX
+    activation format), expected ``y``/``err``, ``out_stage``
     and the traffic patterns (``in_pattern``, ``wgt_pattern``, ``prm_pattern``,
     ``out_pattern``), ``reset_mid``.
     """
@@ -80,7 +81,8 @@ def run_cases(  # noqa: C901 - job file, launch, progress and result collection 
         entry = {"name": name, "layer": str(layer_path), "data": str(data_path),
                  "out": str(workdir / f"{i:03d}_out.npz"),
                  "out_stage": case.get("out_stage", "raw")}
-        for key in ("in_pattern", "wgt_pattern", "prm_pattern", "out_pattern", "reset_mid"):
+        for key in ("in_pattern", "wgt_pattern", "prm_pattern", "out_pattern", "reset_mid",
+                    "x_format"):
             if key in case:
                 entry[key] = case[key]
         job["cases"].append(entry)

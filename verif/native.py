@@ -362,7 +362,8 @@ def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | 
                      ) -> dict:
     """Pack GEMMs, run them one after the other in one simulation, assemble the results.
 
-    Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage``. With ``inband`` their
+    Each GEMM is a dict of ``layer``, ``x``, ``x_exp``, ``out_stage`` (and ``x_format``, as
+    `Packer.pack` takes it). With ``inband`` their
     modes travel as descriptors and the GEMMs stream back to back (`run_native`). With
     ``wgt_bw`` the weight stream is limited to that many bits per cycle, a beat costing
     ``wgt_beat_bits(f, beats)`` bits (`write_wgt_bits`).
@@ -400,10 +401,11 @@ def run_gemms_native(cfg: ArrayConfig, gemms: list[dict], *, traffic: Traffic | 
 def run_gemm_native(cfg: ArrayConfig, layer, x, *, x_exp=None, out_stage: str = "raw",
                     traffic: Traffic | None = None, sim: str = "verilator",
                     workdir: str | Path | None = None, quiet: bool = True,
-                    max_idle: int = 100_000) -> dict:
+                    max_idle: int = 100_000, x_format: str | None = None) -> dict:
     """One GEMM through `run_gemms_native`: ``y``, ``err``, ``cycles``, ``sim_seconds``, ..."""
     out = run_gemms_native(cfg, [{"layer": layer, "x": x, "x_exp": x_exp,
-                                  "out_stage": out_stage}], traffic=traffic, sim=sim,
+                                  "out_stage": out_stage, "x_format": x_format}],
+                           traffic=traffic, sim=sim,
                            workdir=workdir, quiet=quiet, max_idle=max_idle)
     (y, err), = out.pop("results")
     out.update(y=y, err=err, cycles=out["cycles"][0], beats=out["beats"][0])

@@ -7,6 +7,7 @@ simulations (in parallel under ``pytest -n``). Every case is reproducible from t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def plan(cfg_name: str) -> list[PlannedCase]:  # noqa: C901 - a flat list of sce
         if cfg.requant:
             stages.append("requant")
         for stage in stages:
-            m = Mode(mode.fmt, mode.sparsity, mode.scale_kind, mode.mx_act, stage)
+            m = dataclasses.replace(mode, out_stage=stage)
             M, K, N = next(shapes)
             groups = _groups(cfg, m, K)
             if stage == "requant" and mode.scale_kind == "none":
@@ -109,10 +110,17 @@ def plan(cfg_name: str) -> list[PlannedCase]:  # noqa: C901 - a flat list of sce
         # (hw.lanemap): both, so the invalid code reaches every lane position.
         for pattern in dict.fromkeys(p for p in ("dense", cfg.sparsity[-1]) if p in cfg.sparsity):
             specials.append((Mode("ternary", pattern, cfg.scale_kinds[0]), ("invalid_codes",)))
+    patterns = list(dict.fromkeys(p for p in ("dense", cfg.sparsity[-1]) if p in cfg.sparsity))
     for fmt in (f for f in cfg.formats if f in FP8_FORMATS):
         # NaN and Inf codes, on the dense and the N:M lane positions.
-        for pattern in dict.fromkeys(p for p in ("dense", cfg.sparsity[-1]) if p in cfg.sparsity):
+        for pattern in patterns:
             specials.append((Mode(fmt, pattern, cfg.scale_kinds[-1]), ("invalid_codes",)))
+    for x_format in cfg.fp8_activations:
+        # NaN and Inf activation codes, with the first weight format they pair with.
+        fmt = next(f for f, x in cfg.x_pairs if x == x_format)
+        for pattern in patterns:
+            specials.append((Mode(fmt, pattern, "pow2", mx_act=True, x_format=x_format),
+                             ("invalid_x",)))
     if "pow2" in cfg.scale_kinds:
         fmt = "fp4_e2m1" if "fp4_e2m1" in cfg.formats else cfg.formats[0]
         specials.append((Mode(fmt, "dense", "pow2"), ("nan_scale",)))
@@ -176,12 +184,14 @@ def shard_cases(cfg_name: str, shard: int) -> list[PlannedCase]:
 #: Flags handled here (by editing a random case) rather than by `verif.cases.random_case`.
 _EDITED_FLAGS = ("t_edges", "window_underflow", "acc_extreme", "requant_edges")
 #: Flags whose scenario must raise an error flag.
-_ERROR_FLAGS = ("invalid_codes", "nan_scale", "window_overflow", "nan_exp", "window_underflow")
+_ERROR_FLAGS = ("invalid_codes", "invalid_x", "nan_scale", "window_overflow", "nan_exp",
+                "window_underflow")
 
 
 def _pow2_exponent(cfg: ArrayConfig, mode: Mode, t: int) -> int:
     """E8M0 weight exponent giving ``t`` with an activation exponent of 127."""
-    return int(pow2_weight_exponent(mode.fmt, t, E8M0_BIAS if mode.mx_act else None))
+    return int(pow2_weight_exponent(mode.fmt, t, E8M0_BIAS if mode.mx_act else None,
+                                    mode.activation_format))
 
 
 def _edit_case(cfg: ArrayConfig, case: PlannedCase, layer, x, x_exp):
@@ -228,8 +238,9 @@ def materialize(cfg: ArrayConfig, case: PlannedCase, seed: int) -> dict:
         layer, x, x_exp = random_case(seed + case.index, cfg, case.mode, case.M, case.K,
                                       case.N, group=case.group, **kw)
         layer, x, x_exp = _edit_case(cfg, case, layer, x, x_exp)
-    y, err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
-                  t_max=cfg.t_max, out_stage=case.mode.out_stage)
+    y, err = gemm(x, layer, x_exp=x_exp, x_format=case.mode.activation_format,
+                  frac_bits=cfg.frac_bits, t_min=cfg.t_min, t_max=cfg.t_max,
+                  out_stage=case.mode.out_stage)
     if any(f in _ERROR_FLAGS for f in case.flags):
         assert err.any(), f"{case.name}: the scenario should raise an error flag"
     if "acc_extreme" in case.flags:
@@ -238,4 +249,5 @@ def materialize(cfg: ArrayConfig, case: PlannedCase, seed: int) -> dict:
     return {"name": case.name, "layer": layer, "x": x, "x_exp": x_exp, "y": y,
             "err": np.asarray(err, bool), "out_stage": case.mode.out_stage,
             "in_pattern": list(act_p), "wgt_pattern": list(wgt_p), "prm_pattern": list(prm_p),
-            "out_pattern": list(out_p), "reset_mid": case.reset_mid}
+            "out_pattern": list(out_p), "reset_mid": case.reset_mid,
+            "x_format": case.mode.activation_format}

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gen.pack import Packer, PackError
+from golden.formats import activation_format
 from golden.layer import Layer, pad_k
-from hw.config import ArrayConfig, ConfigError, Mode
+from hw.config import FP8_FORMATS, ArrayConfig, ConfigError, Mode
 
 __all__ = ["ENGINES", "RunError", "RunResult", "prepare_layer", "run_layer", "ideal_cycles"]
 
@@ -51,7 +52,7 @@ def prepare_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray) -> tuple[Layer,
     if K % step == 0 or int(layer.group) != K or layer.scale_kind == "pow2":
         return layer, x
     Kp = math.ceil(K / step) * step
-    xp = np.zeros((x.shape[0], Kp), np.int8)
+    xp = np.zeros((x.shape[0], Kp), x.dtype)  # zero codes: int8 0, fp8 +0
     xp[:, :K] = x
     return pad_k(layer, Kp), xp
 
@@ -64,10 +65,30 @@ def _block_summary(layer: Layer) -> dict:
             "block_density": float(np.mean(layer.block_mask != 0))}
 
 
+def _fp8_format(x: np.ndarray, x_exp, x_format: str | None) -> str | None:
+    """The fp8 format of ``x``'s codes (None: int8 or MXINT8), the array's dtype checked."""
+    try:
+        x_format = activation_format(x_format, x_exp)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    fp8 = x_format if x_format in FP8_FORMATS else None
+    want = np.int8 if fp8 is None else np.uint8
+    if x.ndim != 2 or x.dtype != want:
+        what = "activations" if fp8 is None else f"{fp8} activation codes"
+        raise RunError(f"{what} must be a 2-D {np.dtype(want).name} array, not {x.dtype} "
+                       f"{x.shape}")
+    return fp8
+
+
 def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
               out_stage: str = "raw", waves: bool | str = False, progress=None,
-              sim: str = "verilator", engine: str = "native", traffic=None) -> RunResult:
+              sim: str = "verilator", engine: str = "native", traffic=None,
+              x_format: str | None = None) -> RunResult:
     """Run ``x @ layer`` on the RTL; return the result exactly as ``golden gemm`` would.
+
+    ``x`` holds int8 activations, or MX element codes with ``x_exp``: ``x_format``
+    ``'mxint8'`` (the default with ``x_exp``; int8 codes) or ``'fp8_e4m3'`` / ``'fp8_e5m2'``
+    (uint8 codes), as `golden.gemm.gemm` takes them.
 
     ``engine`` is ``native`` or ``cocotb``; ``traffic`` (a `verif.native.Traffic`, default
     full rate) throttles the streams the same way on both. ``waves`` (cocotb engine only) may
@@ -80,14 +101,13 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
         raise RunError("waveforms come from the cocotb engine (use --cocotb with --waves)")
 
     x = np.asarray(x)
-    if x.ndim != 2 or x.dtype != np.int8:
-        raise RunError(f"activations must be a 2-D int8 array, not {x.dtype} {x.shape}")
+    fp8 = _fp8_format(x, x_exp, x_format)
     K, N = (int(v) for v in layer.shape)
     if x.shape[1] != K:
         raise RunError(f"activations have K={x.shape[1]}, the layer has K={K}")
     M = x.shape[0]
     mode = Mode(layer.format, layer.sparsity, layer.scale_kind, mx_act=x_exp is not None,
-                out_stage=out_stage)
+                out_stage=out_stage, x_format=fp8)
     if layer.bias is not None and out_stage == "requant":
         b = np.asarray(layer.bias, np.int64)
         if b.min(initial=0) < -(1 << 31) or b.max(initial=0) >= 1 << 31:
@@ -96,7 +116,7 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
     try:
         step = cfg.check_mode(mode, group=int(padded.group), k=int(padded.shape[0]))
         # The native engine packs into files itself (each row and column tile once).
-        prog = (Packer(cfg).pack(padded, xp, x_exp=x_exp, out_stage=out_stage)
+        prog = (Packer(cfg).pack(padded, xp, x_exp=x_exp, out_stage=out_stage, x_format=fp8)
                 if engine == "cocotb" else None)
     except (ConfigError, PackError) as exc:
         raise RunError(f"this configuration ({cfg.name}) cannot run the layer: {exc}") from None
@@ -113,7 +133,8 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
                      f"in mode {mode.name}")
         try:
             out = run_gemm_native(cfg, padded, xp, x_exp=x_exp, out_stage=out_stage,
-                                  traffic=traffic, sim=sim, quiet=progress is None)
+                                  traffic=traffic, sim=sim, quiet=progress is None,
+                                  x_format=fp8)
         except PackError as exc:
             raise RunError(f"this configuration ({cfg.name}) cannot run the layer: "
                            f"{exc}") from None
@@ -127,7 +148,7 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
             progress(f"simulating {n_tiles} tiles x {k_beats} beats "
                      f"({prog.beats} beats) in mode {mode.name}")
         case = {"name": "run", "layer": padded, "x": xp, "x_exp": x_exp,
-                "out_stage": out_stage}
+                "out_stage": out_stage, "x_format": fp8}
         if traffic is not None:
             case.update(traffic.patterns())
         t_sim = time.monotonic()
@@ -139,7 +160,8 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
     ideal = ideal_cycles(cfg, mode, M, N, K)
     summary = {
         "preset": cfg.name, "mode": mode.name, "format": mode.fmt, "sparsity": mode.sparsity,
-        "scale_kind": mode.scale_kind, "mx_act": mode.mx_act, "out_stage": out_stage,
+        "scale_kind": mode.scale_kind, "mx_act": mode.mx_act,
+        "x_format": mode.activation_format or "int8", "out_stage": out_stage,
         "M": M, "N": N, "K": K, "K_padded": int(padded.shape[0]),
         "rows": cfg.rows, "cols": cfg.cols, "step_k": step, "tiles": n_tiles,
         "beats": entry["beats"], "cycles": entry["cycles"], "ideal_cycles": ideal,

@@ -18,6 +18,7 @@ kept for replay) instead of stopping the run. Prints progress, the seeds, the mi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import json
 import math
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from gen.presets import preset
+from golden.formats import FORMATS
 from hw.config import MX_BLOCK, ArrayConfig, ConfigError, Mode
 from verif.cluster import add_cluster_args
 
@@ -80,11 +82,12 @@ def plan_mode(cfg: ArrayConfig, mode: Mode, macs: int, rng: np.random.Generator,
         stage = "requant" if cfg.requant and rng.random() < 0.4 else "raw"
         flags = {}
         if rng.random() < 0.08:
-            if mode.fmt == "ternary":
-                flags["invalid_codes"] = True
+            if FORMATS[mode.fmt].invalid_codes and (mode.scale_kind != "pow2" or rng.random() < .5):
+                flags["invalid_codes"] = True  # ternary 0b10, fp8 NaN / Inf
             elif mode.scale_kind == "pow2":
                 key = str(rng.choice(["nan_scale", "window_overflow"]
-                                     + (["nan_exp"] if mode.mx_act else [])))
+                                     + (["nan_exp"] if mode.mx_act else [])
+                                     + (["invalid_x"] if mode.x_format else [])))
                 flags[key] = True
         specs.append({"M": M, "K": K, "N": N, "group": _group(rng, cfg, mode, K),
                       "out_stage": stage, "flags": flags, "seed": int(rng.integers(1 << 62))})
@@ -96,13 +99,13 @@ def _materialize(cfg: ArrayConfig, mode: Mode, spec: dict, name: str) -> dict:
     from golden.gemm import gemm
     from verif.cases import random_case
 
-    m = Mode(mode.fmt, mode.sparsity, mode.scale_kind, mode.mx_act, spec["out_stage"])
+    m = dataclasses.replace(mode, out_stage=spec["out_stage"])
     layer, x, x_exp = random_case(spec["seed"], cfg, m, spec["M"], spec["K"], spec["N"],
                                   group=spec["group"], **spec["flags"])
-    y, err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
-                  t_max=cfg.t_max, out_stage=m.out_stage)
+    y, err = gemm(x, layer, x_exp=x_exp, x_format=m.activation_format, frac_bits=cfg.frac_bits,
+                  t_min=cfg.t_min, t_max=cfg.t_max, out_stage=m.out_stage)
     return {"name": name, "layer": layer, "x": x, "x_exp": x_exp, "out_stage": m.out_stage,
-            "golden": (y, np.asarray(err, bool))}
+            "x_format": m.activation_format, "golden": (y, np.asarray(err, bool))}
 
 
 def run_job(cfg_dict: dict, mode_dict: dict, specs: list[dict], traffic: dict, workdir: str,
@@ -166,7 +169,8 @@ def plan_jobs(cfg: ArrayConfig, modes: list[Mode], macs: float, seed: int, out_d
                 j = len(jobs)
                 jobs.append((cfg.to_dict(), {"fmt": mode.fmt, "sparsity": mode.sparsity,
                                              "scale_kind": mode.scale_kind,
-                                             "mx_act": mode.mx_act},
+                                             "mx_act": mode.mx_act,
+                                             "x_format": mode.x_format},
                              chunk, random_traffic(rng), str(out_dir / f"job{j:04d}"),
                              sim, engine, seed + j))
                 chunk, chunk_macs = [], 0

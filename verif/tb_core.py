@@ -154,7 +154,8 @@ async def run_job(dut):
         layer = load_layer(case["layer"])
         x = arrays["x"]
         x_exp = arrays["x_exp"] if "x_exp" in arrays.files else None
-        prog = tb.packer.pack(layer, x, x_exp=x_exp, out_stage=case.get("out_stage", "raw"))
+        prog = tb.packer.pack(layer, x, x_exp=x_exp, out_stage=case.get("out_stage", "raw"),
+                              x_format=case.get("x_format"))
         patterns = {k: tuple(case[k]) for k in
                     ("in_pattern", "wgt_pattern", "prm_pattern", "out_pattern") if k in case}
         if case.get("reset_mid"):
