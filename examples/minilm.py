@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gen.presets import preset
 from golden.calibrate import smooth, wanda_saliency
 from golden.compress import compress, compress_nvfp4
 from golden.formats import decode, e8m0_to_float, format_info
@@ -255,6 +256,7 @@ class WeightMode:
     scale_kind: str
     group: int | None  # None: per channel (K), or 32 for pow2
     act: str = "int8"  # "int8" per token, or "mxint8" / "fp8_e4m3" (OCP MX blocks of 32)
+    preset: str = "default"  # the preset whose RTL runs the mode
 
 
 WEIGHT_MODES = (
@@ -286,29 +288,26 @@ BLOCK_ROWS = (
     ("MXFP4", "dense", 0.5),
 )
 
-#: Formats the golden model runs and the hardware generator does not build yet
-#: (`hw.config.GOLDEN_ONLY_FORMATS` weights, MXFP8 activations); ``nvfp4`` is `compress_nvfp4`.
-GOLDEN_MODES = (
-    WeightMode("MXFP8+MXFP8 act", "fp8_e4m3", "pow2", None, act="fp8_e4m3"),
-    WeightMode("MXFP4+MXFP8 act", "fp4_e2m1", "pow2", None, act="fp8_e4m3"),
-    WeightMode("NVFP4", "nvfp4", "int", 16),
-    WeightMode("uint2/g64", "uint2", "int", 64),
+#: Modes of the opt-in presets (`hw.config.OPT_IN_FORMATS` weights, MXFP8 activations), each
+#: on the preset that builds it; ``nvfp4`` is `compress_nvfp4`.
+OPT_IN_MODES = (
+    WeightMode("MXFP8+MXFP8 act", "fp8_e4m3", "pow2", None, act="fp8_e4m3", preset="mxfp8"),
+    WeightMode("MXFP4+MXFP8 act", "fp4_e2m1", "pow2", None, act="fp8_e4m3", preset="mxfp8"),
+    WeightMode("NVFP4", "nvfp4", "int", 16, preset="nvfp4"),
+    WeightMode("uint2/g64", "uint2", "int", 64, preset="gptq2"),
 )
-#: (golden-only mode, N:M pattern) rows.
-GOLDEN_ROWS = (
+#: The configuration of each opt-in mode's preset.
+OPT_IN_CONFIGS = {m.preset: preset(m.preset) for m in OPT_IN_MODES}
+#: (opt-in mode, N:M pattern) rows.
+OPT_IN_ROWS = (
     ("MXFP8+MXFP8 act", "dense"),
     ("MXFP8+MXFP8 act", "2:4"),
     ("MXFP4+MXFP8 act", "dense"),
     ("NVFP4", "dense"),
     ("uint2/g64", "dense"),
 )
-GOLDEN_COLORS = {"MXFP8+MXFP8 act": "#bcbd22", "MXFP4+MXFP8 act": "#7f7f7f",
+OPT_IN_COLORS = {"MXFP8+MXFP8 act": "#bcbd22", "MXFP4+MXFP8 act": "#7f7f7f",
                  "NVFP4": "#393b79", "uint2/g64": "#ad494a"}
-#: The RTL column of a golden-only row.
-GOLDEN_ONLY_RTL = "golden only (not built by the hardware generator yet)"
-#: Lowest ``t`` of the golden-only ``pow2`` rows: fp8 weights and activations each add −9 to
-#: ``t`` (SPEC §4), so the ``default`` window would flag every output of MXFP8 × MXFP8.
-GOLDEN_T_MIN = -64
 
 
 @dataclass(frozen=True)
@@ -345,7 +344,7 @@ class Row:
     exact: bool | None = None
     errors: int = 0
     block: str = ""  # "" without block sparsity, else e.g. "64x8 @ 0.50"
-    golden_only: bool = False
+    opt_in: bool = False  # a mode of `OPT_IN_MODES`
 
     @property
     def key(self) -> str:
@@ -355,10 +354,10 @@ class Row:
 
     @property
     def kind(self) -> str:
-        """``main`` (the matrix), ``block``, ``golden`` (golden only) or ``calib``."""
+        """``main`` (the matrix), ``block``, ``optin`` (`OPT_IN_MODES`) or ``calib``."""
         if self.variant:
             return "calib"
-        return "golden" if self.golden_only else ("block" if self.block else "main")
+        return "optin" if self.opt_in else ("block" if self.block else "main")
 
 
 def quantize_x(x: np.ndarray, act: str):
@@ -396,10 +395,11 @@ def measure(spec: LayerSpec, mode: WeightMode, sparsity: str, w: np.ndarray, x: 
     """Compress ``w [K, N]``, run the golden GEMM on ``x`` and measure one row.
 
     ``block_density`` adds block sparsity (`BLOCK` blocks, that fraction kept by norm); a mode
-    of `GOLDEN_MODES` gives a golden-only row (``nvfp4`` through `compress_nvfp4`, its fp32
-    tensor scale applied to the output; ``t`` window down to `GOLDEN_T_MIN`).
+    of `OPT_IN_MODES` gives an opt-in row (``nvfp4`` through `compress_nvfp4`, its fp32
+    tensor scale applied to the output). The golden model runs with the ``pow2`` window and
+    fractional bits of ``cfg`` (the configuration whose RTL runs the mode).
     """
-    golden_only = mode in GOLDEN_MODES
+    opt_in = mode in OPT_IN_MODES
     tensor_scale = 1.0
     if mode.fmt == "nvfp4":
         layer, tensor_scale = compress_nvfp4(w, sparsity=sparsity, saliency=saliency)
@@ -410,13 +410,12 @@ def measure(spec: LayerSpec, mode: WeightMode, sparsity: str, w: np.ndarray, x: 
                          scale_kind=mode.scale_kind, saliency=saliency, rceil=rceil, **block)
     x_q, x_exp, x_scale, _ = quantize_x(x, mode.act)
     x_format = mode.act if mode.act == "fp8_e4m3" else None
-    t_min = GOLDEN_T_MIN if golden_only else cfg.t_min
-    y, n_err = golden_output(layer, x_q, x_exp, x_scale, cfg.frac_bits, t_min, cfg.t_max,
+    y, n_err = golden_output(layer, x_q, x_exp, x_scale, cfg.frac_bits, cfg.t_min, cfg.t_max,
                              x_format=x_format)
     return Row(layer=spec.name, mode=mode, sparsity=sparsity, variant=variant,
                bits=bits_per_weight(layer), sqnr_out=sqnr_db(x @ w, y * tensor_scale),
                sqnr_w=sqnr_db(w, dequantize_weights(layer) * tensor_scale), compressed=layer,
-               x_q=x_q, x_exp=x_exp, errors=n_err, golden_only=golden_only,
+               x_q=x_q, x_exp=x_exp, errors=n_err, opt_in=opt_in,
                block="" if block_density is None
                else f"{BLOCK[0]}x{BLOCK[1]} @ {block_density:.2f}")
 
@@ -454,6 +453,8 @@ def run_rtl(cfg, rows: list[Row], label: str) -> None:
     Each case is what `verif.runner.run_layer` would run (same padding, mode checks and
     report); batching them into one cocotb job saves the per-simulation start-up.
     """
+    if not rows:
+        return
     from hw.config import Mode
     from verif.launch import run_cases
     from verif.runner import prepare_layer
@@ -465,10 +466,12 @@ def run_rtl(cfg, rows: list[Row], label: str) -> None:
         x_t = row.x_q[:RTL_TOKENS]
         xe_t = None if row.x_exp is None else row.x_exp[:RTL_TOKENS]
         tile, x_t = prepare_layer(cfg, tile, x_t)
-        mode = Mode(tile.format, tile.sparsity, tile.scale_kind, mx_act=xe_t is not None)
+        fp8 = row.mode.act if row.mode.act.startswith("fp8") else None
+        mode = Mode(tile.format, tile.sparsity, tile.scale_kind, mx_act=xe_t is not None,
+                    x_format=fp8)
         cfg.check_mode(mode, group=int(tile.group), k=int(tile.shape[0]))
         cases.append({"name": f"c{i}", "layer": tile, "x": x_t, "x_exp": xe_t,
-                      "out_stage": "raw"})
+                      "out_stage": "raw", "x_format": mode.activation_format})
     model = build_model(cfg)
     t0 = time.monotonic()
     _log(f"{label}: simulating {len(cases)} tiles of {RTL_TOKENS}x{RTL_COLUMNS}x"
@@ -487,7 +490,8 @@ def run_rtl(cfg, rows: list[Row], label: str) -> None:
     for row, case, entry in zip(rows, cases, report["cases"], strict=True):
         y_rtl, err_rtl = report["results"][case["name"]]
         y_gold, err_gold = gemm_raw(case["x"], case["layer"], x_exp=case["x_exp"],
-                                    frac_bits=cfg.frac_bits, t_min=cfg.t_min, t_max=cfg.t_max)
+                                    x_format=case["x_format"], frac_bits=cfg.frac_bits,
+                                    t_min=cfg.t_min, t_max=cfg.t_max)
         row.exact = bool(np.array_equal(np.asarray(y_rtl, np.int64), y_gold)
                          and np.array_equal(np.asarray(err_rtl, bool), err_gold))
         row.cycles = int(entry["cycles"])
@@ -545,13 +549,13 @@ def plot(rows: list[Row], path: Path) -> None:
                        marker=SPARSITY_MARKERS[r.sparsity], s=22 if small else 48,
                        edgecolors="black", linewidths=0.4, zorder=3)
         for r in rows:
-            if r.layer != spec.name or r.kind not in ("block", "golden"):
+            if r.layer != spec.name or r.kind not in ("block", "optin"):
                 continue
             if r.kind == "block":
                 ax.scatter(r.bits["total"], r.sqnr_out, c=FORMAT_COLORS[r.mode.label],
                            marker="P", s=70, edgecolors="black", linewidths=0.6, zorder=4)
             else:
-                ax.scatter(r.bits["total"], r.sqnr_out, c=GOLDEN_COLORS[r.mode.label],
+                ax.scatter(r.bits["total"], r.sqnr_out, c=OPT_IN_COLORS[r.mode.label],
                            marker="*" if r.sparsity == "dense" else "^", s=110,
                            edgecolors="black", linewidths=0.4, alpha=0.7, zorder=4)
         front = pareto(main)
@@ -565,8 +569,8 @@ def plot(rows: list[Row], path: Path) -> None:
     axes[0].set_ylabel("layer output SQNR vs float x@W (dB)")
     handles = [Line2D([], [], color=c, marker="o", ls="", label=lbl)
                for lbl, c in FORMAT_COLORS.items()]
-    handles += [Line2D([], [], color=c, marker="*", ms=10, ls="", label=f"{lbl} (golden only)")
-                for lbl, c in GOLDEN_COLORS.items()]
+    handles += [Line2D([], [], color=c, marker="*", ms=10, ls="", label=f"{lbl} (opt-in)")
+                for lbl, c in OPT_IN_COLORS.items()]
     handles += [Line2D([], [], color="black", marker=m, ls="", mfc="white", label=s)
                 for s, m in SPARSITY_MARKERS.items()]
     handles.append(Line2D([], [], color="black", marker="P", ls="", mfc="white",
@@ -581,7 +585,7 @@ def plot(rows: list[Row], path: Path) -> None:
 
 
 def _new_row_headlines(rows: list[Row], by_key: dict) -> list[str]:
-    """Headlines of the block-sparse and golden-only rows."""
+    """Headlines of the block-sparse and opt-in rows."""
     lines: list[str] = []
     blocked = [r for r in rows if r.kind == "block"]
     if blocked:
@@ -597,16 +601,16 @@ def _new_row_headlines(rows: list[Row], by_key: dict) -> list[str]:
         lines.append(f"* Block sparsity {BLOCK[0]}×{BLOCK[1]} (magnitude, one shot) vs the "
                      "same mode without blocks (output SQNR; RTL tile cycles): "
                      + "; ".join(parts) + ".")
-    gold = [r for r in rows if r.kind == "golden"]
+    gold = [r for r in rows if r.kind == "optin"]
     if gold:
-        lines.append("* Golden-only formats (output SQNR at bits/weight): "
+        lines.append("* Opt-in formats (output SQNR at bits/weight): "
                      + "; ".join(f"`{r.layer}` {r.mode.label} {r.sparsity} {_fmt_db(r.sqnr_out)}"
                                  f" dB at {r.bits['total']:.2f} b" for r in gold) + ".")
     return lines
 
 
 def _new_row_tables(rows: list[Row], by_key: dict, base: dict) -> list[str]:
-    """The block-sparsity and golden-only tables."""
+    """The block-sparsity and opt-in tables."""
     lines: list[str] = []
     lines += [
         f"## Block sparsity ({BLOCK[0]}×{BLOCK[1]} blocks)",
@@ -636,23 +640,25 @@ def _new_row_tables(rows: list[Row], by_key: dict, base: dict) -> list[str]:
                if r.cycles and b and b.cycles else "– | – | – | – |"))
     lines += [
         "",
-        "## Golden-only formats",
+        "## Opt-in formats (presets `mxfp8`, `nvfp4`, `gptq2`)",
         "",
-        "SQNR and bits per weight from the golden model; the hardware generator does not "
-        "build these formats yet, so there is no RTL measurement.",
+        "SQNR and bits per weight from the golden model with the preset's `pow2` window; RTL "
+        f"cycles of one {RTL_TOKENS}×{RTL_COLUMNS}×K tile on the preset's 4×4 array (the "
+        "preset differs from `default`, so there is no speed-up column).",
         "",
-        "| layer | weights | N:M | activations | bits/weight (values / meta / scales) "
-        "| weight SQNR dB | output SQNR dB | RTL |",
-        "|---|---|---|---|---|---|---|---|",
+        "| layer | weights | N:M | activations | preset | bits/weight (values / meta / "
+        "scales) | weight SQNR dB | output SQNR dB | RTL cycles | RTL = golden |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     act_names = {"int8": "int8/token", "mxint8": "MXINT8", "fp8_e4m3": "MXFP8 (E4M3)"}
     for r in rows:
-        if r.kind == "golden":
+        if r.kind == "optin":
             flagged = f" ({r.errors} flagged)" if r.errors else ""
+            rtl = "– | – |" if r.cycles is None else (
+                f"{r.cycles} | {'exact' if r.exact else '**MISMATCH**'} |")
             lines.append(f"| {r.layer} | {r.mode.label} | {r.sparsity} | "
-                         f"{act_names[r.mode.act]} | {_bits_cell(r.bits)} | "
-                         f"{_fmt_db(r.sqnr_w)} | {_fmt_db(r.sqnr_out)}{flagged} | "
-                         f"{GOLDEN_ONLY_RTL} |")
+                         f"{act_names[r.mode.act]} | `{r.mode.preset}` | {_bits_cell(r.bits)} | "
+                         f"{_fmt_db(r.sqnr_w)} | {_fmt_db(r.sqnr_out)}{flagged} | {rtl}")
     return lines
 
 
@@ -714,19 +720,19 @@ def write_results(path: Path, rows: list[Row], info: dict, cfg) -> None:
         + ". A dropped block costs its mask bit only (`mask` column: one bit per block), and "
         "the scales of groups lying wholly in dropped blocks are not counted.",
         "",
-        "**Golden-only formats** (`hw.config.GOLDEN_ONLY_FORMATS` weights, and MXFP8 "
-        "activations, which the `mx_activations` hardware option does not cover: it takes "
-        "MXINT8 only): MXFP8 = `fp8_e4m3` elements with OCP MX `pow2` scales per 32, "
-        "activations MXFP8 = `fp8_e4m3` blocks of 32 (`quantize_activations_mx`, "
-        "`gemm_raw(..., x_format='fp8_e4m3')`), dense and 2:4; MXFP4 weights with MXFP8 "
-        "activations; NVFP4 (`compress_nvfp4`: E2M1, an E4M3 scale per 16 stored as a 19-bit "
-        "`int` scale, the fp32 tensor scale applied to the output, int8 activations); "
-        "`uint2` with 16-bit `int` scales and 2-bit zero points per group of 64, int8 "
-        "activations. These rows come from the golden model only, with `t` allowed down to "
-        f"{GOLDEN_T_MIN} (each fp8 operand adds −9 to `t`, so the `{cfg.name}` window "
-        f"[{cfg.t_min}, {cfg.t_max}] would flag every MXFP8 × MXFP8 output). NVFP4's bits "
-        "count the layer as stored here (19-bit scales); the E4M3 byte NVIDIA stores per 16 "
-        "weights is 0.5 b/weight, i.e. 4.5 b/weight in total.",
+        "**Opt-in formats** (`hw.config.OPT_IN_FORMATS` weights and MXFP8 activations, each "
+        "on the preset that builds it): MXFP8 = `fp8_e4m3` elements with OCP MX `pow2` scales "
+        "per 32, activations MXFP8 = `fp8_e4m3` blocks of 32 (`quantize_activations_mx`, "
+        "`gemm_raw(..., x_format='fp8_e4m3')`), dense and 2:4, and MXFP4 weights with MXFP8 "
+        "activations, on `mxfp8` (`t` window "
+        f"[{OPT_IN_CONFIGS['mxfp8'].t_min}, {OPT_IN_CONFIGS['mxfp8'].t_max}]: each fp8 "
+        f"operand adds −9 to `t`, so the `{cfg.name}` window [{cfg.t_min}, {cfg.t_max}] would "
+        "flag every MXFP8 × MXFP8 output); NVFP4 (`compress_nvfp4`: E2M1, an E4M3 scale per "
+        "16 stored as a 19-bit `int` scale, the fp32 tensor scale applied to the output, int8 "
+        "activations) on `nvfp4`; `uint2` with 16-bit `int` scales and 2-bit zero points per "
+        "group of 64, int8 activations, on `gptq2`. NVFP4's bits count the layer as stored "
+        "here (19-bit scales); the E4M3 byte NVIDIA stores per 16 weights is 0.5 b/weight, "
+        "i.e. 4.5 b/weight in total.",
         "",
         "Activation quantization alone (float weights) gives an output SQNR of "
         + "; ".join(f"`{s.name}` {info['act_only'][s.name]['int8']:.1f} dB (int8/token), "
@@ -909,8 +915,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     t_start = time.monotonic()
-    from gen.presets import preset
-
     cfg = preset("default")
     path = model_dir()
     _log(f"loading all-MiniLM-L6-v2 from {path}")
@@ -948,26 +952,30 @@ def main(argv=None) -> int:
              f"{time.monotonic() - t0:.1f} s; e.g. "
              + ", ".join(f"{r.mode.label} {r.sparsity} {r.bits['total']:.2f} b "
                          f"{_fmt_db(r.sqnr_out)} dB" for r in layer_rows[::10]))
-        modes = {m.label: m for m in WEIGHT_MODES + GOLDEN_MODES}
+        modes = {m.label: m for m in WEIGHT_MODES + OPT_IN_MODES}
         block_rows = [measure(spec, modes[label], sp, w, x, cfg, block_density=d)
                       for label, sp, d in BLOCK_ROWS]
         _log(f"{spec.name}: block sparsity "
              + ", ".join(f"{r.mode.label} {r.sparsity} {r.block} {r.bits['total']:.2f} b "
                          f"{_fmt_db(r.sqnr_out)} dB" for r in block_rows))
-        golden_rows = [measure(spec, modes[label], sp, w, x, cfg) for label, sp in GOLDEN_ROWS]
-        _log(f"{spec.name}: golden only "
+        opt_rows = [measure(spec, modes[label], sp, w, x, OPT_IN_CONFIGS[modes[label].preset])
+                    for label, sp in OPT_IN_ROWS]
+        _log(f"{spec.name}: opt-in presets "
              + ", ".join(f"{r.mode.label} {r.sparsity} {r.bits['total']:.2f} b "
-                         f"{_fmt_db(r.sqnr_out)} dB ({r.errors} flagged)" for r in golden_rows))
+                         f"{_fmt_db(r.sqnr_out)} dB ({r.errors} flagged)" for r in opt_rows))
         cal_rows = calibration_rows(spec, w, x, x_cal, cfg)
         _log(f"{spec.name}: calibration options "
              + ", ".join(f"{r.mode.label} {r.sparsity} {r.variant} {_fmt_db(r.sqnr_out)} dB"
                          for r in cal_rows[:2]))
         if not args.no_rtl:
             run_rtl(cfg, layer_rows + block_rows + cal_rows, spec.name)
-        rows += layer_rows + block_rows + golden_rows + cal_rows
+            for name, opt_cfg in OPT_IN_CONFIGS.items():
+                run_rtl(opt_cfg, [r for r in opt_rows if r.mode.preset == name],
+                        f"{spec.name} on {name}")
+        rows += layer_rows + block_rows + opt_rows + cal_rows
 
-    # Order: the main matrix first (layer by layer), block sparsity, golden only, calibration.
-    order = {"main": 0, "block": 1, "golden": 2, "calib": 3}
+    # Order: the main matrix first (layer by layer), block sparsity, opt-in, calibration.
+    order = {"main": 0, "block": 1, "optin": 2, "calib": 3}
     rows.sort(key=lambda r: order[r.kind])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -305,7 +305,7 @@ class ActivationSelect(wiring.Component):
             "window": In(lay.x_window),
             "fmt": In(lay.mode.members["fmt"]),
             "sparsity": In(lay.mode.members["sparsity"]),
-            "x": Out(signed(8)),
+            "x": Out(lay.x_elem),
             "pos": Out(range(max(len(self.reachable), 2))),
             "active": Out(1),
         }

@@ -1,4 +1,4 @@
-"""examples.minilm: the block-sparse and golden-only rows of the demo (golden model only)."""
+"""examples.minilm: the block-sparse and opt-in rows of the demo (golden model only)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from examples.minilm import (
     BLOCK,
-    GOLDEN_MODES,
-    GOLDEN_ONLY_RTL,
+    OPT_IN_CONFIGS,
+    OPT_IN_MODES,
     WEIGHT_MODES,
     LayerSpec,
     _new_row_tables,
@@ -44,13 +44,17 @@ def test_block_rows_count_the_mask_and_slice_to_the_tile(data):
         slice_columns(row.compressed, 4)
 
 
-def test_golden_only_rows_say_so(data):
+def test_opt_in_rows_run_on_their_presets(data):
     w, x = data
-    cfg = preset("default")
-    rows = [measure(SPEC, mode, "dense", w, x, cfg) for mode in GOLDEN_MODES]
-    assert all(r.kind == "golden" and r.cycles is None and not r.errors for r in rows)
+    rows = [measure(SPEC, mode, "dense", w, x, OPT_IN_CONFIGS[mode.preset])
+            for mode in OPT_IN_MODES]
+    assert all(r.kind == "optin" and r.cycles is None and not r.errors for r in rows)
+    for r in rows:  # every opt-in mode is one its preset runs
+        cfg = OPT_IN_CONFIGS[r.mode.preset]
+        assert r.compressed.format in cfg.formats
+        assert r.mode.act in ("int8", "mxint8", *cfg.fp8_activations)
     sqnr = {r.mode.label: r.sqnr_out for r in rows}
     assert sqnr["MXFP8+MXFP8 act"] > sqnr["MXFP4+MXFP8 act"] > sqnr["uint2/g64"]
     assert sqnr["NVFP4"] > 15  # the fp32 tensor scale is applied
     text = "\n".join(_new_row_tables(rows, {r.key: r for r in rows}, {}))
-    assert text.count(GOLDEN_ONLY_RTL) == len(rows)
+    assert text.count("| – | – |") == len(rows)  # no RTL run here

@@ -16,7 +16,7 @@ from golden.gemm import gemm
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_BITS, FORMAT_CODES, LANE_SHIFT_CHUNK, SPARSITY_CODES
 from hw.lanemap import lane_map
-from hw.pe import ActivationSelect, LaneDecoder
+from hw.pe import ActivationDecode, ActivationSelect, LaneDecoder
 from verif.amsim import run_gemm
 from verif.cases import random_case
 
@@ -157,3 +157,37 @@ def test_pe_hard_lanes(dsp_lanes):
         y, err, _ = run_gemm(cfg, layer, x, x_exp=x_exp)
         np.testing.assert_array_equal(y, want, err_msg=mode.name)
         np.testing.assert_array_equal(err, want_err, err_msg=mode.name)
+
+
+def test_activation_decode_every_fp8_code():
+    """`ActivationDecode` (row edge): every code of each fp8 activation format, and int8 codes,
+    in every window position: ``v · 2**(8c)`` = the golden integer, NaN / Inf give 0 and
+    ``bad``."""
+    cfg = preset("mxfp8")
+    dut = ActivationDecode(cfg)
+    rng = np.random.default_rng(11)
+    failures = []
+
+    async def bench(ctx):
+        for i, fmt in enumerate((None, *cfg.fp8_activations)):
+            ctx.set(dut.x_fmt, i)
+            codes = np.arange(256)
+            if fmt is None:  # int8 / MXINT8 codes pass through
+                values, invalid = codes - 256 * (codes >= 128), np.zeros(256, bool)
+            else:
+                values, invalid = decode(fmt, codes)
+            for code in codes:
+                # The code at one position, valid random codes elsewhere.
+                window = rng.integers(0, 0x40, cfg.window)
+                pos = int(code) % cfg.window
+                window[pos] = code
+                ctx.set(dut.codes, [int(c) - 256 * (c >= 128) for c in window])
+                v = ctx.get(dut.window[pos].v)
+                c = ctx.get(dut.window[pos].c)
+                got = (v << (LANE_SHIFT_CHUNK * c), ctx.get(dut.bad))
+                want = (0 if invalid[code] else int(values[code]), int(invalid[code]))
+                if got != want:
+                    failures.append(f"{fmt} code {code:#04x}: {got} != {want}")
+
+    _run_comb(dut, bench)
+    assert not failures, "; ".join(failures[:5])

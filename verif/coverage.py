@@ -4,12 +4,15 @@ Bins are strings ``category|dim|dim…`` counted in a `Coverage` object per simu
 shard). The testbench samples them from what it actually drives and observes:
 
 * ``cross|fmt|sparsity|scale|group|stage`` — per GEMM, from the packed layer: format ×
-  N:M pattern × scale kind (``pow2+mx`` for MXINT8 activations) × group size
+  N:M pattern × scale kind (``pow2+mx`` for MXINT8 activations, ``pow2+mx<fp8 format>`` for
+  fp8 ones) × group size
   (``per_channel`` when G = K, else ``grouped``; pow2 is always ``grouped``) × output stage;
 * ``edge|…`` — per GEMM, from the layer and activations: every code of every ≤ 4-bit format in
-  every lane position of a slot, the int8 extreme codes, activation extremes that meet a stored
-  weight, all-zero and under-filled N:M blocks, pow2 exponents exactly at ``t_min`` / ``t_max``
-  and outside the window, NaN exponents, int scale extremes, requant parameter extremes,
+  every lane position of a slot, the extreme values of the byte-wide formats (int8, fp8), NaN /
+  Inf / ternary ``10`` codes, activation extremes that meet a stored weight (for fp8
+  activations: ±0, ± the smallest subnormal, ± the largest normal and 1.0, and an invalid
+  code), all-zero and under-filled N:M blocks, pow2 exponents exactly at ``t_min`` /
+  ``t_max`` and outside the window, NaN exponents, int scale extremes, requant parameter extremes,
   single-beat groups and tiles, K = ``k_max``;
 * ``traffic|…`` — per cycle, from the stream handshakes: backpressure on ``res``, bubbles on
   ``act``/``wgt``/``prm``, one input valid without the other, a beat held back by the core, a
@@ -43,6 +46,7 @@ from golden.tables import (
 )
 from hw.config import FORMAT_SCALES, ArrayConfig, Mode
 from hw.lanemap import lane_map
+from verif.cases import fp8_edge_codes
 
 __all__ = ["Coverage", "TRAFFIC_BINS", "TrafficCounter", "legal_bins", "merge", "render_markdown",
            "summary_lines"]
@@ -120,7 +124,14 @@ class TrafficCounter:
 
 
 def _scale_dim(mode: Mode) -> str:
+    """``pow2+mx`` with MXINT8 activations, ``pow2+mx<fp8 format>`` with fp8 ones."""
+    if mode.x_format:
+        return f"pow2+mx{mode.x_format}"
     return "pow2+mx" if mode.mx_act else mode.scale_kind
+
+
+#: The fp8 activation codes every enabled fp8 activation format must meet (`fp8_edge_codes`).
+X_CODE_BINS = ("zero", "neg_zero", "min_subnormal", "neg_min_subnormal", "max", "neg_max", "one")
 
 
 def _group_dim(kind: str, group: int, K: int) -> str:
@@ -160,7 +171,8 @@ def _format_edge_bins(cfg: ArrayConfig, fmt: str) -> set[str]:
     if "int" in cfg.scale_kinds and "int" in FORMAT_SCALES[fmt]:
         edge.update({f"edge|int_scale|{fmt}|min", f"edge|int_scale|{fmt}|max"})
     if _pow2_capable(cfg, fmt):
-        kinds = ("pow2", "pow2+mx") if cfg.mx_activations else ("pow2",)
+        kinds = ["pow2", "pow2+mx"] if cfg.mx_activations else ["pow2"]
+        kinds += [f"pow2+mx{x}" for f, x in cfg.x_pairs if f == fmt]
         for kind in kinds:
             edge.update({f"edge|t|{fmt}|{kind}|t_min", f"edge|t|{fmt}|{kind}|t_max"})
     return edge
@@ -182,6 +194,8 @@ def legal_bins(cfg: ArrayConfig) -> dict[str, set[str]]:
         edge.update({"edge|pow2|below_window", "edge|pow2|above_window", "edge|pow2|nan_w"})
         if cfg.mx_activations:
             edge.add("edge|pow2|nan_x")
+    for x in cfg.fp8_activations:
+        edge.update(f"edge|xcode|{x}|{name}" for name in (*X_CODE_BINS, "invalid"))
     if cfg.requant:
         edge.update({"edge|requant|mult_min", "edge|requant|mult_max",
                      "edge|requant|shift_min", "edge|requant|shift_max",
@@ -281,9 +295,7 @@ class Coverage:
         else:
             _, stored = unpack_nm(layer.codes, layer.idx, n_sp, m_sp, K)
             used = stored.any(axis=1)
-        xu = np.asarray(x)[:, used]
-        for v in (-ACT_MAX, ACT_MAX - 1):
-            self.hit(f"edge|act|{fmt}|{v}", int((xu == v).any()))
+        self._sample_activations(fmt, np.asarray(x), used, mode)
         if kind == "int":
             s = np.asarray(layer.scales, np.int64)
             lim = 1 << (cfg.scale_bits - 1)
@@ -310,6 +322,19 @@ class Coverage:
         self.hit("edge|ctl|padded_m", int(m_rows % cfg.rows != 0))
         self.hit("edge|ctl|padded_n", int(N % cfg.cols != 0))
 
+    def _sample_activations(self, fmt: str, x: np.ndarray, used: np.ndarray, mode: Mode) -> None:
+        """Activation edges: values (int8, MXINT8) or fp8 codes that meet a stored weight, and
+        an invalid fp8 code anywhere (it flags its row)."""
+        xu = x[:, used]
+        if mode.x_format is None:
+            for v in (-ACT_MAX, ACT_MAX - 1):
+                self.hit(f"edge|act|{fmt}|{v}", int((xu == v).any()))
+            return
+        for name, code in zip(X_CODE_BINS, fp8_edge_codes(mode.x_format), strict=True):
+            self.hit(f"edge|xcode|{mode.x_format}|{name}", int((xu == code).any()))
+        bad = np.isin(x, format_info(mode.x_format).invalid_codes)
+        self.hit(f"edge|xcode|{mode.x_format}|invalid", int(bad.any()))
+
     def _sample_pow2(self, layer, x_exp, mode: Mode) -> None:
         cfg = self.cfg
         fmt = layer.format
@@ -320,7 +345,7 @@ class Coverage:
             e_x = np.asarray(x_exp, np.int64)                         # [M, groups]
             self.hit("edge|pow2|nan_x", int((e_x == E8M0_NAN).any()))
             # t for every (m, g, n) where neither exponent is NaN
-            t = pow2_exponent(fmt, e_w[None, :, :], e_x[:, :, None])
+            t = pow2_exponent(fmt, e_w[None, :, :], e_x[:, :, None], mode.activation_format)
             ok = ~nan_w[None, :, :] & (e_x[:, :, None] != E8M0_NAN)
         else:
             t = pow2_exponent(fmt, e_w)

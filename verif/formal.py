@@ -69,7 +69,7 @@ from amaranth.lib.wiring import In, Out
 from gen.presets import preset
 from golden.formats import FORMATS
 from golden.sparsity import parse_sparsity
-from hw.config import FORMAT_BITS, FORMAT_CODES, SPARSITY_CODES, ArrayConfig
+from hw.config import FORMAT_BITS, FORMAT_CODES, LANE_SHIFT_CHUNK, SPARSITY_CODES, ArrayConfig
 
 __all__ = ["PROOFS", "Proof", "run_proof", "solver_env", "main"]
 
@@ -131,10 +131,10 @@ class _Spec:
         # As narrow as the values need (a wider spec operand only makes the solver's job
         # harder: its products would be wider multipliers than the hardware's).
         lo, hi = min(values), max(values)
-        width = signed(next(n for n in range(2, 10) if -(1 << (n - 1)) <= lo and
+        width = signed(next(n for n in range(2, 40) if -(1 << (n - 1)) <= lo and
                             hi < 1 << (n - 1)))
         w = Signal(width, name=f"spec_w_{fmt}_{j}".replace(":", "_"))
-        if bits == 8:
+        if FORMATS[fmt].encoding == "twos_complement" and bits == 8:
             m.d.comb += w.eq(code.as_signed())  # SPEC §2: two's complement (mxint8: code/64)
         else:
             m.d.comb += w.eq(Array(Const(v, width) for v in values)[code])
@@ -153,8 +153,10 @@ class _Spec:
             lane_idx = self.idx[order.idx_index((slot, quarter))]
             m.d.comb += Assume(lane_idx < mm)
             pos = k_pos[(j // n) * mm + lane_idx]
-        x = Signal(signed(8), name=f"spec_x_{fmt}_{pattern}_{j}".replace(":", "_"))
-        m.d.comb += x.eq(Array(self.window[v] for v in range(cfg.window))[pos])
+        # The window position as raw bits (with fp8 activations: the decoded {v, c}).
+        x = Signal(len(Value.cast(self.window[0])),
+                   name=f"spec_x_{fmt}_{pattern}_{j}".replace(":", "_"))
+        m.d.comb += x.eq(Array(Value.cast(self.window[v]) for v in range(cfg.window))[pos])
         return x, w, bad
 
     def mode_match(self, fmt_sig, sp_sig, fmt: str, pattern: str):
@@ -211,9 +213,15 @@ class LaneCheck(wiring.Component):
                 m.d.comb += dec.zero.eq(self.zero)
             if idx is not None:
                 m.d.comb += sel.idx.eq(idx)
-            x_in = Signal(signed(8), name=f"x_{s}_{q}")
-            w_in = Signal(signed(dec.value_bits), name=f"w_{s}_{q}")
-            m.d.comb += [x_in.eq(Mux(sel.active, sel.x, 0)), w_in.eq(Mux(sel.active, dec.value, 0))]
+            x_in = Signal(len(Value.cast(sel.x)), name=f"x_{s}_{q}")
+            # The lane's integer: v · 2**(LANE_SHIFT_CHUNK · c) on an fp8 lane, else v.
+            value = dec.value
+            if dec.coarse_max:
+                value = dec.value << (dec.coarse * LANE_SHIFT_CHUNK)
+            w_in = Signal(signed(dec.value_bits + LANE_SHIFT_CHUNK * dec.coarse_max),
+                          name=f"w_{s}_{q}")
+            m.d.comb += [x_in.eq(Mux(sel.active, Value.cast(sel.x), 0)),
+                         w_in.eq(Mux(sel.active, value, 0))]
             operands[(s, q)] = (x_in, w_in)
             invalids.append(dec.invalid & sel.active)
         m.d.comb += self.invalid.eq(Cat(*invalids).any())
@@ -565,6 +573,8 @@ def core_depth() -> int:
 PROOFS: dict[str, Proof] = {p.name: p for p in [
     Proof("lanes", "lane decoder + N:M select: multiplier operands = spec, every multiplier "
           "of tiny, every mode", lambda: LaneCheck(preset("tiny")), "bmc", 1),
+    Proof("lanes_mxfp8", "the same for mxfp8: fp8 lanes as v << 8c, decoded fp8 activation "
+          "windows", lambda: LaneCheck(preset("mxfp8")), "bmc", 1),
     Proof("pe", "whole PE (1 slot, int2, window 4): single-beat tile result = spec dot "
           "product", lambda: PECheck(_pe_cfg()), "bmc", lambda: _pe_latency() + 1),
     Proof("output_stage", "OutputStage: in-order, exactly once, stream rules (raw + requant)",
