@@ -3,12 +3,12 @@
 //
 // Under Verilator the harness leaves act.hex, wgt.hex, sched.hex, prm.hex and (with +wgt_bw)
 // wbits.hex to this main: Verilator's `$readmemh` reads a character at a time and took about a
-// sixth of a 262 144-cycle run. Each file is read whole and its words are written straight
+// sixth of a 262 144-cycle run. Each file is read in blocks and its words are written straight
 // into the harness's public memories before the first evaluation, from address 0. The files
-// are `$readmemh` files as `gen.pack` writes them, one hexadecimal word a line (any
-// whitespace between words, `_` inside a word and `//` comments are taken too; an `@` address,
-// `x` or `z` is refused). Bits above a memory's width are dropped, as `$readmemh` does. The
-// widths come from -DUPE_ACT_BITS, -DUPE_WGT_BITS and -DUPE_PRM_BITS (verif/native.py).
+// are `$readmemh` files as `gen.pack` writes them, one hexadecimal word a line (any whitespace
+// between words, `_` inside a word and `//` comments are taken too; an `@` address, `x` or `z`
+// is refused). Bits above a memory's width are dropped, as `$readmemh` does. The widths come
+// from -DUPE_ACT_BITS, -DUPE_WGT_BITS and -DUPE_PRM_BITS (verif/native.py).
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -30,23 +30,34 @@ namespace {
     std::exit(1);
 }
 
-// The whole file, or an empty buffer if it does not exist.
-std::vector<char> slurp(const char* path) {
-    std::vector<char> buf;
-    FILE* fh = std::fopen(path, "rb");
-    if (!fh) {
-        if (errno == ENOENT) return buf;
-        fail(std::string{"cannot open "} + path + ": " + std::strerror(errno));
+// A file read in blocks (nothing if it does not exist), a character at a time.
+class Reader {
+  public:
+    explicit Reader(const char* path) : fh_{std::fopen(path, "rb")} {
+        if (!fh_ && errno != ENOENT)
+            fail(std::string{"cannot open "} + path + ": " + std::strerror(errno));
     }
-    std::fseek(fh, 0, SEEK_END);
-    const long size = std::ftell(fh);
-    std::fseek(fh, 0, SEEK_SET);
-    buf.resize(size > 0 ? static_cast<size_t>(size) : 0);
-    if (!buf.empty() && std::fread(buf.data(), 1, buf.size(), fh) != buf.size())
-        fail(std::string{"cannot read "} + path);
-    std::fclose(fh);
-    return buf;
-}
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+    ~Reader() {
+        if (fh_) std::fclose(fh_);
+    }
+    // The next character, or -1 at the end.
+    int get() {
+        if (at_ == len_) {
+            if (!fh_) return -1;
+            len_ = std::fread(buf_.data(), 1, buf_.size(), fh_);
+            at_ = 0;
+            if (len_ == 0) return -1;
+        }
+        return static_cast<unsigned char>(buf_[at_++]);
+    }
+
+  private:
+    FILE* fh_;
+    std::vector<char> buf_ = std::vector<char>(1 << 20);
+    std::size_t at_ = 0, len_ = 0;
+};
 
 inline int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -55,7 +66,7 @@ inline int hex_value(char c) {
     return -1;
 }
 
-inline bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+inline bool is_space(int c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
 // Word storage of one memory entry: 32-bit chunks, least significant first.
 inline void put(IData& dst, const uint32_t* w) { dst = w[0]; }
@@ -70,36 +81,39 @@ inline void put(VlWide<N>& dst, const uint32_t* w) {
 // Load a `$readmemh` file of `bits`-wide words into `mem` from address 0; return the words.
 template <typename T, std::size_t Depth>
 std::size_t load(const char* path, VlUnpacked<T, Depth>& mem, int bits) {
-    const std::vector<char> text = slurp(path);
+    Reader in{path};
     const int chunks = (bits + 31) / 32;
     std::vector<uint32_t> word(chunks + 2);
     const uint32_t top_mask = bits % 32 ? (1U << (bits % 32)) - 1 : ~0U;
+    std::string token;
     std::size_t n = 0;
-    const char* p = text.data();
-    const char* const end = p + text.size();
-    while (p < end) {
-        if (is_space(*p)) {
-            ++p;
+    int c = in.get();
+    while (c >= 0) {
+        if (is_space(c)) {
+            c = in.get();
             continue;
         }
-        if (*p == '/' && p + 1 < end && p[1] == '/') {
-            while (p < end && *p != '\n') ++p;
+        token.clear();
+        while (c >= 0 && !is_space(c)) {
+            token.push_back(static_cast<char>(c));
+            c = in.get();
+        }
+        if (token.compare(0, 2, "//") == 0) {
+            while (c >= 0 && c != '\n') c = in.get();
             continue;
         }
-        const char* const start = p;
-        while (p < end && !is_space(*p)) ++p;
         if (n == Depth)
             fail(std::string{path} + " holds more than the harness memory's " +
                  std::to_string(Depth) + " words");
         // Digits from the last one: four bits each, into the chunks from the bottom.
         std::fill(word.begin(), word.end(), 0U);
         int bit = 0;
-        for (const char* q = p; q-- > start;) {
+        for (auto q = token.rbegin(); q != token.rend(); ++q) {
             if (*q == '_') continue;
             const int v = hex_value(*q);
             if (v < 0)
-                fail(std::string{path} + ", word " + std::to_string(n) + ": '" +
-                     std::string(start, p) + "' is not a hexadecimal word");
+                fail(std::string{path} + ", word " + std::to_string(n) + ": '" + token +
+                     "' is not a hexadecimal word");
             if (bit < chunks * 32) word[bit / 32] |= static_cast<uint32_t>(v) << (bit % 32);
             bit += 4;
         }
