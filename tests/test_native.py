@@ -314,3 +314,6 @@ def test_verilator_memory_loader(tmp_path):
     (tmp_path / "act.hex").write_text("12\nxz\n")
     with pytest.raises(NativeError, match="act.hex, word 1: 'xz' is not a hexadecimal word"):
         run_native(model, files)
+    (tmp_path / "act.hex").unlink()
+    with pytest.raises(NativeError, match="cannot open act.hex"):
+        run_native(model, files)

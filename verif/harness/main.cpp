@@ -30,11 +30,12 @@ namespace {
     std::exit(1);
 }
 
-// A file read in blocks (nothing if it does not exist), a character at a time.
+// A file read in blocks, a character at a time; a missing file that is not `required` reads
+// as empty.
 class Reader {
   public:
-    explicit Reader(const char* path) : fh_{std::fopen(path, "rb")} {
-        if (!fh_ && errno != ENOENT)
+    Reader(const char* path, bool required) : fh_{std::fopen(path, "rb")} {
+        if (!fh_ && (required || errno != ENOENT))
             fail(std::string{"cannot open "} + path + ": " + std::strerror(errno));
     }
     Reader(const Reader&) = delete;
@@ -80,8 +81,8 @@ inline void put(VlWide<N>& dst, const uint32_t* w) {
 
 // Load a `$readmemh` file of `bits`-wide words into `mem` from address 0; return the words.
 template <typename T, std::size_t Depth>
-std::size_t load(const char* path, VlUnpacked<T, Depth>& mem, int bits) {
-    Reader in{path};
+std::size_t load(const char* path, VlUnpacked<T, Depth>& mem, int bits, bool required = true) {
+    Reader in{path, required};
     const int chunks = (bits + 31) / 32;
     std::vector<uint32_t> word(chunks + 2);
     const uint32_t top_mask = bits % 32 ? (1U << (bits % 32)) - 1 : ~0U;
@@ -135,10 +136,10 @@ int main(int argc, char** argv) {
     const std::size_t wgt_words = load("wgt.hex", harness.wgt_mem, UPE_WGT_BITS);
     if (load("sched.hex", harness.sched_mem, 32) != wgt_words)
         fail("sched.hex must hold one word per wgt.hex word");
-    load("prm.hex", harness.prm_mem, UPE_PRM_BITS);
+    load("prm.hex", harness.prm_mem, UPE_PRM_BITS, false);  // needed with requant only
     const char* bw = context->commandArgsPlusMatch("wgt_bw=");
-    if (bw[0] && std::atol(bw + 8) != 0)
-        load("wbits.hex", harness.wbits_mem, 32);
+    if (bw[0] && std::atol(bw + 8) != 0 && load("wbits.hex", harness.wbits_mem, 32) != wgt_words)
+        fail("with +wgt_bw, wbits.hex must hold one word per wgt.hex word");
     top->clk = 0;
     top->eval();
     while (!context->gotFinish()) {
