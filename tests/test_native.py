@@ -291,3 +291,29 @@ def test_weight_bandwidth_throttle(tmp_path):
         run_native(build_native(TINY, files=files), files, wgt_bw=16)
     with pytest.raises(ValueError, match="wgt_beat_bits"):
         run_gemms_native(TINY, gemms, wgt_bw=16, workdir=tmp_path / "none")
+
+
+def test_verilator_memory_loader(tmp_path):
+    """main.cpp's reader of the beat files: `$readmemh` syntax it takes, words it refuses."""
+    from verif.native import NativeError, build_native, run_native
+
+    cases = _cases()[:2]
+    files = Packer(TINY).write_gemms(cases, tmp_path)
+    model = build_native(TINY, files=files)
+    ref = run_native(model, files)
+    # `//` comments, blank lines, several words on a line, `_` inside a word and upper case.
+    wgt = (tmp_path / "wgt.hex").read_text().split()
+    first, rest = wgt[0], wgt[1:]
+    (tmp_path / "wgt.hex").write_text(
+        f"// weights\n\n{first[:3]}_{first[3:].upper()}  {' '.join(rest[:2])}\n"
+        + "\n".join(rest[2:]) + "\n")
+    assert run_native(model, files).words == ref.words
+    (tmp_path / "sched.hex").write_text("0\n")
+    with pytest.raises(NativeError, match="one word per wgt.hex word"):
+        run_native(model, files)
+    (tmp_path / "act.hex").write_text("12\nxz\n")
+    with pytest.raises(NativeError, match="act.hex, word 1: 'xz' is not a hexadecimal word"):
+        run_native(model, files)
+    (tmp_path / "act.hex").unlink()
+    with pytest.raises(NativeError, match="cannot open act.hex"):
+        run_native(model, files)

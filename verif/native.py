@@ -41,7 +41,7 @@ __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "Nat
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "upe_harness.v"
 MAIN_CPP = HARNESS_DIR / "main.cpp"
-NATIVE_RECIPE = "6"  # bump when the way native models are built changes
+NATIVE_RECIPE = "7"  # bump when the way native models are built changes
 STREAMS = ("act", "wgt", "prm", "res")
 LFSR_POLY = 0xB400   # x^16 + x^14 + x^13 + x^11 + 1, Galois form, shifting right
 LFSR_PERIOD = (1 << 16) - 1
@@ -200,7 +200,9 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                  files: list[BeatFiles] | None = None, quiet: bool = False) -> NativeModel:
     """Emit the core and compile it with the harness once; later calls reuse the build.
 
-    ``files`` picks memories deep enough for those GEMMs (else the default depths).
+    ``files`` picks memories deep enough for those GEMMs (else the default depths). The
+    environment variable ``UPE_NATIVE_OPT`` (default ``-O2``; several flags separated by
+    spaces) sets the C++ optimisation of a Verilator build, part of its cache key.
     """
     from gen.emit import emit
 
@@ -236,11 +238,16 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                        "--x-initial", "fast",
                        "--top-module", "upe_harness", "-Mdir", str(base / "obj"),
                        "-CFLAGS", "-std=c++17",
+                       # Memory widths for main.cpp's loader.
+                       "-CFLAGS", " ".join(f"-D{k}={defines[k]}" for k in
+                                           ("UPE_ACT_BITS", "UPE_WGT_BITS", "UPE_PRM_BITS")),
                        *[f"-D{k}={v}" for k, v in defines.items()],
                        str(paths["waivers"]), str(paths["verilog"]), str(HARNESS),
                        str(MAIN_CPP)]
                 saved = env["MAKEFLAGS"]
-                os.environ["MAKEFLAGS"] = f"{saved} OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}"
+                flags = opt.replace(" ", "\\ ")  # MAKEFLAGS escapes spaces in a value
+                os.environ["MAKEFLAGS"] = (f"{saved} OPT_FAST={flags} OPT_SLOW=-O0 "
+                                           f"OPT_GLOBAL={flags}")
                 try:
                     _run_logged(cmd, log, base, "the Verilator build of the native harness")
                 finally:

@@ -2,7 +2,9 @@
 // driving it, and the native simulation path of the verification flow.
 //
 // The beats come from `$readmemh` files in the working directory, written by
-// `python -m gen pack` (see its index.json); one or more GEMMs run one after the other:
+// `python -m gen pack` (see its index.json); one or more GEMMs run one after the other.
+// Under Verilator only header.hex goes through `$readmemh`: main.cpp reads the other files
+// into the memories before the first evaluation (`$readmemh` would dominate short runs).
 //   header.hex  the number of GEMMs, then 10 words per GEMM: mode word, k_beats, m_tiles,
 //               n_tiles, requant, the GEMM's first word in act.hex, wgt.hex (and sched.hex),
 //               prm.hex, the beats it streams and its words in wgt.hex
@@ -53,11 +55,12 @@ module upe_harness (
     parameter PRM_DEPTH = `UPE_PRM_DEPTH;
     parameter MAX_GEMMS = `UPE_MAX_GEMMS;
 
-    reg [ACT_BITS-1:0] act_mem [0:ACT_DEPTH-1];
-    reg [WGT_BITS-1:0] wgt_mem [0:WGT_DEPTH-1];
-    reg [PRM_BITS-1:0] prm_mem [0:PRM_DEPTH-1];
-    reg [31:0]         sched_mem [0:WGT_DEPTH-1];
-    reg [31:0]         wbits_mem [0:WGT_DEPTH-1];
+    // Public: under Verilator, main.cpp fills these five before the first evaluation.
+    reg [ACT_BITS-1:0] act_mem [0:ACT_DEPTH-1] /*verilator public*/;
+    reg [WGT_BITS-1:0] wgt_mem [0:WGT_DEPTH-1] /*verilator public*/;
+    reg [PRM_BITS-1:0] prm_mem [0:PRM_DEPTH-1] /*verilator public*/;
+    reg [31:0]         sched_mem [0:WGT_DEPTH-1] /*verilator public*/;
+    reg [31:0]         wbits_mem [0:WGT_DEPTH-1] /*verilator public*/;
     reg [63:0]         header  [0:10*MAX_GEMMS];
 
     // ---- the current GEMM --------------------------------------------------------------
@@ -174,11 +177,13 @@ module upe_harness (
             if (header[5 + 10 * g][0])
                 prm_words = prm_words + header[4 + 10 * g][31:0];
         end
+`ifndef VERILATOR
         $readmemh("act.hex", act_mem, 0, act_words - 1);
         $readmemh("wgt.hex", wgt_mem, 0, wgt_words - 1);
         $readmemh("sched.hex", sched_mem, 0, wgt_words - 1);
         if (prm_words != 0)
             $readmemh("prm.hex", prm_mem, 0, prm_words - 1);
+`endif
         act_seed = 16'd1; wgt_seed = 16'd1; prm_seed = 16'd1; res_seed = 16'd1;
         act_duty = 9'd256; wgt_duty = 9'd256; prm_duty = 9'd256; res_duty = 9'd256;
         if ($value$plusargs("act_seed=%d", value) && value % 65536 != 0) act_seed = value[15:0];
@@ -195,7 +200,9 @@ module upe_harness (
         if ($value$plusargs("inband=%d", value)) inband = value != 0;
         if ($value$plusargs("wgt_bw=%d", value)) wgt_bw = value;
         if (wgt_bw != 0) begin
+`ifndef VERILATOR
             $readmemh("wbits.hex", wbits_mem, 0, wgt_words - 1);
+`endif
             for (g = 0; g < wgt_words; g = g + 1)
                 if (wbits_mem[g] > wgt_cap) wgt_cap = wbits_mem[g];
         end
