@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.synth import DEVICES, parse_yosys_stat, yosys_script
+from gen.presets import preset
 from hw.config import DEFAULT_FORMATS
 
 __all__ = ["Point", "POINTS", "INT8_BASE", "INT8_REFERENCE", "run_point", "main"]
@@ -95,6 +96,8 @@ POINTS: tuple[Point, ...] = (
     _add("+ int scales", scale_kinds=["none", "int"]),
     _add("+ pow2 scales", scale_kinds=["none", "pow2"]),
     _add("+ pow2 and MX activations", scale_kinds=["none", "pow2"], mx_activations=True),
+    _add("+ pow2, MX and fp8 activations (E4M3)", scale_kinds=["none", "pow2"],
+         mx_activations=True, fp8_activations=["fp8_e4m3"]),
     _add("+ requant", requant=True),
     _without("- int4", formats=[f for f in _ALL if f != "int4"]),
     _without("- uint4", formats=[f for f in _ALL if f != "uint4"]),
@@ -109,6 +112,10 @@ POINTS: tuple[Point, ...] = (
     _without("- pow2 (and MX activations)", scale_kinds=["none", "int"], mx_activations=False),
     _without("- requant", requant=False),
     Point("opt-in", "tiny + uint2", {"formats": [*_ALL, "uint2"]}),
+    # The mxfp8 preset's modes on tiny's 2×2 array (fp8 and fp4 weights; int8, MXINT8 and
+    # fp8 activations): an absolute figure, not a change of tiny.
+    Point("preset", "2x2 mxfp8", {k: v for k, v in preset("mxfp8").to_dict().items()
+                                  if k not in ("rows", "cols", "name", "acc_bits")}),
 )
 
 #: Emits ``top.v`` for one point with the hardware code of the tree on PYTHONPATH (run in a

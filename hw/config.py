@@ -283,6 +283,13 @@ class ArrayConfig:
             raise ConfigError(
                 f"the accumulator would need {self.acc_bits} bits (more than 64); lower k_max, "
                 f"scale_bits, t_max or frac_bits")
+        paired = {x for _, x in self.x_pairs}
+        for x in self.fp8_activations:
+            if x not in paired:
+                raise ConfigError(
+                    f"fp8_activations: {x} pairs with no enabled weight format (every pair's "
+                    f"exact accumulator would exceed 64 bits with k_max={self.k_max}, "
+                    f"t_max={self.t_max}, frac_bits={self.frac_bits}); lower them or drop {x}")
 
     # -- derived quantities ----------------------------------------------------------------
 

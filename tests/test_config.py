@@ -137,3 +137,30 @@ def test_dsp_lanes_choose_the_widest_lanes_first():
     assert int8_only.hard_lanes == set(int8_only.lanes)  # "at most": fewer lanes, all of them
     with pytest.raises(ConfigError, match="dsp_lanes"):
         tiny.replace(dsp_lanes=4 * tiny.slots + 1)
+
+
+def test_fp8_activations_pairs_and_refusals():
+    """fp8 activations: validated, need MX activations, and run only the pairs whose exact
+    accumulator fits 64 bits (`ArrayConfig.x_pairs`); an activation format with no pair is
+    refused, and so is a mode of an excluded pair."""
+    mx = preset("mxfp8")
+    assert mx.x_pairs == (("fp4_e2m1", "fp8_e4m3"), ("fp4_e2m1", "fp8_e5m2"),
+                          ("fp8_e4m3", "fp8_e4m3"))
+    assert mx.acc_bits <= 64 and mx.x_value_bits == 12 and mx.x_coarse_max == 3
+    names = {m.name for m in mx.modes}
+    assert "fp8_e4m3-2:4-pow2-mxfp8_e4m3" in names
+    assert not any(n.startswith("fp8_e5m2") and "mxfp8" in n for n in names)
+    with pytest.raises(ConfigError, match="fp8_e5m2 weights with fp8_e5m2 activations"):
+        mx.check_mode(Mode("fp8_e5m2", "dense", "pow2", mx_act=True, x_format="fp8_e5m2"))
+    with pytest.raises(ConfigError, match="need their block exponents"):
+        mx.check_mode(Mode("fp8_e4m3", "dense", "pow2", x_format="fp8_e4m3"))
+    with pytest.raises(ConfigError, match="not enabled in this configuration"):
+        preset("default").check_mode(Mode("int8", "dense", "pow2", mx_act=True,
+                                          x_format="fp8_e4m3"))
+    with pytest.raises(ConfigError, match="fp8_activations needs mx_activations"):
+        ArrayConfig(fp8_activations=("fp8_e4m3",), mx_activations=False,
+                    scale_kinds=("none", "int"))
+    with pytest.raises(ConfigError, match="fp8_activations: unknown entry 'fp8_e3m4'"):
+        ArrayConfig(fp8_activations=("fp8_e3m4",))
+    with pytest.raises(ConfigError, match="fp8_e5m2 pairs with no enabled weight format"):
+        ArrayConfig(formats=("int8",), fp8_activations=("fp8_e5m2",))

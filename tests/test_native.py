@@ -37,8 +37,9 @@ CASES = [
 
 
 def _golden(cfg, mode, layer, x, x_exp):
-    y, err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
-                  t_max=cfg.t_max, out_stage=mode.out_stage)
+    y, err = gemm(x, layer, x_exp=x_exp, x_format=mode.activation_format,
+                  frac_bits=cfg.frac_bits, t_min=cfg.t_min, t_max=cfg.t_max,
+                  out_stage=mode.out_stage)
     return y, np.asarray(err, bool)
 
 
@@ -201,6 +202,39 @@ def test_inband_modes_back_to_back(tmp_path):
     assert sum(full["beats"]) < ideal  # the block-sparse GEMM streams fewer beats
     tail = core_drain_delay(TINY) + TINY.rows + output_latency(TINY)
     assert full["total_cycles"] <= sum(full["beats"]) + tail + len(gemms) - 1
+
+
+def test_inband_fp8_activation_formats(tmp_path):
+    """mxfp8 (2×2): in-band GEMMs switching the weight and the activation format (E4M3 × E4M3,
+    MXFP4 × E5M2, E5M2 × int8, 2:4 E4M3 × MXINT8), one block-sparse with a NaN activation
+    in a k-range every column drops (streamed anyway, so the row's flag matches golden), under
+    random traffic: bit-exact."""
+    cfg = preset("mxfp8").replace(rows=2, cols=2, name="upe_mxfp8_2x2")
+    M, K, N = 3, 128, 3
+    modes = [Mode("fp8_e4m3", "dense", "pow2", mx_act=True, x_format="fp8_e4m3"),
+             Mode("fp4_e2m1", "dense", "pow2", mx_act=True, x_format="fp8_e5m2",
+                  out_stage="requant"),
+             Mode("fp8_e5m2", "dense", "none"),
+             Mode("fp8_e4m3", "2:4", "pow2", mx_act=True)]
+    gemms = []
+    for i, mode in enumerate(modes + modes[:1]):
+        layer, x, x_exp = random_case(500 + i, cfg, mode, M, K, N, invalid_x=i == 0)
+        if i == 4:
+            layer, x, x_exp = block_case(500 + i, cfg, mode, M, K, N, (32, 3), 0.5)
+            dropped = np.flatnonzero(~layer.block_mask.astype(bool).any(axis=1))
+            assert dropped.size, "some k-range is dropped for every column"
+            x[1, dropped[0] * 32] = 0x7F  # NaN in a k-range no column keeps
+        gemms.append({"layer": layer, "x": x, "x_exp": x_exp, "out_stage": mode.out_stage,
+                      "x_format": mode.activation_format, "mode": mode})
+    for tname, traffic in TRAFFIC.items():
+        out = run_gemms_native(cfg, gemms, traffic=traffic, inband=True,
+                               workdir=tmp_path / tname)
+        for i, (g, (y, err)) in enumerate(zip(gemms, out["results"], strict=True)):
+            gy, gerr = _golden(cfg, g["mode"], g["layer"], g["x"], g["x_exp"])
+            assert np.array_equal(y, gy.astype(y.dtype)), (tname, i)
+            assert np.array_equal(err, gerr), (tname, i)
+            if i in (0, 4):
+                assert err.any(), "the NaN activation flags its row"
 
 
 def test_grouped_gemm_experts_inband(tmp_path):
