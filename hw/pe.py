@@ -442,9 +442,14 @@ class LaneProducts(wiring.Component):
 
 
 class AdderTree(wiring.Component):
-    """Balanced sum of the lane products in two registered halves (quads, then their sum).
+    """Balanced sum of the lane products in two registered halves.
 
     ``latency`` = 2, one beat per cycle; ``beat`` is ``beat_bits`` wide (exact).
+
+    The first half adds only the LUT lanes' products (per group of four lanes, on carry
+    chains next to their registers); a DSP lane's product (`ArrayConfig.hard_lanes`, held in
+    the multiplier's output register) is copied into a fabric register with no adder in
+    front, so the route out of the DSP is a path of its own. The second half adds them all.
     """
 
     latency = 2
@@ -459,13 +464,23 @@ class AdderTree(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        prods = [self.products[f"p{i}"] for i in range(self._n)]
-        quads = []
-        for i in range(0, len(prods), 4):
-            quad = Signal(signed(self._cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
-            m.d.sync += quad.eq(adder_tree(prods[i:i + 4], m, name=f"quad{i // 4}"))
-            quads.append(quad)
-        m.d.sync += self.beat.eq(adder_tree(quads, m, name="beat"))
+        cfg = self._cfg
+        terms = []
+        for i in range(0, self._n, 4):
+            lut_products = []
+            for j in range(i, min(i + 4, self._n)):
+                product = self.products[f"p{j}"]
+                if cfg.lanes[j] in cfg.hard_lanes:
+                    copy = Signal(product.shape(), name=f"dsp_product{j}", reset_less=True)
+                    m.d.sync += copy.eq(product)
+                    terms.append(copy)
+                else:
+                    lut_products.append(product)
+            if lut_products:
+                part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
+                m.d.sync += part.eq(adder_tree(lut_products, m, name=f"quad{i // 4}"))
+                terms.append(part)
+        m.d.sync += self.beat.eq(adder_tree(terms, m, name="beat"))
         return m
 
 
