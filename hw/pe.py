@@ -369,20 +369,27 @@ def _product_layout(cfg: ArrayConfig) -> data.StructLayout:
         for i, (_, q) in enumerate(cfg.lanes)})
 
 
+def _position_layout(cfg: ArrayConfig) -> data.StructLayout | None:
+    """Every lane's window position (lanes with one reachable position have no field)."""
+    sel = {mult: lane_map(cfg).reach(mult) for mult in cfg.lanes}
+    pos = {f"pos{i}": range(len(sel[mult])) for i, mult in enumerate(cfg.lanes)
+           if len(sel[mult]) > 1}
+    return data.StructLayout(pos) if pos else None
+
+
 def decoded_layout(cfg: ArrayConfig) -> data.StructLayout:
     """A column's weight packet after `LaneDecode`: what travels down the column to every PE.
 
     ``w`` holds every lane's decoded weight (zero point subtracted, 0 on a lane the mode leaves
     unused), ``pos`` every lane's window position (counted among the positions it can reach;
     lanes with one reachable position have no field), ``invalid`` the packet's invalid-code
-    flag, ``scale`` the group scale.
+    flag, ``scale`` the group scale. ``pos`` runs one cycle ahead of the other fields
+    (`LaneDecode`), in step with the raw beat's window.
     """
-    sel = {mult: lane_map(cfg).reach(mult) for mult in cfg.lanes}
-    pos = {f"pos{i}": range(len(sel[mult])) for i, mult in enumerate(cfg.lanes)
-           if len(sel[mult]) > 1}
+    pos = _position_layout(cfg)
     fields = {"w": _weight_layout(cfg), "invalid": unsigned(1)}
-    if pos:
-        fields["pos"] = data.StructLayout(pos)
+    if pos is not None:
+        fields["pos"] = pos
     if cfg.scale_field_bits:
         fields["scale"] = unsigned(cfg.scale_field_bits)
     return data.StructLayout(fields)
@@ -395,6 +402,11 @@ class LaneDecode(wiring.Component):
     integer and the N:M window positions are computed here once per column instead of once
     per PE (`LaneDecoder` and the position half of `ActivationSelect` for every lane); the PEs
     keep only the activation mux (`LaneSelect`). Throughput one packet per cycle.
+
+    The positions are not registered here: they leave in the cycle of the raw packet, in step
+    with the first PE's ``row_in``, so the PEs' DSP lanes can select (and register) their
+    activations a cycle before the multiplier's input register (`LaneSelect`). Every PE
+    forwards the whole packet through one register, so the lead holds down the column.
     """
 
     latency = 1
@@ -414,6 +426,8 @@ class LaneDecode(wiring.Component):
         invalid_terms = []
         layout = decoded_layout(cfg)
         has_pos = "pos" in dict(layout.members)
+        # w, invalid and scale are registered; pos leaves combinationally (a cycle ahead).
+        decoded = Signal(layout, name="decoded_reg", reset_less=True)
         for i, (s, q) in enumerate(cfg.lanes):
             dec = LaneDecoder(cfg, q)
             sel = ActivationSelect(cfg, s, q)
@@ -430,25 +444,36 @@ class LaneDecode(wiring.Component):
             if cfg.idx_bits:
                 m.d.comb += sel.idx.eq(self.packet.idx)
             invalid_terms.append(dec.invalid & sel.active)
-            m.d.sync += self.decoded.w[f"w{i}"].eq(Mux(sel.active, dec.value, 0))
+            m.d.sync += decoded.w[f"w{i}"].eq(Mux(sel.active, dec.value, 0))
             if dec.coarse_max:
-                m.d.sync += self.decoded.w[f"c{i}"].eq(dec.coarse)
+                m.d.sync += decoded.w[f"c{i}"].eq(dec.coarse)
             if has_pos and f"pos{i}" in dict(layout.members["pos"].members):
-                m.d.sync += self.decoded.pos[f"pos{i}"].eq(sel.pos)
-        m.d.sync += self.decoded.invalid.eq(Cat(*invalid_terms).any())
+                m.d.comb += self.decoded.pos[f"pos{i}"].eq(sel.pos)
+        m.d.sync += decoded.invalid.eq(Cat(*invalid_terms).any())
+        m.d.comb += [self.decoded.w.eq(decoded.w), self.decoded.invalid.eq(decoded.invalid)]
         if cfg.scale_field_bits:
-            m.d.sync += self.decoded.scale.eq(self.packet.scale)
+            m.d.sync += decoded.scale.eq(self.packet.scale)
+            m.d.comb += self.decoded.scale.eq(decoded.scale)
         return m
 
 
 class LaneSelect(wiring.Component):
     """The N:M activation select of every lane, inside the PE (``latency`` = 1).
 
-    Each lane's activation is taken from ``window`` (the PE's window as its forwarding
-    register holds it, in step with the decoded packet, which arrives `LaneDecode.latency`
-    cycles after the raw beat) through one mux over only the positions some enabled mode can
-    reach (`ActivationSelect.reachable`). The decoded weight passes alongside; an unused lane
-    carries weight 0, so its product is 0 whatever it selects.
+    Each lane's activation is taken from the window through one mux over only the positions
+    some enabled mode can reach (`ActivationSelect.reachable`). The decoded weight passes
+    alongside; an unused lane carries weight 0, so its product is 0 whatever it selects.
+    ``latency`` counts from the decoded weights (``decoded.w``, which arrive
+    `LaneDecode.latency` cycles after the raw beat) to the registered ``w`` and ``x``.
+
+    A lane with a mux selects in one of two equivalent ways:
+
+    * a LUT lane selects from ``window`` (the PE's forwarded window) by ``pos`` (the positions
+      in step with it), and ``x`` registers the result;
+    * a DSP lane (`ArrayConfig.hard_lanes`) selects a cycle earlier, from ``window_ahead``
+      (the PE's ``row_in``) by ``decoded.pos`` (which runs a cycle ahead), into a fabric
+      register beside the mux; ``x`` registers that again and becomes the multiplier's own
+      input register (`flows.ecp5_dsp`), so no logic sits between the fabric and the DSP.
     """
 
     latency = 1
@@ -457,14 +482,19 @@ class LaneSelect(wiring.Component):
         self._cfg = cfg
         lay = Layouts(cfg)
         self._lanes = cfg.lanes
-        super().__init__({
+        ports = {
             "decoded": In(decoded_layout(cfg)),
             "window": In(lay.x_window),
+            "window_ahead": In(lay.x_window),
             "w": Out(_weight_layout(cfg)),
             "x": Out(data.ArrayLayout(lay.x_elem, len(self._lanes))),
             "invalid": Out(1),
-            **({"x_bad": In(1)} if cfg.fp8_activations else {}),
-        })
+        }
+        if cfg.fp8_activations:
+            ports["x_bad"] = In(1)
+        if _position_layout(cfg) is not None:
+            ports["pos"] = In(_position_layout(cfg))
+        super().__init__(ports)
         self._x_elem = lay.x_elem
 
     def elaborate(self, platform):
@@ -476,8 +506,16 @@ class LaneSelect(wiring.Component):
             if not reach:
                 continue
             x_sel = Signal(self._x_elem, name=f"x_sel{i}")
-            pos = self.decoded.pos[f"pos{i}"] if len(reach) > 1 else None
-            select_reachable(m, self.window, reach, pos, x_sel)
+            if len(reach) == 1:
+                select_reachable(m, self.window, reach, None, x_sel)
+            elif mult in cfg.hard_lanes:
+                select_reachable(m, self.window_ahead, reach, self.decoded.pos[f"pos{i}"],
+                                 x_sel)
+                x_early = Signal(self._x_elem, name=f"x_early{i}", reset_less=True)
+                m.d.sync += x_early.eq(x_sel)
+                x_sel = x_early
+            else:
+                select_reachable(m, self.window, reach, self.pos[f"pos{i}"], x_sel)
             m.d.sync += self.x[i].eq(x_sel)
         invalid = self.decoded.invalid | self.x_bad if cfg.fp8_activations else self.decoded.invalid
         m.d.sync += [self.w.eq(self.decoded.w), self.invalid.eq(invalid)]
@@ -531,9 +569,14 @@ class LaneProducts(wiring.Component):
 
 
 class AdderTree(wiring.Component):
-    """Balanced sum of the lane products in two registered halves (quads, then their sum).
+    """Balanced sum of the lane products in two registered halves.
 
     ``latency`` = 2, one beat per cycle; ``beat`` is ``beat_bits`` wide (exact).
+
+    The first half adds only the LUT lanes' products (per group of four lanes, on carry
+    chains next to their registers); a DSP lane's product (`ArrayConfig.hard_lanes`, held in
+    the multiplier's output register) is copied into a fabric register with no adder in
+    front, so the route out of the DSP is a path of its own. The second half adds them all.
     """
 
     latency = 2
@@ -548,13 +591,23 @@ class AdderTree(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        prods = [self.products[f"p{i}"] for i in range(self._n)]
-        quads = []
-        for i in range(0, len(prods), 4):
-            quad = Signal(signed(self._cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
-            m.d.sync += quad.eq(adder_tree(prods[i:i + 4], m, name=f"quad{i // 4}"))
-            quads.append(quad)
-        m.d.sync += self.beat.eq(adder_tree(quads, m, name="beat"))
+        cfg = self._cfg
+        terms = []
+        for i in range(0, self._n, 4):
+            lut_products = []
+            for j in range(i, min(i + 4, self._n)):
+                product = self.products[f"p{j}"]
+                if cfg.lanes[j] in cfg.hard_lanes:
+                    copy = Signal(product.shape(), name=f"dsp_product{j}", reset_less=True)
+                    m.d.sync += copy.eq(product)
+                    terms.append(copy)
+                else:
+                    lut_products.append(product)
+            if lut_products:
+                part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
+                m.d.sync += part.eq(adder_tree(lut_products, m, name=f"quad{i // 4}"))
+                terms.append(part)
+        m.d.sync += self.beat.eq(adder_tree(terms, m, name="beat"))
         return m
 
 
@@ -882,7 +935,7 @@ class ProcessingElement(wiring.Component):
     component                     latency  does
     ============================  =======  ==================================================
     (`LaneDecode`, column edge)   1        lane decode + N:M position, once per column
-    `LaneSelect`                  1        activation select from the window
+    `LaneSelect`                  1        activation select (DSP lanes: a cycle earlier)
     `LaneProducts`                1        lane products
     `AdderTree`                   2        beat partial over all lanes
     `GroupSum` ∥ `ScaleOperand`   1        group partial ``P_g`` ∥ multiplier operand, checks
@@ -892,7 +945,8 @@ class ProcessingElement(wiring.Component):
 
     ``wgt_in`` is the column's decoded packet (`decoded_layout`), which the core's
     `LaneDecode` at the top of the column delivers ``LaneDecode.latency`` cycles after the
-    raw beat, i.e. in step with this PE's forwarded window (``row_out``).
+    raw beat, i.e. in step with this PE's forwarded window (``row_out``); its positions run
+    a cycle ahead, in step with ``row_in``, for the DSP lanes' early select (`LaneSelect`).
 
     ``latency`` (the sum, 9) is the number of cycles from a beat entering the column decoder
     and ``row_in`` to its effect on ``result``. Activations and control pass to the right,
@@ -924,9 +978,11 @@ class ProcessingElement(wiring.Component):
         mode = self.mode
         assert ScaleOperand.latency == GroupSum.latency  # parallel branches stay aligned
 
-        # Systolic forwarding. `row_out` is also this PE's window delayed by one cycle, which
-        # the lane select reads. Only the beat control is reset: data registers are
-        # reset-less (a reset net reaching every datapath flip-flop set the routed Fmax).
+        # Systolic forwarding. `row_out` is also this PE's window delayed by one cycle, in step
+        # with the decoded weights; `wgt_out.pos` likewise the positions (which lead the rest
+        # of the packet by a cycle). The lane select reads both pairs. Only the beat control
+        # is reset: data registers are reset-less (a reset net reaching every datapath
+        # flip-flop set the routed Fmax).
         row_fwd = Signal(lay.row_beat, name="row_fwd", reset_less=True)
         wgt_fwd = Signal(decoded_layout(cfg), name="wgt_fwd", reset_less=True)
         ctl_fwd = Signal(lay.ctl, name="ctl_fwd")
@@ -941,8 +997,11 @@ class ProcessingElement(wiring.Component):
         m.submodules.group_sum = group = GroupSum(cfg)
         m.submodules.scaler = scaler = Scaler(cfg)
         m.submodules.accumulator = acc = WideAccumulator(cfg)
+        if _position_layout(cfg) is not None:
+            m.d.comb += lanes.pos.eq(self.wgt_out.pos)
         m.d.comb += [
             lanes.decoded.eq(self.wgt_in), lanes.window.eq(self.row_out.x),
+            lanes.window_ahead.eq(self.row_in.x),
             *([lanes.x_bad.eq(self.row_out.x_bad)] if cfg.fp8_activations else []),
             products.w.eq(lanes.w), products.x.eq(lanes.x),
             tree.products.eq(products.products),

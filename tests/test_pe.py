@@ -159,6 +159,25 @@ def test_pe_hard_lanes(dsp_lanes):
         np.testing.assert_array_equal(err, want_err, err_msg=mode.name)
 
 
+@pytest.mark.parametrize("name", ["int8-4:8-none", "int4-2:8-int", "int2-2:4-none"])
+def test_select_lead_down_the_column(name):
+    """A 2×2 array whose DSP and LUT lanes both have select muxes (``dsp_lanes`` = 4: the
+    quarter-0 lanes on DSPs, quarter 2 in LUTs): the DSP lanes' early select, with positions
+    a cycle ahead of the weights through every PE's forwarding, equals the LUT lanes' select."""
+    cfg = TINY.replace(dsp_lanes=4)
+    mode = next(m for m in cfg.modes if m.name == name)
+    reach = lane_map(cfg).reach
+    assert any(len(reach(mult)) > 1 for mult in cfg.hard_lanes)
+    assert any(len(reach(mult)) > 1 for mult in set(cfg.lanes) - cfg.hard_lanes)
+    seed = int.from_bytes(hashlib.sha256(mode.name.encode()).digest()[:4], "little") % 1000
+    layer, x, x_exp = random_case(seed, cfg, mode, 4, 64, 4)
+    want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits,
+                          t_min=cfg.t_min, t_max=cfg.t_max)
+    y, err, _ = run_gemm(cfg, layer, x, x_exp=x_exp)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(err, want_err)
+
+
 def test_activation_decode_every_fp8_code():
     """`ActivationDecode` (row edge): every code of each fp8 activation format, and int8 codes,
     in every window position: ``v · 2**(8c)`` = the golden integer, NaN / Inf give 0 and
