@@ -34,7 +34,8 @@ from hw.config import (
 from hw.lanemap import lane_map
 from hw.layouts import Layouts
 
-__all__ = ["PackError", "GemmProgram", "BeatFiles", "Packer", "HEADER_WORDS"]
+__all__ = ["PackError", "GemmProgram", "BeatFiles", "Packer", "HEADER_WORDS",
+           "fp8_activation_format"]
 
 #: Words of ``header.hex`` per GEMM (`Packer.write_gemms`).
 HEADER_WORDS = 10
@@ -190,13 +191,16 @@ class _TilePlan:
         return [len(self.kept[nt]) for nt in range(self.n_tiles) for _ in range(self.m_tiles)]
 
 
-def _fp8_activations(x: np.ndarray, x_exp, x_format: str | None) -> str | None:
-    """The fp8 format of ``x``'s codes (None for int8 and MXINT8), its dtype checked."""
+def fp8_activation_format(x: np.ndarray, x_exp, x_format: str | None) -> str | None:
+    """The fp8 format of ``x``'s codes (None for int8 and MXINT8), its dtype checked
+    (`PackError` otherwise): int8 arrays for int8 and MXINT8, uint8 codes for fp8."""
     try:
         x_format = activation_format(x_format, x_exp)
     except ValueError as exc:
         raise PackError(str(exc)) from None
     fp8 = x_format if x_format in FP8_FORMATS else None
+    if x.ndim != 2:
+        raise PackError(f"activations must be a 2-D array [M, K], not of shape {x.shape}")
     if fp8 is None and x.dtype != np.int8:
         raise PackError(f"activations must be int8, not {x.dtype}")
     if fp8 is not None and x.dtype != np.uint8:
@@ -388,7 +392,7 @@ class Packer:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != K:
             raise PackError(f"activations have shape {x.shape}, the layer needs [M, {K}]")
-        fp8 = _fp8_activations(x, x_exp, x_format)
+        fp8 = fp8_activation_format(x, x_exp, x_format)
         mode = Mode(layer.format, layer.sparsity, layer.scale_kind, mx_act=x_exp is not None,
                     out_stage=out_stage, x_format=fp8)
         try:

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen.pack import Packer, PackError
-from golden.formats import activation_format
+from gen.pack import Packer, PackError, fp8_activation_format
 from golden.layer import Layer, pad_k
-from hw.config import FP8_FORMATS, ArrayConfig, ConfigError, Mode
+from hw.config import ArrayConfig, ConfigError, Mode
 
 __all__ = ["ENGINES", "RunError", "RunResult", "prepare_layer", "run_layer", "ideal_cycles"]
 
@@ -65,21 +64,6 @@ def _block_summary(layer: Layer) -> dict:
             "block_density": float(np.mean(layer.block_mask != 0))}
 
 
-def _fp8_format(x: np.ndarray, x_exp, x_format: str | None) -> str | None:
-    """The fp8 format of ``x``'s codes (None: int8 or MXINT8), the array's dtype checked."""
-    try:
-        x_format = activation_format(x_format, x_exp)
-    except ValueError as exc:
-        raise RunError(str(exc)) from None
-    fp8 = x_format if x_format in FP8_FORMATS else None
-    want = np.int8 if fp8 is None else np.uint8
-    if x.ndim != 2 or x.dtype != want:
-        what = "activations" if fp8 is None else f"{fp8} activation codes"
-        raise RunError(f"{what} must be a 2-D {np.dtype(want).name} array, not {x.dtype} "
-                       f"{x.shape}")
-    return fp8
-
-
 def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
               out_stage: str = "raw", waves: bool | str = False, progress=None,
               sim: str = "verilator", engine: str = "native", traffic=None,
@@ -101,7 +85,10 @@ def run_layer(cfg: ArrayConfig, layer: Layer, x: np.ndarray, *, x_exp=None,
         raise RunError("waveforms come from the cocotb engine (use --cocotb with --waves)")
 
     x = np.asarray(x)
-    fp8 = _fp8_format(x, x_exp, x_format)
+    try:
+        fp8 = fp8_activation_format(x, x_exp, x_format)
+    except PackError as exc:
+        raise RunError(str(exc)) from None
     K, N = (int(v) for v in layer.shape)
     if x.shape[1] != K:
         raise RunError(f"activations have K={x.shape[1]}, the layer has K={K}")
