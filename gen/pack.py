@@ -243,8 +243,7 @@ class Packer:
             "group_beats": group_beats,
             "k_beats": k_beats,
             "sched": int(sched),
-            **({"x_fmt": 0 if mode.x_format is None
-                else self.cfg.fp8_activations.index(mode.x_format) + 1}
+            **({"x_fmt": self.cfg.x_fmt_codes[mode.x_format]}
                if "x_fmt" in dict(self.lay.mode.members) else {}),
         })
         return Const.cast(const.as_value()).value

@@ -403,6 +403,12 @@ class ArrayConfig:
         """Largest coarse shift ``c`` of a decoded activation (0 without fp8 activations)."""
         return max([0, *(FORMAT_COARSE_MAX[f] for f in self.fp8_activations)])
 
+    @property
+    def x_fmt_codes(self) -> dict[str | None, int]:
+        """Codes of the mode's ``x_fmt`` field: 0 for int8 / MXINT8 codes (None), then the
+        `fp8_activations` in order."""
+        return {None: 0, **{x: i + 1 for i, x in enumerate(self.fp8_activations)}}
+
     def _fp8_pair_acc_bound(self, fmt: str, x_format: str) -> int:
         """Largest |accumulator| of a pow2 GEMM of ``fmt`` weights and ``x_format``
         activations (groups of one MX block)."""

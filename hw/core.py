@@ -440,7 +440,7 @@ class Core(wiring.Component):
             else ~mode.mx_act
         if cfg.fp8_activations:  # fp8 activations only with MX and a weight format they pair with
             pairs = [(mode.fmt == FORMAT_CODES[f])
-                     & (mode.x_fmt == cfg.fp8_activations.index(x) + 1) for f, x in cfg.x_pairs]
+                     & (mode.x_fmt == cfg.x_fmt_codes[x]) for f, x in cfg.x_pairs]
             mx_ok = mx_ok & ((mode.x_fmt == 0) | (mode.mx_act & Cat(*pairs).any()))
         requant_ok = Const(1) if cfg.requant else ~mode.requant
         counts_ok = ((mode.group_beats != 0) & (mode.k_beats != 0)

@@ -63,7 +63,7 @@ class Layouts:
             "k_beats": unsigned(count_bits),
             "sched": unsigned(1),
             "inband": unsigned(1),
-            # With fp8 activations: 0 = int8 / MXINT8 codes, 1 + i = cfg.fp8_activations[i].
+            # With fp8 activations: `ArrayConfig.x_fmt_codes` (0 = int8 / MXINT8 codes).
             **({"x_fmt": unsigned(len(cfg.fp8_activations).bit_length())}
                if cfg.fp8_activations else {}),
         })

@@ -258,9 +258,9 @@ class ActivationDecode(wiring.Component):
             with m.Switch(self.x_fmt):
                 with m.Case(0):
                     m.d.comb += out.v.eq(code.as_signed())
-                for i, fmt in enumerate(cfg.fp8_activations):
+                for fmt in cfg.fp8_activations:
                     info = FORMATS[fmt]
-                    with m.Case(i + 1):
+                    with m.Case(cfg.x_fmt_codes[fmt]):
                         v, c = decode_minifloat(m, info, code, cfg.x_value_bits,
                                                 name=f"{fmt}_{p}")
                         m.d.comb += [out.v.eq(v), out.c.eq(c)]
@@ -774,8 +774,8 @@ class ScaleOperand(wiring.Component):
         adj_x = Signal(signed(6))  # the MX activations' element format (SPEC §4)
         with m.If(mode.mx_act):
             m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[MX_ACT_FORMAT])
-            for i, fmt in enumerate(cfg.fp8_activations):
-                with m.If(mode.x_fmt == i + 1):
+            for fmt in cfg.fp8_activations:
+                with m.If(mode.x_fmt == cfg.x_fmt_codes[fmt]):
                     m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[fmt])
         offset = Signal(signed(12), reset_less=True)
         m.d.sync += offset.eq(adj + adj_x - 254 + cfg.frac_bits - cfg.shift_min)

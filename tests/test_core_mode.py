@@ -75,7 +75,7 @@ def _illegal_words(cfg, legal):
         fmt = next(f for f, code in FORMAT_CODES.items() if code == base["fmt"])
         for x in _unpaired(cfg, fmt)[:1]:
             out[f"{fmt} weights with {x} activations (not a pair)"] = {
-                **base, "x_fmt": cfg.fp8_activations.index(x) + 1}
+                **base, "x_fmt": cfg.x_fmt_codes[x]}
         beyond = len(cfg.fp8_activations) + 1
         if beyond < 1 << Layouts(cfg).mode.members["x_fmt"].width:
             out["x_fmt beyond the enabled formats"] = {**base, "x_fmt": beyond}
