@@ -351,3 +351,17 @@ def test_verilator_memory_loader(tmp_path):
     (tmp_path / "act.hex").unlink()
     with pytest.raises(NativeError, match="cannot open act.hex"):
         run_native(model, files)
+
+
+def test_native_compiler_choice(monkeypatch):
+    """`native_cxx`: ``UPE_NATIVE_CXX`` when it names a command, clang++ where installed."""
+    import shutil
+
+    from verif.native import native_cxx
+    monkeypatch.setenv("UPE_NATIVE_CXX", "no-such-compiler++")
+    with pytest.raises(RuntimeError, match="UPE_NATIVE_CXX='no-such-compiler"):
+        native_cxx()
+    monkeypatch.setenv("UPE_NATIVE_CXX", "g++")
+    assert native_cxx() == "g++"
+    monkeypatch.delenv("UPE_NATIVE_CXX")
+    assert native_cxx() == ("clang++" if shutil.which("clang++") else "g++")

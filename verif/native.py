@@ -41,14 +41,17 @@ __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "Nat
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "upe_harness.v"
 MAIN_CPP = HARNESS_DIR / "main.cpp"
-NATIVE_RECIPE = "7"  # bump when the way native models are built changes
+NATIVE_RECIPE = "8"  # bump when the way native models are built changes
 STREAMS = ("act", "wgt", "prm", "res")
 LFSR_POLY = 0xB400   # x^16 + x^14 + x^13 + x^11 + 1, Galois form, shifting right
 LFSR_PERIOD = (1 << 16) - 1
 FULL_DUTY = 256
-#: Memory depths (words) of the Verilator build, as powers of two: a 4096 × 4096 int8 layer
-#: on a 4 × 4 array needs 2^20 weight words. Larger programs get a deeper build.
-VERILATOR_DEPTH_BITS = {"act": 16, "wgt": 20, "prm": 12, "gemms": 12}
+#: Memory depths (words) of the Verilator build, as powers of two; a program that needs more
+#: gets a deeper build (two bits at a time, each depth built once): a 4096 × 4096 int8 layer
+#: on a 4 × 4 array needs 2^20 weight words. The model zeroes its memories when it starts,
+#: so a depth beyond the program's is start-up time (2^20 weight words: 40 ms on `default`,
+#: a seventh of a 65 536-cycle run).
+VERILATOR_DEPTH_BITS = {"act": 16, "wgt": 16, "prm": 12, "gemms": 12}
 MIN_DEPTH_BITS = 8
 
 
@@ -196,13 +199,40 @@ def _run_logged(cmd: list[str], log: Path, cwd: Path, what: str) -> None:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}); end of {log}:\n{tail}")
 
 
+def native_cxx() -> str:
+    """The C++ compiler of the native Verilator builds.
+
+    ``UPE_NATIVE_CXX`` if set (a command on PATH), else ``clang++`` where it is installed
+    (Debian's ``clang``), else ``g++``. On `default`, clang's model ran a 65 536-cycle GEMM in
+    about 0.8 of g++'s time (docs/VERIFICATION.md); the results are the same.
+    """
+    chosen = os.environ.get("UPE_NATIVE_CXX")
+    if chosen:
+        if shutil.which(chosen) is None:
+            raise RuntimeError(f"UPE_NATIVE_CXX={chosen!r} is not a command on PATH")
+        return chosen
+    return "clang++" if shutil.which("clang++") else "g++"
+
+
+def _compiler_make_vars(cxx: str) -> str:
+    """The make variables that put ``cxx`` into the wheel's verilated.mk (configured for gcc)."""
+    words = [f"CXX={cxx}", f"LINK={cxx}"]
+    if "clang" in Path(cxx).name:
+        # clang reads a precompiled header through -include-pch and the .gch name itself;
+        # verilated_threads.cpp needs libatomic explicitly.
+        words += ["CFG_CXXFLAGS_PCH_I=-include-pch", "CFG_GCH_IF_CLANG=.gch",
+                  "USER_LDLIBS=-latomic"]
+    return " ".join(words)
+
+
 def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                  files: list[BeatFiles] | None = None, quiet: bool = False) -> NativeModel:
     """Emit the core and compile it with the harness once; later calls reuse the build.
 
     ``files`` picks memories deep enough for those GEMMs (else the default depths). The
     environment variable ``UPE_NATIVE_OPT`` (default ``-O2``; several flags separated by
-    spaces) sets the C++ optimisation of a Verilator build, part of its cache key.
+    spaces) sets the C++ optimisation of a Verilator build and `native_cxx` its compiler;
+    both are part of its cache key.
     """
     from gen.emit import emit
 
@@ -211,9 +241,11 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
         raise RuntimeError(f"cannot simulate on {sim}: {why}")
     depth_bits = _depth_for(sim, files)
     opt = os.environ.get("UPE_NATIVE_OPT", "-O2")
+    cxx = native_cxx() if sim == "verilator" else ""
     h = hashlib.sha256()
-    for part in (cfg.to_json(), sim, opt, NATIVE_RECIPE, json.dumps(depth_bits, sort_keys=True),
-                 _hardware_digest(), HARNESS.read_text(), MAIN_CPP.read_text()):
+    for part in (cfg.to_json(), sim, opt, cxx, NATIVE_RECIPE,
+                 json.dumps(depth_bits, sort_keys=True), _hardware_digest(), HARNESS.read_text(),
+                 MAIN_CPP.read_text()):
         h.update(part.encode() + b"\0")
     key = h.hexdigest()[:12]
     base = BUILD / "native" / f"{cfg.name}-{sim}-{key}"
@@ -224,8 +256,8 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
         if not stamp.exists():
             t0 = time.monotonic()
             if not quiet:
-                _log(f"building the native {sim} model of {cfg.name} ({cfg.rows}x{cfg.cols}), "
-                     f"once per configuration ...")
+                _log(f"building the native {sim} model of {cfg.name} ({cfg.rows}x{cfg.cols}"
+                     f"{', ' + cxx if cxx else ''}), once per configuration ...")
             if base.exists():
                 shutil.rmtree(base)
             paths = emit(cfg, base / "rtl")
@@ -247,7 +279,7 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                 saved = env["MAKEFLAGS"]
                 flags = opt.replace(" ", "\\ ")  # MAKEFLAGS escapes spaces in a value
                 os.environ["MAKEFLAGS"] = (f"{saved} OPT_FAST={flags} OPT_SLOW=-O0 "
-                                           f"OPT_GLOBAL={flags}")
+                                           f"OPT_GLOBAL={flags} {_compiler_make_vars(cxx)}")
                 try:
                     _run_logged(cmd, log, base, "the Verilator build of the native harness")
                 finally:
@@ -261,7 +293,7 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                        str(paths["verilog"]), str(HARNESS)]
                 _run_logged(cmd, log, base, "the Icarus build of the native harness")
             stamp.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1),
-                                         "depth_bits": depth_bits}))
+                                         "depth_bits": depth_bits, "cxx": cxx}))
             if not quiet:
                 _log(f"built the native {sim} model of {cfg.name} in "
                      f"{time.monotonic() - t0:.0f} s -> {base}")
