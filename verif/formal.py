@@ -262,6 +262,8 @@ class PECheck(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         from hw.layouts import Layouts
 
+        if cfg.fp8_activations:
+            raise ValueError("PECheck's dot product takes int8 activations only")
         self._cfg = cfg
         lay = Layouts(cfg)
         ports = {
@@ -308,7 +310,7 @@ class PECheck(wiring.Component):
                 terms, bads = [], []
                 for j in range(lanes):
                     x, w, b = spec.lane(fmt, pattern, j)
-                    terms.append(x * w)
+                    terms.append(x.as_signed() * w)  # the raw bits of an int8 activation
                     bads.append(b)
                 m.d.comb += [total.eq(sum(terms)), bad.eq(Cat(*bads).any())]
         m.d.comb += Assume(Cat(*any_mode).any())
