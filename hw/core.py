@@ -340,16 +340,19 @@ class Core(wiring.Component):
             rows_in.append(row)
         cols_in = []
         for c in range(cfg.cols):
+            ahead = self.wgt.payload.col[c]
             pk = Signal(lay.packet, name=f"col_entry{c}", reset_less=True)
-            m.d.sync += pk.eq(self.wgt.payload.col[c])
+            m.d.sync += pk.eq(ahead)
             for k in range(c):
                 nxt = Signal(lay.packet, name=f"col_skew{c}_{k}", reset_less=True)
                 m.d.sync += nxt.eq(pk)
-                pk = nxt
-            # Decoded once per column; every PE of the column reads the decoded packet.
+                ahead, pk = pk, nxt
+            # Decoded once per column; every PE of the column reads the decoded packet. The
+            # registers load every cycle, so ``ahead`` is the packet ``pk`` holds next.
             dec = LaneDecode(cfg)
             m.submodules[f"col_decode{c}"] = dec
-            m.d.comb += [dec.mode.eq(taps[1 + c]), dec.packet.eq(pk)]
+            m.d.comb += [dec.mode.eq(taps[1 + c]), dec.packet.eq(pk),
+                         dec.mode_ahead.eq(taps[c]), dec.packet_ahead.eq(ahead)]
             cols_in.append(dec.decoded)
 
         # ---- the PE grid ------------------------------------------------------------------

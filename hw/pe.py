@@ -403,10 +403,13 @@ class LaneDecode(wiring.Component):
     per PE (`LaneDecoder` and the position half of `ActivationSelect` for every lane); the PEs
     keep only the activation mux (`LaneSelect`). Throughput one packet per cycle.
 
-    The positions are not registered here: they leave in the cycle of the raw packet, in step
-    with the first PE's ``row_in``, so the PEs' DSP lanes can select (and register) their
-    activations a cycle before the multiplier's input register (`LaneSelect`). Every PE
-    forwards the whole packet through one register, so the lead holds down the column.
+    The positions leave a cycle ahead of the other fields, in the cycle of the raw packet and
+    in step with the first PE's ``row_in``, so the PEs' DSP lanes can select (and register)
+    their activations a cycle before the multiplier's input register (`LaneSelect`). Every PE
+    forwards the whole packet through one register, so the lead holds down the column. The
+    positions (and which lanes the mode uses) are decoded from ``packet_ahead`` and
+    ``mode_ahead``, the packet and mode ``packet`` and ``mode`` will be in the next cycle, into
+    a register: the first PE's select starts at a register, as every other PE's does.
     """
 
     latency = 1
@@ -417,6 +420,8 @@ class LaneDecode(wiring.Component):
         super().__init__({
             "mode": In(lay.mode),
             "packet": In(lay.packet),
+            "mode_ahead": In(lay.mode),
+            "packet_ahead": In(lay.packet),
             "decoded": Out(decoded_layout(cfg)),
         })
 
@@ -426,7 +431,8 @@ class LaneDecode(wiring.Component):
         invalid_terms = []
         layout = decoded_layout(cfg)
         has_pos = "pos" in dict(layout.members)
-        # w, invalid and scale are registered; pos leaves combinationally (a cycle ahead).
+        # w, invalid and scale are registered from the packet; pos (and active, the lanes the
+        # mode uses) a cycle earlier, from the packet ahead, so pos leaves a cycle ahead.
         decoded = Signal(layout, name="decoded_reg", reset_less=True)
         for i, (s, q) in enumerate(cfg.lanes):
             dec = LaneDecoder(cfg, q)
@@ -436,19 +442,23 @@ class LaneDecode(wiring.Component):
             m.d.comb += [
                 dec.slot.eq(self.packet.codes[s]),
                 dec.fmt.eq(self.mode.fmt),
-                sel.fmt.eq(self.mode.fmt),
-                sel.sparsity.eq(self.mode.sparsity),
+                sel.fmt.eq(self.mode_ahead.fmt),
+                sel.sparsity.eq(self.mode_ahead.sparsity),
             ]
             if cfg.has_zero_points:
                 m.d.comb += dec.zero.eq(self.packet.zero)
             if cfg.idx_bits:
-                m.d.comb += sel.idx.eq(self.packet.idx)
-            invalid_terms.append(dec.invalid & sel.active)
-            m.d.sync += decoded.w[f"w{i}"].eq(Mux(sel.active, dec.value, 0))
+                m.d.comb += sel.idx.eq(self.packet_ahead.idx)
+            active = Signal(name=f"active{i}", reset_less=True)
+            m.d.sync += active.eq(sel.active)
+            invalid_terms.append(dec.invalid & active)
+            m.d.sync += decoded.w[f"w{i}"].eq(Mux(active, dec.value, 0))
             if dec.coarse_max:
                 m.d.sync += decoded.w[f"c{i}"].eq(dec.coarse)
             if has_pos and f"pos{i}" in dict(layout.members["pos"].members):
-                m.d.comb += self.decoded.pos[f"pos{i}"].eq(sel.pos)
+                pos = Signal.like(sel.pos, name=f"pos{i}", reset_less=True)
+                m.d.sync += pos.eq(sel.pos)
+                m.d.comb += self.decoded.pos[f"pos{i}"].eq(pos)
         m.d.sync += decoded.invalid.eq(Cat(*invalid_terms).any())
         m.d.comb += [self.decoded.w.eq(decoded.w), self.decoded.invalid.eq(decoded.invalid)]
         if cfg.scale_field_bits:

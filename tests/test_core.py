@@ -27,6 +27,12 @@ def test_requant_stage_matches_golden():
     mult = rng.integers(1 << 30, 1 << 31, n)
     shift = rng.integers(-31, 31, n)
     zp = rng.integers(-300, 300, n)
+    # Left shifts that fit int32, with acc beyond 32 bits where the bias brings it back.
+    fit = slice(100, 200)
+    shift[fit] = rng.integers(0, 31, 100)
+    bias[fit] = rng.integers(-(1 << 31), 1 << 31, 100)
+    accb = np.array([rng.integers(-(1 << (31 - s)), (1 << (31 - s))) for s in shift[fit]])
+    acc[fit] = accb - bias[fit]
     for i, (a, mm, sh) in enumerate(ties):
         acc[i], mult[i], shift[i], bias[i], zp[i] = a, mm, sh, 0, 0
     # One row, one column per case: every case has its own parameters.

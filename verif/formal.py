@@ -262,6 +262,8 @@ class PECheck(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         from hw.layouts import Layouts
 
+        if cfg.fp8_activations:
+            raise ValueError("PECheck's dot product takes int8 activations only")
         self._cfg = cfg
         lay = Layouts(cfg)
         ports = {
@@ -278,26 +280,32 @@ class PECheck(wiring.Component):
         cfg = self._cfg
         m = Module()
         m.submodules.pe = pe = ProcessingElement(cfg)
-        # The PE reads the decoded packet, as the core's column decoder delivers it.
+        # The PE reads the decoded packet, as the core's column decoder delivers it: the
+        # decoder sees each packet a cycle ahead too (``wgt_in`` is that next packet).
         m.submodules.decode = decode = LaneDecode(cfg)
-        m.d.comb += [decode.mode.eq(self.mode), decode.packet.eq(self.wgt_in),
+        wgt = Signal.like(self.wgt_in)
+        m.d.sync += wgt.eq(self.wgt_in)
+        m.d.comb += [decode.mode.eq(self.mode), decode.packet.eq(wgt),
+                     decode.mode_ahead.eq(self.mode), decode.packet_ahead.eq(self.wgt_in),
                      pe.mode.eq(self.mode), pe.row_in.eq(self.row_in),
                      pe.wgt_in.eq(decode.decoded), self.result.eq(pe.result)]
         # Environment: scale none, the mode held; every beat is a whole group (the group and
-        # tile flags are free otherwise: other tiles come and go around the checked beat).
+        # tile flags are free otherwise: other tiles come and go around the checked beat); no
+        # beat in the first cycle, before the decoder has seen a packet ahead.
         mode_q = Signal.like(self.mode)
         started = Signal()
         m.d.sync += [mode_q.eq(self.mode), started.eq(1)]
         m.d.comb += Assume(self.mode.scale == 0)
+        ctl = self.row_in.ctl
         with m.If(started):
             m.d.comb += Assume(self.mode.as_value() == mode_q.as_value())
-        ctl = self.row_in.ctl
+        with m.Else():
+            m.d.comb += Assume(~ctl.valid)
         m.d.comb += Assume(ctl.group_first & ctl.group_last)
         # A checked beat: valid, first and last of its tile.
         check = ctl.valid & ctl.tile_first & ctl.tile_last
-        spec = _Spec(m, cfg, self.wgt_in.codes, self.row_in.x,
-                     self.wgt_in.idx if cfg.idx_bits else None,
-                     self.wgt_in.zero if cfg.has_zero_points else None)
+        spec = _Spec(m, cfg, wgt.codes, self.row_in.x, wgt.idx if cfg.idx_bits else None,
+                     wgt.zero if cfg.has_zero_points else None)
         total = Signal(signed(cfg.acc_bits))
         bad = Signal()
         any_mode = []
@@ -308,7 +316,7 @@ class PECheck(wiring.Component):
                 terms, bads = [], []
                 for j in range(lanes):
                     x, w, b = spec.lane(fmt, pattern, j)
-                    terms.append(x * w)
+                    terms.append(x.as_signed() * w)  # the raw bits of an int8 activation
                     bads.append(b)
                 m.d.comb += [total.eq(sum(terms)), bad.eq(Cat(*bads).any())]
         m.d.comb += Assume(Cat(*any_mode).any())
@@ -576,7 +584,7 @@ PROOFS: dict[str, Proof] = {p.name: p for p in [
     Proof("lanes_mxfp8", "the same for mxfp8: fp8 lanes as v << 8c, decoded fp8 activation "
           "windows", lambda: LaneCheck(preset("mxfp8")), "bmc", 1),
     Proof("pe", "whole PE (1 slot, int2, window 4): single-beat tile result = spec dot "
-          "product", lambda: PECheck(_pe_cfg()), "bmc", lambda: _pe_latency() + 1),
+          "product", lambda: PECheck(_pe_cfg()), "bmc", lambda: _pe_latency() + 2),
     Proof("output_stage", "OutputStage: in-order, exactly once, stream rules (raw + requant)",
           lambda: OutputStageCheck(preset("tiny").replace(cols=1)), "bmc",
           lambda: 2 * _output_latency() + 4),
@@ -593,7 +601,7 @@ PROOFS: dict[str, Proof] = {p.name: p for p in [
     Proof("core_cover", "Core 2x2: two tiles out (raw, requant), a held beat, backpressure",
           lambda: CoreCheck(_reduced_core_cfg()), "cover", core_depth, control_only=True),
     Proof("pe_cover", "PE: a checked beat with a large negative result",
-          lambda: PECheck(_pe_cfg()), "cover", lambda: _pe_latency() + 1),
+          lambda: PECheck(_pe_cfg()), "cover", lambda: _pe_latency() + 2),
 ]}
 
 
