@@ -583,10 +583,11 @@ class AdderTree(wiring.Component):
 
     ``latency`` = 2, one beat per cycle; ``beat`` is ``beat_bits`` wide (exact).
 
-    The first half adds only the LUT lanes' products (per group of four lanes, on carry
-    chains next to their registers); a DSP lane's product (`ArrayConfig.hard_lanes`, held in
-    the multiplier's output register) is copied into a fabric register with no adder in
-    front, so the route out of the DSP is a path of its own. The second half adds them all.
+    The first half adds the DSP lanes' products (`ArrayConfig.hard_lanes`, held in the
+    multipliers' output registers) in pairs, one carry chain behind the route out of the DSPs,
+    and the LUT lanes' products in groups of four (two levels, next to their registers); a
+    DSP product left over from the pairs is copied into a fabric register. The second half
+    adds those partial sums: for `tiny` six (three levels) instead of twelve.
     """
 
     latency = 2
@@ -602,21 +603,19 @@ class AdderTree(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
+        products = [self.products[f"p{j}"] for j in range(self._n)]
+        dsp = [p for p, lane in zip(products, cfg.lanes, strict=True) if lane in cfg.hard_lanes]
+        lut = [p for p, lane in zip(products, cfg.lanes, strict=True)
+               if lane not in cfg.hard_lanes]
         terms = []
-        for i in range(0, self._n, 4):
-            lut_products = []
-            for j in range(i, min(i + 4, self._n)):
-                product = self.products[f"p{j}"]
-                if cfg.lanes[j] in cfg.hard_lanes:
-                    copy = Signal(product.shape(), name=f"dsp_product{j}", reset_less=True)
-                    m.d.sync += copy.eq(product)
-                    terms.append(copy)
-                else:
-                    lut_products.append(product)
-            if lut_products:
-                part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
-                m.d.sync += part.eq(adder_tree(lut_products, m, name=f"quad{i // 4}"))
-                terms.append(part)
+        for i in range(0, len(dsp), 2):
+            part = Signal(signed(cfg.beat_bits), name=f"dsp_pair{i // 2}", reset_less=True)
+            m.d.sync += part.eq(adder_tree(dsp[i:i + 2], m, name=f"dsp_pair{i // 2}"))
+            terms.append(part)
+        for i in range(0, len(lut), 4):
+            part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
+            m.d.sync += part.eq(adder_tree(lut[i:i + 4], m, name=f"quad{i // 4}"))
+            terms.append(part)
         m.d.sync += self.beat.eq(adder_tree(terms, m, name="beat"))
         return m
 
