@@ -351,8 +351,8 @@ class Core(wiring.Component):
             # registers load every cycle, so ``ahead`` is the packet ``pk`` holds next.
             dec = LaneDecode(cfg)
             m.submodules[f"col_decode{c}"] = dec
-            m.d.comb += [dec.mode.eq(taps[1 + c]), dec.packet.eq(pk),
-                         dec.mode_ahead.eq(taps[c]), dec.packet_ahead.eq(ahead)]
+            m.d.comb += [dec.packet.eq(pk), dec.mode_ahead.eq(taps[c]),
+                         dec.packet_ahead.eq(ahead)]
             cols_in.append(dec.decoded)
 
         # ---- the PE grid ------------------------------------------------------------------

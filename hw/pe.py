@@ -407,9 +407,11 @@ class LaneDecode(wiring.Component):
     in step with the first PE's ``row_in``, so the PEs' DSP lanes can select (and register)
     their activations a cycle before the multiplier's input register (`LaneSelect`). Every PE
     forwards the whole packet through one register, so the lead holds down the column. The
-    positions (and which lanes the mode uses) are decoded from ``packet_ahead`` and
-    ``mode_ahead``, the packet and mode ``packet`` and ``mode`` will be in the next cycle, into
-    a register: the first PE's select starts at a register, as every other PE's does.
+    lane values, the positions and which lanes the mode uses are decoded from
+    ``packet_ahead`` and ``mode_ahead`` (the packet ``packet`` will be in the next cycle, and
+    its mode) into registers, so every path here and in the first PE's select starts at a
+    register; the weights then take one more register (the unused lanes forced to 0) and leave
+    with ``packet``'s group scale.
     """
 
     latency = 1
@@ -418,7 +420,6 @@ class LaneDecode(wiring.Component):
         self._cfg = cfg
         lay = Layouts(cfg)
         super().__init__({
-            "mode": In(lay.mode),
             "packet": In(lay.packet),
             "mode_ahead": In(lay.mode),
             "packet_ahead": In(lay.packet),
@@ -431,8 +432,9 @@ class LaneDecode(wiring.Component):
         invalid_terms = []
         layout = decoded_layout(cfg)
         has_pos = "pos" in dict(layout.members)
-        # w, invalid and scale are registered from the packet; pos (and active, the lanes the
-        # mode uses) a cycle earlier, from the packet ahead, so pos leaves a cycle ahead.
+        # Decoded a cycle ahead, from the packet ahead: every lane's value, coarse shift,
+        # invalid flag, position and whether the mode uses it; pos leaves from its register
+        # (a cycle ahead), w, invalid and scale take one more register.
         decoded = Signal(layout, name="decoded_reg", reset_less=True)
         for i, (s, q) in enumerate(cfg.lanes):
             dec = LaneDecoder(cfg, q)
@@ -440,21 +442,25 @@ class LaneDecode(wiring.Component):
             m.submodules[f"dec_{s}_{q}"] = dec
             m.submodules[f"sel_{s}_{q}"] = sel
             m.d.comb += [
-                dec.slot.eq(self.packet.codes[s]),
-                dec.fmt.eq(self.mode.fmt),
+                dec.slot.eq(self.packet_ahead.codes[s]),
+                dec.fmt.eq(self.mode_ahead.fmt),
                 sel.fmt.eq(self.mode_ahead.fmt),
                 sel.sparsity.eq(self.mode_ahead.sparsity),
             ]
             if cfg.has_zero_points:
-                m.d.comb += dec.zero.eq(self.packet.zero)
+                m.d.comb += dec.zero.eq(self.packet_ahead.zero)
             if cfg.idx_bits:
                 m.d.comb += sel.idx.eq(self.packet_ahead.idx)
             active = Signal(name=f"active{i}", reset_less=True)
-            m.d.sync += active.eq(sel.active)
-            invalid_terms.append(dec.invalid & active)
-            m.d.sync += decoded.w[f"w{i}"].eq(Mux(active, dec.value, 0))
+            value = Signal.like(dec.value, name=f"value{i}", reset_less=True)
+            bad = Signal(name=f"bad{i}", reset_less=True)
+            m.d.sync += [active.eq(sel.active), value.eq(dec.value),
+                         bad.eq(dec.invalid & sel.active)]
+            invalid_terms.append(bad)
+            m.d.sync += decoded.w[f"w{i}"].eq(Mux(active, value, 0))
             if dec.coarse_max:
-                m.d.sync += decoded.w[f"c{i}"].eq(dec.coarse)
+                coarse = Signal.like(dec.coarse, name=f"coarse{i}", reset_less=True)
+                m.d.sync += [coarse.eq(dec.coarse), decoded.w[f"c{i}"].eq(coarse)]
             if has_pos and f"pos{i}" in dict(layout.members["pos"].members):
                 pos = Signal.like(sel.pos, name=f"pos{i}", reset_less=True)
                 m.d.sync += pos.eq(sel.pos)

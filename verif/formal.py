@@ -285,8 +285,8 @@ class PECheck(wiring.Component):
         m.submodules.decode = decode = LaneDecode(cfg)
         wgt = Signal.like(self.wgt_in)
         m.d.sync += wgt.eq(self.wgt_in)
-        m.d.comb += [decode.mode.eq(self.mode), decode.packet.eq(wgt),
-                     decode.mode_ahead.eq(self.mode), decode.packet_ahead.eq(self.wgt_in),
+        m.d.comb += [decode.packet.eq(wgt), decode.mode_ahead.eq(self.mode),
+                     decode.packet_ahead.eq(self.wgt_in),
                      pe.mode.eq(self.mode), pe.row_in.eq(self.row_in),
                      pe.wgt_in.eq(decode.decoded), self.result.eq(pe.result)]
         # Environment: scale none, the mode held; every beat is a whole group (the group and
