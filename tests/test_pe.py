@@ -126,18 +126,23 @@ def test_activation_select_every_mode(pattern):
 PE_CFG = TINY.replace(rows=1, cols=1, name="upe_pe")
 
 
+def _check_random_gemm(cfg, mode, M, K, N):
+    """A random GEMM of ``mode``, seeded by the mode's name, on ``cfg``'s array = golden."""
+    # A stable digest of the mode (``hash`` of a str is salted per process).
+    seed = int.from_bytes(hashlib.sha256(mode.name.encode()).digest()[:4], "little") % 1000
+    layer, x, x_exp = random_case(seed, cfg, mode, M, K, N)
+    want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits, t_min=cfg.t_min,
+                          t_max=cfg.t_max)
+    y, err, _ = run_gemm(cfg, layer, x, x_exp=x_exp)
+    np.testing.assert_array_equal(y, want, err_msg=mode.name)
+    np.testing.assert_array_equal(err, want_err, err_msg=mode.name)
+
+
 @pytest.mark.parametrize("mode", [m for m in PE_CFG.modes if m.sparsity in ("dense", "2:4")],
                          ids=lambda m: m.name)
 def test_pe_random(mode):
     """One PE (a 1×1 array) on a seeded random GEMM per format × scale kind."""
-    # A stable digest of the mode (``hash`` of a str is salted per process).
-    seed = int.from_bytes(hashlib.sha256(mode.name.encode()).digest()[:4], "little") % 1000
-    layer, x, x_exp = random_case(seed, PE_CFG, mode, 2, 64, 2)
-    want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=PE_CFG.frac_bits,
-                          t_min=PE_CFG.t_min, t_max=PE_CFG.t_max)
-    y, err, _ = run_gemm(PE_CFG, layer, x, x_exp=x_exp)
-    np.testing.assert_array_equal(y, want)
-    np.testing.assert_array_equal(err, want_err)
+    _check_random_gemm(PE_CFG, mode, 2, 64, 2)
 
 
 @pytest.mark.parametrize("dsp_lanes", [0, 8, len(PE_CFG.lanes)])
@@ -150,13 +155,7 @@ def test_pe_hard_lanes(dsp_lanes):
         if mode.sparsity not in ("dense", "2:4") or mode.fmt not in (
                 "int8", "uint4", "fp4_e2m1", "int2"):
             continue
-        seed = int.from_bytes(hashlib.sha256(mode.name.encode()).digest()[:4], "little") % 1000
-        layer, x, x_exp = random_case(seed, cfg, mode, 2, 64, 2)
-        want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits,
-                              t_min=cfg.t_min, t_max=cfg.t_max)
-        y, err, _ = run_gemm(cfg, layer, x, x_exp=x_exp)
-        np.testing.assert_array_equal(y, want, err_msg=mode.name)
-        np.testing.assert_array_equal(err, want_err, err_msg=mode.name)
+        _check_random_gemm(cfg, mode, 2, 64, 2)
 
 
 @pytest.mark.parametrize("name", ["int8-4:8-none", "int4-2:8-int", "int2-2:4-none"])
@@ -169,13 +168,7 @@ def test_select_lead_down_the_column(name):
     reach = lane_map(cfg).reach
     assert any(len(reach(mult)) > 1 for mult in cfg.hard_lanes)
     assert any(len(reach(mult)) > 1 for mult in set(cfg.lanes) - cfg.hard_lanes)
-    seed = int.from_bytes(hashlib.sha256(mode.name.encode()).digest()[:4], "little") % 1000
-    layer, x, x_exp = random_case(seed, cfg, mode, 4, 64, 4)
-    want, want_err = gemm(x, layer, x_exp=x_exp, frac_bits=cfg.frac_bits,
-                          t_min=cfg.t_min, t_max=cfg.t_max)
-    y, err, _ = run_gemm(cfg, layer, x, x_exp=x_exp)
-    np.testing.assert_array_equal(y, want)
-    np.testing.assert_array_equal(err, want_err)
+    _check_random_gemm(cfg, mode, 4, 64, 4)
 
 
 def test_activation_decode_every_fp8_code():

@@ -203,8 +203,8 @@ def native_cxx() -> str:
     """The C++ compiler of the native Verilator builds.
 
     ``UPE_NATIVE_CXX`` if set (a command on PATH), else ``clang++`` where it is installed
-    (Debian's ``clang``), else ``g++``. On `default`, clang's model ran a 65 536-cycle GEMM in
-    about 0.8 of g++'s time (docs/VERIFICATION.md); the results are the same.
+    (Debian's ``clang``), else ``g++``. On `default`, clang's model ran a 262 144-cycle GEMM
+    in 0.88 of g++'s time (docs/VERIFICATION.md); the results are the same.
     """
     chosen = os.environ.get("UPE_NATIVE_CXX")
     if chosen:
