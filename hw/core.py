@@ -19,10 +19,7 @@ from hw.config import FORMAT_CODES, MX_BLOCK, SCALE_CODES, SPARSITY_CODES, Array
 from hw.layouts import Layouts
 from hw.pe import (
     ActivationDecode,
-    AdderTree,
     LaneDecode,
-    LaneProducts,
-    LaneSelect,
     ProcessingElement,
     decoded_layout,
 )
@@ -224,11 +221,8 @@ class Core(wiring.Component):
         """Cycles from taking a tile's last beat to its first result row (no backpressure)."""
         return core_latency(self._cfg)
 
-    #: Cycles from a beat entering a PE (``row_in``) to where the PE reads its mode: the
-    #: `ScaleOperand` beside `GroupSum`, which registers a mode-derived constant one cycle
-    #: earlier (so two consecutive beats must see the same mode: `_effective_mode`).
-    MODE_READ = LaneDecode.latency + LaneSelect.latency + LaneProducts.latency \
-        + AdderTree.latency
+    #: Cycles from a beat entering a PE (``row_in``) to where the PE reads its mode.
+    MODE_READ = ProcessingElement.mode_read
 
     def _effective_mode(self, m: Module, gemm_end):
         """The mode of the beat taken now: the ``mode`` port, or with ``mode.inband`` the
@@ -348,10 +342,13 @@ class Core(wiring.Component):
                 m.d.sync += nxt.eq(pk)
                 ahead, pk = pk, nxt
             # Decoded once per column; every PE of the column reads the decoded packet. The
-            # registers load every cycle, so ``ahead`` is the packet ``pk`` holds next.
+            # registers load every cycle, so ``ahead`` is the packet ``pk`` holds next. Its
+            # beat was taken c cycles ago, and the mode of that cycle is also the mode of the
+            # cycle before it (`_effective_mode`), which the tap one register further holds:
+            # the decoder's mode starts at a register on column 0 too.
             dec = LaneDecode(cfg)
             m.submodules[f"col_decode{c}"] = dec
-            m.d.comb += [dec.packet.eq(pk), dec.mode_ahead.eq(taps[c]),
+            m.d.comb += [dec.packet.eq(pk), dec.mode_ahead.eq(taps[c + 1]),
                          dec.packet_ahead.eq(ahead)]
             cols_in.append(dec.decoded)
 

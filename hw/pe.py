@@ -682,31 +682,52 @@ class GroupSum(wiring.Component):
 
 
 class ExponentSum(wiring.Component):
-    """``e_w + e_x`` of a group and its NaN check, registered (``latency`` = 1).
+    """A group's pow2 shift offset ``u`` and its NaN check, registered (``latency`` = 1).
 
-    Runs in the delay line that carries the group's scale to `ScaleOperand`, one stage before
-    its end, so `ScaleOperand` starts from the sum (it was the routed critical path of
-    `tiny`: the exponent mux and two additions in front of the scaler's DSP). ``e_x`` is 127
-    unless the mode has MX activations.
+    ``u = (e_w − 127) + (e_x − 127) + adj + frac_bits − shift_min`` (SPEC §4; ``e_x`` is 127
+    unless the mode has MX activations, ``adj`` the formats' exponent adjustments): the
+    `Scaler` multiplies by ``2^(u mod CHUNK)`` and shifts by a constant that ``u div CHUNK``
+    picks. Runs in the delay line that carries the group's scale to `ScaleOperand`, one stage
+    before its end, so `ScaleOperand` starts from ``u`` in a register and only decodes it (the
+    sum in front of the scaler's DSP input was `default`'s routed critical path).
+
+    ``mode`` is the mode of the beat at this stage's input. Everything that depends on the
+    mode alone (``adj − 254 + frac_bits − shift_min``) is registered from it a cycle earlier;
+    the core holds the mode for a cycle before every beat (`Core._effective_mode`), so that
+    copy is the beat's own.
     """
 
     latency = 1
-    exps_shape = unsigned(9)
+    u_shape = signed(12)
 
-    def __init__(self):
-        super().__init__({"mx_act": In(1), "e_w": In(8), "e_x": In(8),
-                          "exps": Out(self.exps_shape), "exp_nan": Out(1)})
+    def __init__(self, cfg: ArrayConfig):
+        self._cfg = cfg
+        super().__init__({"mode": In(Layouts(cfg).mode), "e_w": In(8), "e_x": In(8),
+                          "u": Out(self.u_shape), "exp_nan": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        e_x = Mux(self.mx_act, self.e_x, 127)
-        exps = Signal(self.exps_shape, name="exps_next")
-        m.d.comb += exps.eq(self.e_w + e_x)
-        exps_reg = Signal(self.exps_shape, name="exps_reg", reset_less=True)
+        cfg, mode = self._cfg, self.mode
+        adj = Signal(signed(6))
+        with m.Switch(mode.fmt):
+            for fmt, value in FORMAT_POW2_ADJ.items():
+                if fmt in cfg.formats:
+                    with m.Case(FORMAT_CODES[fmt]):
+                        m.d.comb += adj.eq(value)
+        adj_x = Signal(signed(6))  # the MX activations' element format (SPEC §4)
+        with m.If(mode.mx_act):
+            m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[MX_ACT_FORMAT])
+            for fmt in cfg.fp8_activations:
+                with m.If(mode.x_fmt == cfg.x_fmt_codes[fmt]):
+                    m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[fmt])
+        offset = Signal(signed(12), name="offset", reset_less=True)
+        m.d.sync += offset.eq(adj + adj_x - 254 + cfg.frac_bits - cfg.shift_min)
+        e_x = Mux(mode.mx_act, self.e_x, 127)
+        u_reg = Signal(self.u_shape, name="u_reg", reset_less=True)
         nan_reg = Signal(name="nan_reg", reset_less=True)
-        m.d.sync += [exps_reg.eq(exps),
-                     nan_reg.eq((self.e_w == 0xFF) | (self.mx_act & (self.e_x == 0xFF)))]
-        m.d.comb += [self.exps.eq(exps_reg), self.exp_nan.eq(nan_reg)]
+        m.d.sync += [u_reg.eq(self.e_w + e_x + offset),
+                     nan_reg.eq((self.e_w == 0xFF) | (mode.mx_act & (self.e_x == 0xFF)))]
+        m.d.comb += [self.u.eq(u_reg), self.exp_nan.eq(nan_reg)]
         return m
 
 
@@ -717,13 +738,12 @@ class ScaleOperand(wiring.Component):
     operands (``P_g`` and ``operand``) and nothing in front of them.
 
     * ``none``: ``operand = 1``; ``int``: ``operand = s`` (the signed group scale);
-    * ``pow2``: ``t = (e_w − 127) + (e_x − 127) + adj`` (SPEC §4; ``e_x`` = 127 for plain int8
-      activations; ``e_w + e_x`` and the NaN check arrive from `ExponentSum`); the
-      contribution is ``floor(P_g · 2^(t + frac_bits))``. With
-      ``u = t + frac_bits − shift_min`` (``0 <= u <= shift_max − shift_min`` inside the
-      window), ``operand = 2^(u mod CHUNK)`` and ``coarse = 1 + u div CHUNK`` selects the
-      `Scaler`'s constant shift; ``coarse`` is 0 for the other scale kinds. ``bad`` is set for
-      a NaN exponent (0xFF) or ``t`` outside ``[t_min, t_max]``.
+    * ``pow2``: from `ExponentSum`'s ``u = t + frac_bits − shift_min`` (``t`` the group's
+      shift, SPEC §4; the contribution is ``floor(P_g · 2^(t + frac_bits))``):
+      ``operand = 2^(u mod CHUNK)``, and ``coarse = 1 + u div CHUNK`` selects the `Scaler`'s
+      constant shift (``0 <= u <= shift_max − shift_min`` inside the window); ``coarse`` is 0
+      for the other scale kinds. ``bad`` is set for a NaN exponent (0xFF) or ``t`` outside
+      ``[t_min, t_max]``.
     """
 
     latency = 1
@@ -740,7 +760,7 @@ class ScaleOperand(wiring.Component):
         if cfg.scale_field_bits:
             ports["scale"] = In(cfg.scale_field_bits)
         if "pow2" in cfg.scale_kinds:
-            ports["exps"] = In(ExponentSum.exps_shape)
+            ports["u"] = In(ExponentSum.u_shape)
             ports["exp_nan"] = In(1)
         super().__init__(ports)
 
@@ -751,8 +771,6 @@ class ScaleOperand(wiring.Component):
         operand = Signal.like(self.operand, name="operand_next")
         coarse = Signal.like(self.coarse, name="coarse_next")
         bad = Signal(name="bad_next")
-        if "pow2" in cfg.scale_kinds:
-            u, nan, out_of_window = self._pow2_offset(m)
         with m.Switch(mode.scale):
             if "none" in cfg.scale_kinds:
                 with m.Case(SCALE_CODES["none"]):
@@ -764,40 +782,18 @@ class ScaleOperand(wiring.Component):
                 with m.Case(SCALE_CODES["pow2"]):
                     # chunk is a power of two: u mod chunk and u div chunk are bit fields
                     # (inside the window u >= 0; outside it the contribution is 0 anyway).
+                    u = self.u
                     fine_bits = (chunk - 1).bit_length()
+                    out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
                     m.d.comb += [operand.eq(Const(1, unsigned(chunk + 1)) << u[:fine_bits]),
                                  coarse.eq(u[fine_bits:len(u) - 1] + 1),
-                                 bad.eq(nan | out_of_window)]
+                                 bad.eq(self.exp_nan | out_of_window)]
         op_out = Signal.like(self.operand, name="operand_out", reset_less=True)
         coarse_out = Signal.like(self.coarse, name="coarse_out", reset_less=True)
         bad_out = Signal(name="bad_out", reset_less=True)
         m.d.sync += [op_out.eq(operand), coarse_out.eq(coarse), bad_out.eq(bad)]
         m.d.comb += [self.operand.eq(op_out), self.coarse.eq(coarse_out), self.bad.eq(bad_out)]
         return m
-
-    def _pow2_offset(self, m: Module):
-        """``u`` (signed), and the NaN and window checks of a group's exponents."""
-        cfg, mode = self._cfg, self.mode
-        # Everything that depends only on the (static) mode is folded into one registered
-        # constant: adj_w + adj_x − 254 + frac_bits − shift_min.
-        adj = Signal(signed(6))
-        with m.Switch(mode.fmt):
-            for fmt, value in FORMAT_POW2_ADJ.items():
-                if fmt in cfg.formats:
-                    with m.Case(FORMAT_CODES[fmt]):
-                        m.d.comb += adj.eq(value)
-        adj_x = Signal(signed(6))  # the MX activations' element format (SPEC §4)
-        with m.If(mode.mx_act):
-            m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[MX_ACT_FORMAT])
-            for fmt in cfg.fp8_activations:
-                with m.If(mode.x_fmt == cfg.x_fmt_codes[fmt]):
-                    m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[fmt])
-        offset = Signal(signed(12), reset_less=True)
-        m.d.sync += offset.eq(adj + adj_x - 254 + cfg.frac_bits - cfg.shift_min)
-        u = Signal(signed(12))
-        m.d.comb += u.eq(self.exps + offset)  # e_w + e_x, summed a cycle earlier
-        out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
-        return u, self.exp_nan, out_of_window
 
 
 class Scaler(wiring.Component):
@@ -973,6 +969,12 @@ class ProcessingElement(wiring.Component):
     STAGES = (LaneSelect, LaneProducts, AdderTree, GroupSum, Scaler, WideAccumulator)
     latency = LaneDecode.latency + sum(stage.latency for stage in STAGES)
     forward_latency = 1
+    #: Cycles from a beat entering the column decoder and ``row_in`` to where the PE reads
+    #: ``mode``: `ExponentSum`'s input, a stage before `ScaleOperand` (which reads a
+    #: registered copy). `ExponentSum` registers a mode-derived constant one cycle earlier
+    #: still, so two consecutive beats must see the same mode (`Core._effective_mode`).
+    mode_read = (LaneDecode.latency + LaneSelect.latency + LaneProducts.latency
+                 + AdderTree.latency - ExponentSum.latency)
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
@@ -1034,20 +1036,23 @@ class ProcessingElement(wiring.Component):
             group.invalid.eq(delay(m, lanes.invalid, to_group - LaneSelect.latency,
                                    name="invalid")),
         ]
+        # The mode arrives for ExponentSum's stage; ScaleOperand, a stage on, reads a copy.
+        mode_q = Signal.like(mode, name="mode_q", reset_less=True)
+        m.d.sync += mode_q.eq(mode)
         m.submodules.scale_operand = operand = ScaleOperand(cfg)
-        m.d.comb += [operand.mode.eq(mode), scaler.operand.eq(operand.operand),
+        m.d.comb += [operand.mode.eq(mode_q), scaler.operand.eq(operand.operand),
                      scaler.coarse.eq(operand.coarse), scaler.bad.eq(operand.bad)]
         if cfg.scale_field_bits:
             m.d.comb += operand.scale.eq(delay(m, self.wgt_in.scale, to_group, name="scale"))
         if "pow2" in cfg.scale_kinds:
             # The exponents' sum is formed in the last stage of their delay line.
-            m.submodules.exponent_sum = exps = ExponentSum()
+            m.submodules.exponent_sum = exps = ExponentSum(cfg)
             pre = to_group - ExponentSum.latency
-            assert pre >= 0
+            assert pre >= 0 and LaneDecode.latency + pre == self.mode_read
             m.d.comb += [
-                exps.mx_act.eq(mode.mx_act),
+                exps.mode.eq(mode),
                 exps.e_w.eq(delay(m, self.wgt_in.scale[:8], pre, name="e_w")),
                 exps.e_x.eq(delay(m, self.row_in.x_exp, LaneDecode.latency + pre, name="xexp")),
-                operand.exps.eq(exps.exps), operand.exp_nan.eq(exps.exp_nan),
+                operand.u.eq(exps.u), operand.exp_nan.eq(exps.exp_nan),
             ]
         return m
