@@ -8,10 +8,12 @@ quarter 2 the 4- and 2-bit formats, quarters 1 and 3 the 2-bit formats only, and
 as wide as the enabled formats that use it.
 """
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from golden.formats import decode
 from golden.tables import ELEMENT_FORMATS as FORMATS
 from golden.tables import MX_ACT_FORMAT
 from hw.config import (
@@ -170,21 +172,16 @@ class LaneDecoder(wiring.Component):
                         m.d.comb += value.eq(code.as_signed())
                     elif info.encoding == "unsigned":
                         m.d.comb += value.eq(code)
-                    elif info.encoding == "ternary":
+                    elif info.encoding in ("ternary", "e2m1"):
+                        # The golden codec's table of at most 16 codes: a LUT4 per value bit,
+                        # no negation on a carry chain (Yosys shared one with the zero
+                        # point's subtraction, putting the format's mux in front of it).
+                        table, _ = decode(fmt, np.arange(info.n_codes))
                         with m.Switch(code):
-                            with m.Case(0b01):
-                                m.d.comb += value.eq(1)
-                            with m.Case(0b11):
-                                m.d.comb += value.eq(-1)
-                    elif info.encoding == "e2m1":
-                        sign, exp, man = code[3], code[1:3], code[0]
-                        mag = Signal(unsigned(4), name=f"mag_{fmt}")
-                        with m.Switch(exp):
-                            with m.Case(0):
-                                m.d.comb += mag.eq(man)
-                            with m.Default():
-                                m.d.comb += mag.eq(Cat(man, 1) << (exp - 1)[:2])
-                        m.d.comb += value.eq(Mux(sign, -mag, mag))
+                            for c, v in enumerate(table.tolist()):
+                                if v:
+                                    with m.Case(c):
+                                        m.d.comb += value.eq(v)
                     elif info.encoding == "minifloat":
                         self._minifloat(m, info, code, value, fmt)
                     else:  # pragma: no cover - golden.tables checks every row's encoding
