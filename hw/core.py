@@ -278,14 +278,21 @@ class Core(wiring.Component):
         # k_beats = 0 is illegal (flagged); each beat then closes a tile, so nothing hangs.
         # A scheduled GEMM (mode.sched: block sparsity, beats of dropped blocks omitted) takes
         # its group and tile ends from the weight beat instead of the counters.
+        # A beat's mode is also the mode of the cycle before it (`_effective_mode`), so the
+        # tile and group end compares read registered copies of the counts' last values (the
+        # subtractions stay out of the path to ``take``).
         wctl = self.wgt.payload.ctl
+        k_last = Signal.like(mode.k_beats, name="k_last", reset_less=True)
+        k_zero = Signal(name="k_zero", reset_less=True)
+        g_last = Signal.like(mode.group_beats, name="g_last", reset_less=True)
+        sched = Signal(name="sched", reset_less=True)
+        m.d.sync += [k_last.eq(mode.k_beats - 1), k_zero.eq(mode.k_beats == 0),
+                     g_last.eq(mode.group_beats - 1), sched.eq(mode.sched)]
         is_last = Signal()
         group_last = Signal()
         m.d.comb += [
-            is_last.eq(Mux(mode.sched, wctl.tile_last,
-                           (beat == mode.k_beats - 1) | (mode.k_beats == 0))),
-            group_last.eq(Mux(mode.sched, wctl.group_last | wctl.tile_last,
-                              gbeat == mode.group_beats - 1)),
+            is_last.eq(Mux(sched, wctl.tile_last, (beat == k_last) | k_zero)),
+            group_last.eq(Mux(sched, wctl.group_last | wctl.tile_last, gbeat == g_last)),
         ]
         take = Signal()
         m.d.comb += take.eq(self.act.valid & self.wgt.valid & ~(is_last & pending)
