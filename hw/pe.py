@@ -768,23 +768,28 @@ class ScaleOperand(wiring.Component):
         operand = Signal.like(self.operand, name="operand_next")
         coarse = Signal.like(self.coarse, name="coarse_next")
         bad = Signal(name="bad_next")
-        with m.Switch(mode.scale):
-            if "none" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["none"]):
-                    m.d.comb += operand.eq(1)
-            if "int" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["int"]):
-                    m.d.comb += operand.eq(self.scale[:cfg.scale_bits].as_signed())
-            if "pow2" in cfg.scale_kinds:
-                with m.Case(SCALE_CODES["pow2"]):
-                    # chunk is a power of two: u mod chunk and u div chunk are bit fields
-                    # (inside the window u >= 0; outside it the contribution is 0 anyway).
-                    u = self.u
-                    fine_bits = (chunk - 1).bit_length()
-                    out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
-                    m.d.comb += [operand.eq(Const(1, unsigned(chunk + 1)) << u[:fine_bits]),
-                                 coarse.eq(u[fine_bits:len(u) - 1] + 1),
-                                 bad.eq(self.exp_nan | out_of_window)]
+        # The operand is the int scale or 2^fine, fine = 0 for `none` (and for a scale code
+        # this build lacks, which the core's mode check flags): no arm of the operand's mux
+        # is a constant, so Yosys infers no synchronous reset on its register, which becomes
+        # the MULT18X18D's input register (a logic-driven DSP reset pin failed to route).
+        fine_bits = (chunk - 1).bit_length()
+        fine = Signal(fine_bits, name="fine")
+        power = Signal(unsigned(chunk + 1), name="power")
+        if "pow2" in cfg.scale_kinds:
+            # chunk is a power of two: u mod chunk and u div chunk are bit fields (inside the
+            # window u >= 0; outside it the contribution is 0 anyway).
+            u = self.u
+            is_pow2 = mode.scale == SCALE_CODES["pow2"]
+            out_of_window = (u < 0) | (u > cfg.shift_max - cfg.shift_min)
+            m.d.comb += [fine.eq(Mux(is_pow2, u[:fine_bits], 0)),
+                         coarse.eq(Mux(is_pow2, u[fine_bits:len(u) - 1] + 1, 0)),
+                         bad.eq(is_pow2 & (self.exp_nan | out_of_window))]
+        m.d.comb += power.eq(Const(1, unsigned(chunk + 1)) << fine)
+        if "int" in cfg.scale_kinds:
+            is_int = mode.scale == SCALE_CODES["int"]
+            m.d.comb += operand.eq(Mux(is_int, self.scale[:cfg.scale_bits].as_signed(), power))
+        else:
+            m.d.comb += operand.eq(power)
         op_out = Signal.like(self.operand, name="operand_out", reset_less=True)
         coarse_out = Signal.like(self.coarse, name="coarse_out", reset_less=True)
         bad_out = Signal(name="bad_out", reset_less=True)
