@@ -231,8 +231,9 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
 
     ``files`` picks memories deep enough for those GEMMs (else the default depths). The
     environment variable ``UPE_NATIVE_OPT`` (default ``-O2``; several flags separated by
-    spaces) sets the C++ optimisation of a Verilator build and `native_cxx` its compiler;
-    both are part of its cache key.
+    spaces) sets the C++ optimisation of a Verilator build, ``UPE_NATIVE_VERILATOR_FLAGS``
+    (default none) adds Verilator options (``--threads 2``, ``-O3``, ...) and `native_cxx`
+    picks its compiler; all three are part of its cache key.
     """
     from gen.emit import emit
 
@@ -241,9 +242,10 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
         raise RuntimeError(f"cannot simulate on {sim}: {why}")
     depth_bits = _depth_for(sim, files)
     opt = os.environ.get("UPE_NATIVE_OPT", "-O2")
+    vflags = os.environ.get("UPE_NATIVE_VERILATOR_FLAGS", "").split()
     cxx = native_cxx() if sim == "verilator" else ""
     h = hashlib.sha256()
-    for part in (cfg.to_json(), sim, opt, cxx, NATIVE_RECIPE,
+    for part in (cfg.to_json(), sim, opt, cxx, NATIVE_RECIPE, " ".join(vflags),
                  json.dumps(depth_bits, sort_keys=True), _hardware_digest(), HARNESS.read_text(),
                  MAIN_CPP.read_text()):
         h.update(part.encode() + b"\0")
@@ -267,7 +269,7 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
                 env = verilator_env()
                 jobs = str(max(1, min(2, os.cpu_count() or 1)))
                 cmd = ["verilator", "--cc", "--exe", "--build", "-j", jobs, "-Wno-fatal",
-                       "--x-initial", "fast",
+                       "--x-initial", "fast", *vflags,
                        "--top-module", "upe_harness", "-Mdir", str(base / "obj"),
                        "-CFLAGS", "-std=c++17",
                        # Memory widths for main.cpp's loader.
