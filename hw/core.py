@@ -402,12 +402,27 @@ class Core(wiring.Component):
             m.d.comb += out.params[c].eq(prm_reg[c])
         params_ok = ~tile_requant | prm_full
 
-        with m.Switch(drain_row):
-            for r in range(cfg.rows):
-                with m.Case(r):
-                    for c in range(cfg.cols):
-                        m.d.comb += [out.i.payload.value[c].eq(pes[r][c].result),
-                                     out.i.payload.err[c].eq(pes[r][c].result_err | ~tile_ok)]
+        # The row the output stage reads, registered: it is loaded a cycle ahead (row 0 as the
+        # drain starts, row r + 1 as row r is taken) from shadow registers that already hold
+        # it (row r's PEs finish rows - 1 - r cycles before the drain starts), so the PEs'
+        # results reach the requant's bias add through a register and the drain keeps its
+        # cycles. The shadow registers and the tile's flags hold while the tile is pending.
+        drained = Signal(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols), name="drained",
+                         reset_less=True)
+        drained_err = Signal(cfg.cols, name="drained_err", reset_less=True)
+        load_row = Signal(range(max(cfg.rows, 2)))
+        m.d.comb += load_row.eq(Mux(ready_to_drain, 0, drain_row + 1))
+        load = Signal()
+        m.d.comb += load.eq(ready_to_drain
+                            | (out.i.valid & out.i.ready & (drain_row != cfg.rows - 1)))
+        for r in range(cfg.rows):
+            with m.If(load & (load_row == r)):
+                for c in range(cfg.cols):
+                    m.d.sync += [drained[c].eq(pes[r][c].result),
+                                 drained_err[c].eq(pes[r][c].result_err | ~tile_ok)]
+        for c in range(cfg.cols):
+            m.d.comb += [out.i.payload.value[c].eq(drained[c]),
+                         out.i.payload.err[c].eq(drained_err[c])]
         m.d.comb += [out.i.valid.eq(draining & params_ok),
                      out.i.payload.last.eq(drain_row == cfg.rows - 1)]
 
