@@ -81,13 +81,17 @@ class RequantStage(wiring.Component):
         # sat in front of the DSPs' input registers, on the critical path): a saturated v is
         # INT32_MAX or INT32_MIN, whose SRDHM with M0 is known in closed form (`_saturated`)
         # and chosen at stage 5 instead of the product.
+        # Inside the range accb fits 32 − left bits, so v = accb · 2^left and SRDHM(v, M0) =
+        # floor((accb·M0 + 2^(30−left)) / 2^(31−left)): the DSPs multiply accb itself (only a
+        # register in front of them; the shift there was the routed critical path of the int8
+        # and unified arrays) and the left shift becomes the rounding right shift of stage 7,
+        # which a row with left > 0 does not need for RDBPOT (then right = 0).
         over, under = accb > hi1, accb < lo1
-        shifted = Signal(signed(32))
-        m.d.comb += shifted.eq(accb[:32] << left1)
-        v2 = stage("v2", shifted, signed(32))
+        v2 = stage("v2", accb[:32].as_signed(), signed(32))
         over2, under2 = stage("over2", over), stage("under2", under)
         err2 = stage("err2", over | under)
         right2, mult2, zp2 = stage("right2", right1), stage("mult2", mult1), stage("zp2", zp1)
+        left2 = stage("left2", left1)
         sat_max, sat_min = self._saturated(stage, mult1)
         # Stage 3: v · M0 as four 16×16 partial products, one MULT18X18D each with nothing
         # but registers around it: v = vh·2^16 + vl (vh signed), M0 = mh·2^16 + ml (M0 is
@@ -98,34 +102,45 @@ class RequantStage(wiring.Component):
         lh3 = stage("lh3", vl * mh, unsigned(32))
         hl3 = stage("hl3", vh * ml, signed(33))
         hh3 = stage("hh3", vh * mh, signed(32))
-        err3, right3, zp3 = stage("err3", err2), stage("right3", right2), stage("zp3", zp2)
+        err3, zp3 = stage("err3", err2), stage("zp3", zp2)
         over3, under3 = stage("over3", over2), stage("under3", under2)
+        # The row's final rounding shift: 31 − left with a left shift (round half up, the
+        # rest of SRDHM), else RDBPOT's right.
+        up3 = stage("up3", left2 != 0)
+        post3 = stage("post3", Mux(left2 != 0, 31 - left2, right2), unsigned(5))
         # Stage 4: ab = hh·2^32 + ll + (lh + hl)·2^16. hh·2^32 + ll is a concatenation (ll is
-        # unsigned, below 2^32); SRDHM's rounding 2^30 is added to it here, an increment of
-        # its bits 30 and up, beside the middle sum.
-        outer4 = stage("outer4", Cat(ll3[:30], Cat(ll3[30:32], hh3).as_signed() + 1),
+        # unsigned, below 2^32); without a left shift SRDHM's rounding 2^30 is added to it
+        # here, an increment of its bits 30 and up, beside the middle sum.
+        outer4 = stage("outer4", Cat(ll3[:30], Cat(ll3[30:32], hh3).as_signed() + ~up3),
                        signed(64))
         mid4 = stage("mid4", lh3 + hl3, signed(34))
-        err4, right4, zp4 = stage("err4", err3), stage("right4", right3), stage("zp4", zp3)
+        err4, zp4 = stage("err4", err3), stage("zp4", zp3)
         over4, under4 = stage("over4", over3), stage("under4", under3)
-        # Stage 5: SRDHM, (ab + nudge) / 2^31 truncating toward zero. With the nudge
-        # 2^30 for ab >= 0 and 1 − 2^30 below, both cases equal floor((ab + 2^30) / 2^31):
-        # one adder (the 2^30 is in outer4) and an arithmetic shift. The RDBPOT rounding
-        # constant is looked up here, a stage ahead of its use.
-        high5 = stage("high5", Mux(over4, sat_max, Mux(under4, sat_min,
-                                                          (outer4 + (mid4 << 16)) >> 31)),
-                      signed(33))
-        err5, right5, zp5 = stage("err5", err4), stage("right5", right4), stage("zp5", zp4)
+        up4, post4 = stage("up4", up3), stage("post4", post3)
+        # Stage 5: without a left shift SRDHM, (ab + nudge) / 2^31 truncating toward zero.
+        # With the nudge 2^30 for ab >= 0 and 1 − 2^30 below, both cases equal floor((ab +
+        # 2^30) / 2^31): one adder (the 2^30 is in outer4) and an arithmetic shift. With a
+        # left shift, ab itself (its rounding shift is stage 7's). A saturated row takes the
+        # closed form, final with a left shift (no shift after it). The rounding constant of
+        # stage 6 is looked up here, a stage ahead of its use.
+        total = outer4 + (mid4 << 16)
+        saturated = over4 | under4
+        x5 = stage("x5", Mux(saturated, Mux(over4, sat_max, sat_min),
+                             Mux(up4, total, total >> 31)), signed(64))
+        post = Signal(unsigned(5))
+        m.d.comb += post.eq(Mux(saturated & up4, 0, post4))
         half = Signal(unsigned(31))
-        m.d.comb += half.eq(Mux(right4 == 0, 0, Const(1, 32) << (right4 - 1)[:5]))
+        m.d.comb += half.eq(Mux(post == 0, 0, Const(1, 32) << (post - 1)[:5]))
         half5 = stage("half5", half)
-        half_m1_5 = stage("half_m1_5", half - (right4 != 0), unsigned(31))
-        # Stage 6: RDBPOT (round half away from zero) as one biased add: x / 2^e rounds to
-        # floor((x + 2^(e−1) − [x < 0]) / 2^e) for e >= 1, and x for e = 0 (both biases 0).
-        biased6 = stage("biased6", high5 + Mux(high5 < 0, half_m1_5, half5), signed(34))
-        err6, right6, zp6 = stage("err6", err5), stage("right6", right5), stage("zp6", zp5)
+        half_m1_5 = stage("half_m1_5", Mux(up4, half, half - (post != 0)), unsigned(31))
+        post5, err5, zp5 = stage("post5", post), stage("err5", err4), stage("zp5", zp4)
+        # Stage 6: one biased add. RDBPOT (round half away from zero): x / 2^e rounds to
+        # floor((x + 2^(e−1) − [x < 0]) / 2^e) for e >= 1, and x for e = 0 (both biases 0);
+        # SRDHM's remaining rounding after a left shift: floor((x + 2^(e−1)) / 2^e).
+        biased6 = stage("biased6", x5 + Mux(x5 < 0, half_m1_5, half5), signed(65))
+        post6, err6, zp6 = stage("post6", post5), stage("err6", err5), stage("zp6", zp5)
         # Stage 7: the rounding shift.
-        quot7 = stage("quot7", biased6 >> right6, signed(34))
+        quot7 = stage("quot7", biased6 >> post6, signed(34))
         err7, zp7 = stage("err7", err6), stage("zp7", zp6)
         # Stage 8: zero point and int8 saturation.
         rounded = Signal(signed(35))
