@@ -2,7 +2,7 @@
 
 import re
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -117,27 +117,34 @@ class RequantStage(wiring.Component):
         err4, zp4 = stage("err4", err3), stage("zp4", zp3)
         over4, under4 = stage("over4", over3), stage("under4", under3)
         up4, post4 = stage("up4", up3), stage("post4", post3)
+        # Stage 6's rounding constants, looked up two stages ahead (tables of the 5-bit shift,
+        # no carry chain): 2^(e−1) and, for RDBPOT's negative values, 2^(e−1) − 1.
+        half = Signal(unsigned(31))
+        half_neg = Signal(unsigned(31))
+        with m.Switch(post3):
+            for e in range(1, 32):
+                with m.Case(e):
+                    m.d.comb += [half.eq(1 << (e - 1)),
+                                 half_neg.eq(Mux(up3, 1 << (e - 1), (1 << (e - 1)) - 1))]
+        half4, half_neg4 = stage("half4", half), stage("half_neg4", half_neg)
         # Stage 5: without a left shift SRDHM, (ab + nudge) / 2^31 truncating toward zero.
         # With the nudge 2^30 for ab >= 0 and 1 − 2^30 below, both cases equal floor((ab +
         # 2^30) / 2^31): one adder (the 2^30 is in outer4) and an arithmetic shift. With a
         # left shift, ab itself (its rounding shift is stage 7's). A saturated row takes the
-        # closed form, final with a left shift (no shift after it). The rounding constant of
-        # stage 6 is looked up here, a stage ahead of its use.
+        # closed form, final with a left shift (no shift after it).
         total = outer4 + (mid4 << 16)
         saturated = over4 | under4
         x5 = stage("x5", Mux(saturated, Mux(over4, sat_max, sat_min),
                              Mux(up4, total, total >> 31)), signed(64))
-        post = Signal(unsigned(5))
-        m.d.comb += post.eq(Mux(saturated & up4, 0, post4))
-        half = Signal(unsigned(31))
-        m.d.comb += half.eq(Mux(post == 0, 0, Const(1, 32) << (post - 1)[:5]))
-        half5 = stage("half5", half)
-        half_m1_5 = stage("half_m1_5", Mux(up4, half, half - (post != 0)), unsigned(31))
-        post5, err5, zp5 = stage("post5", post), stage("err5", err4), stage("zp5", zp4)
+        final = saturated & up4  # nothing after it: no rounding, no shift
+        half5 = stage("half5", Mux(final, 0, half4))
+        half_neg5 = stage("half_neg5", Mux(final, 0, half_neg4))
+        post5 = stage("post5", Mux(final, 0, post4), unsigned(5))
+        err5, zp5 = stage("err5", err4), stage("zp5", zp4)
         # Stage 6: one biased add. RDBPOT (round half away from zero): x / 2^e rounds to
         # floor((x + 2^(e−1) − [x < 0]) / 2^e) for e >= 1, and x for e = 0 (both biases 0);
         # SRDHM's remaining rounding after a left shift: floor((x + 2^(e−1)) / 2^e).
-        biased6 = stage("biased6", x5 + Mux(x5 < 0, half_m1_5, half5), signed(65))
+        biased6 = stage("biased6", x5 + Mux(x5 < 0, half_neg5, half5), signed(65))
         post6, err6, zp6 = stage("post6", post5), stage("err6", err5), stage("zp6", zp5)
         # Stage 7: the rounding shift.
         quot7 = stage("quot7", biased6 >> post6, signed(34))
