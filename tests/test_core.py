@@ -61,6 +61,59 @@ def test_requant_stage_matches_golden():
         assert got[i] == (want_y[i], int(want_err[i])), (i, acc[i], bias[i], mult[i], shift[i])
 
 
+def _run_requant(cfg, acc, bias, mult, shift, zp):
+    """The requant stage's ``(y, err)`` of each case, one case per cycle."""
+    dut = RequantStage(cfg)
+    n = len(acc)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.advance, 1)
+        for i in range(n + dut.latency):
+            j = min(i, n - 1)
+            ctx.set(dut.acc, int(acc[j]))
+            ctx.set(dut.params, {"bias": int(bias[j]), "mult": int(mult[j]),
+                                 "shift": int(shift[j]), "zp": int(zp[j])})
+            await ctx.tick()
+            if i >= dut.latency - 1:
+                got.append((ctx.get(dut.y), ctx.get(dut.err)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got[:n]
+
+
+def test_requant_stage_left_shifts_at_the_int32_edges():
+    """Every shift of the SPEC's range, with accb inside, at and just beyond int32 / 2^left.
+
+    The left shift is folded into the rounding shift after the product, so the edges of the
+    range check and both extreme multipliers are where it would go wrong.
+    """
+    from golden.tables import OUT_SHIFT_MAX, OUT_SHIFT_MIN
+    cfg = TINY
+    rng = np.random.default_rng(23)
+    n = 2000
+    shift = np.resize(np.arange(OUT_SHIFT_MIN, OUT_SHIFT_MAX + 1), n)
+    mult = rng.integers(1 << 30, 1 << 31, n)
+    mult[::7], mult[1::7] = 1 << 30, (1 << 31) - 1
+    bias = rng.integers(-(1 << 31), 1 << 31, n)
+    zp = rng.integers(-128, 128, n)
+    accb = np.empty(n, np.int64)
+    for i in range(n):
+        lim = 1 << (31 - max(int(shift[i]), 0))
+        edges = (-lim, lim - 1, lim, -lim - 1, 0, -1, 1)
+        accb[i] = edges[i % 7] if i % 3 else rng.integers(-lim, lim)
+    acc = accb - bias
+    want_y, want_err = requantize(acc[None, :], bias=bias, out_mult=mult, out_shift=shift,
+                                  out_zp=zp)
+    got = _run_requant(cfg, acc, bias, mult, shift, zp)
+    for i in range(n):
+        assert got[i] == (want_y[0, i], int(want_err[0, i])), (i, acc[i], bias[i], mult[i],
+                                                               shift[i])
+
+
 def _modes_covering(cfg: ArrayConfig):
     """Every format × sparsity once, cycling scale kinds, MX activations and output stages."""
     by_pair = {}
