@@ -39,24 +39,7 @@ def test_requant_stage_matches_golden():
     want_y, want_err = requantize(acc[None, :], bias=bias, out_mult=mult, out_shift=shift,
                                   out_zp=zp)
     want_y, want_err = want_y[0], want_err[0]
-    dut = RequantStage(cfg)
-    got = []
-
-    async def bench(ctx):
-        ctx.set(dut.advance, 1)
-        for i in range(n + dut.latency):
-            j = min(i, n - 1)
-            ctx.set(dut.acc, int(acc[j]))
-            ctx.set(dut.params, {"bias": int(bias[j]), "mult": int(mult[j]),
-                                 "shift": int(shift[j]), "zp": int(zp[j])})
-            await ctx.tick()
-            if i >= dut.latency - 1:
-                got.append((ctx.get(dut.y), ctx.get(dut.err)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got = _run_requant(cfg, acc, bias, mult, shift, zp)
     for i in range(n):
         assert got[i] == (want_y[i], int(want_err[i])), (i, acc[i], bias[i], mult[i], shift[i])
 
