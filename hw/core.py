@@ -33,9 +33,11 @@ class OutputStage(wiring.Component):
 
     A row enters through ``i`` with its ``requant`` flag (raw or requantized: the flag
     travels with the row, so consecutive tiles may differ) and leaves ``latency`` advancing
-    cycles later on ``o``. The
-    pipeline advances whenever its output register is empty or being read, so no row is lost
-    or duplicated under any backpressure.
+    cycles later on ``o``. Behind the pipeline's output register a skid register takes the
+    row ``o`` did not take; the pipeline advances while the skid register is empty, so
+    ``i.ready`` and every stage's enable come from one register instead of ``o.ready``, and
+    no row is lost or duplicated under any backpressure. Nothing waits in the skid register
+    while ``o`` takes every row, so the latency is unchanged; ``capacity`` rows fit inside.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -53,12 +55,20 @@ class OutputStage(wiring.Component):
         """Advancing cycles from ``i`` to ``o`` (`output_latency`)."""
         return output_latency(self._cfg)
 
+    @property
+    def capacity(self) -> int:
+        """Rows the stage holds at most: one per pipeline stage and the skid register."""
+        return self.latency + 1
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         lat = self.latency
+        lay = Layouts(cfg)
+        skid = Signal(lay.res_beat, name="skid", reset_less=True)
+        skid_full = Signal(name="skid_full")
         adv = Signal()
-        m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
+        m.d.comb += [adv.eq(~skid_full), self.i.ready.eq(adv)]
         # Raw path and control: a delay line of `lat` stages in step with the requant pipeline.
         stage = self.i.payload
         valid = self.i.valid
@@ -70,7 +80,8 @@ class OutputStage(wiring.Component):
             with m.If(adv):
                 m.d.sync += [nxt.eq(stage), nv.eq(valid), nrq.eq(requant)]
             stage, valid, requant = nxt, nv, nrq
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.last.eq(stage.last)]
+        row = Signal(lay.res_beat, name="row")  # the output register's row
+        m.d.comb += row.last.eq(stage.last)
         for c in range(cfg.cols):
             if cfg.requant:
                 rq = RequantStage(cfg)
@@ -78,12 +89,18 @@ class OutputStage(wiring.Component):
                 m.d.comb += [rq.advance.eq(adv), rq.acc.eq(self.i.payload.value[c]),
                              rq.params.eq(self.params[c])]
                 m.d.comb += [
-                    self.o.payload.value[c].eq(Mux(requant, rq.y, stage.value[c])),
-                    self.o.payload.err[c].eq(stage.err[c] | (requant & rq.err)),
+                    row.value[c].eq(Mux(requant, rq.y, stage.value[c])),
+                    row.err[c].eq(stage.err[c] | (requant & rq.err)),
                 ]
             else:
-                m.d.comb += [self.o.payload.value[c].eq(stage.value[c]),
-                             self.o.payload.err[c].eq(stage.err[c])]
+                m.d.comb += [row.value[c].eq(stage.value[c]), row.err[c].eq(stage.err[c])]
+        # The skid register holds the older row while it is full, so rows leave in order.
+        m.d.comb += [self.o.valid.eq(skid_full | valid),
+                     self.o.payload.eq(Mux(skid_full, skid, row))]
+        with m.If(~skid_full & valid & ~self.o.ready):
+            m.d.sync += [skid.eq(row), skid_full.eq(1)]
+        with m.Elif(skid_full & self.o.ready):
+            m.d.sync += skid_full.eq(0)
         return m
 
 
@@ -407,19 +424,24 @@ class Core(wiring.Component):
         # it (row r's PEs finish rows - 1 - r cycles before the drain starts), so the PEs'
         # results reach the requant's bias add through a register and the drain keeps its
         # cycles. The shadow registers and the tile's flags hold while the tile is pending.
+        # A drain loads its rows in order, each once, so the row of the next load is a
+        # register of its own (`load_row`, back to row 0 after the last) and only the load's
+        # enable depends on the output stage's handshake.
         drained = Signal(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols), name="drained",
                          reset_less=True)
         drained_err = Signal(cfg.cols, name="drained_err", reset_less=True)
-        load_row = Signal(range(max(cfg.rows, 2)))
-        m.d.comb += load_row.eq(Mux(ready_to_drain, 0, drain_row + 1))
+        load_row = Signal(range(max(cfg.rows, 2)), name="load_row")
         load = Signal()
         m.d.comb += load.eq(ready_to_drain
                             | (out.i.valid & out.i.ready & (drain_row != cfg.rows - 1)))
-        for r in range(cfg.rows):
-            with m.If(load & (load_row == r)):
-                for c in range(cfg.cols):
-                    m.d.sync += [drained[c].eq(pes[r][c].result),
-                                 drained_err[c].eq(pes[r][c].result_err | ~tile_ok)]
+        with m.If(load):
+            m.d.sync += load_row.eq(Mux(load_row == cfg.rows - 1, 0, load_row + 1))
+            with m.Switch(load_row):
+                for r in range(cfg.rows):
+                    with m.Case(r):
+                        for c in range(cfg.cols):
+                            m.d.sync += [drained[c].eq(pes[r][c].result),
+                                         drained_err[c].eq(pes[r][c].result_err | ~tile_ok)]
         for c in range(cfg.cols):
             m.d.comb += [out.i.payload.value[c].eq(drained[c]),
                          out.i.payload.err[c].eq(drained_err[c])]

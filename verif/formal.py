@@ -401,7 +401,7 @@ class OutputStageCheck(wiring.Component):
         m.d.sync += [n_in.eq(n_in + took_in), n_out.eq(n_out + took_out)]
         inside = Signal(8)
         m.d.comb += inside.eq(n_in - n_out)
-        m.d.comb += Assert(inside <= dut.latency, "at most latency rows inside the stage")
+        m.d.comb += Assert(inside <= dut.capacity, "at most capacity rows inside the stage")
         with m.If(took_out):
             m.d.comb += [
                 Assert(inside >= 1, "a row left that never entered"),
