@@ -97,6 +97,34 @@ def test_requant_stage_left_shifts_at_the_int32_edges():
                                                                shift[i])
 
 
+def test_requant_stage_zero_points_across_int32():
+    """Zero points anywhere in int32, each against a quotient that brings the sum to the edges
+    of int8 (and one step beyond): the saturation compares quot with 127 − zp and −128 − zp
+    and adds only the low bytes, so wide zero points are where it would go wrong."""
+    from golden.gemm import rdbpot, srdhm
+    from golden.tables import INT32_MAX, INT32_MIN
+    cfg = TINY
+    rng = np.random.default_rng(29)
+    n = 1200
+    mult = rng.integers(1 << 30, 1 << 31, n)
+    shift = rng.integers(-31, 1, n)
+    acc = rng.integers(INT32_MIN, INT32_MAX + 1, n)
+    acc[::5] = rng.integers(-(1 << 12), 1 << 12, n // 5)
+    bias = np.zeros(n, np.int64)
+    quot = rdbpot(srdhm(acc, mult), -shift).astype(np.int64)
+    edge = np.resize(np.array([127, 128, -128, -129, 0, 126, -127]), n)
+    zp = np.clip(edge - quot + rng.integers(-2, 3, n) * (np.arange(n) % 2),
+                 INT32_MIN, INT32_MAX)
+    zp[:4] = INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1
+    want_y, want_err = requantize(acc[None, :], bias=bias, out_mult=mult, out_shift=shift,
+                                  out_zp=zp)
+    assert {127, -128} <= set(want_y[0].tolist()) and len(set(want_y[0].tolist())) > 8
+    got = _run_requant(cfg, acc, bias, mult, shift, zp)
+    for i in range(n):
+        assert got[i] == (want_y[0, i], int(want_err[0, i])), (i, acc[i], mult[i], shift[i],
+                                                               zp[i])
+
+
 def _modes_covering(cfg: ArrayConfig):
     """Every format × sparsity once, cycling scale kinds, MX activations and output stages."""
     by_pair = {}
