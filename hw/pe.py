@@ -29,7 +29,7 @@ from hw.layouts import Layouts
 
 __all__ = [
     "LaneDecoder", "ActivationDecode", "ActivationSelect", "LaneDecode", "LaneSelect",
-    "LaneProducts", "AdderTree", "GroupSum", "ScaleOperand", "Scaler", "WideAccumulator",
+    "LaneProducts", "AdderTree", "BeatRegister", "ScaleOperand", "Scaler", "WideAccumulator",
     "ProcessingElement",
     "adder_tree", "decode_minifloat", "decoded_layout", "delay", "select_reachable",
     "shift_add_product",
@@ -628,11 +628,18 @@ def _group_ctl_layout() -> data.StructLayout:
     return data.StructLayout({"valid": 1, "tile_first": 1, "tile_last": 1, "err": 1})
 
 
-class GroupSum(wiring.Component):
-    """Exact group partial ``P_g`` over a group's beats (``latency`` = 1).
+def _beat_ctl_layout() -> data.StructLayout:
+    """Control of one beat partial: the beat control and the lanes' error flag."""
+    return data.StructLayout({"valid": 1, "group_first": 1, "group_last": 1, "tile_first": 1,
+                              "tile_last": 1, "err": 1})
 
-    A group restarts on its first beat (no reset needed); ``o_ctl.valid`` pulses with the
-    group's last beat, with ``P_g`` on ``p`` and the group's sticky error and tile boundaries.
+
+class BeatRegister(wiring.Component):
+    """A beat's partial sum over all lanes with its control, registered (``latency`` = 1).
+
+    The register in front of the `Scaler`'s multiplier (it becomes the MULT18X18D's input
+    register), beside `ScaleOperand`, so that both operands of the product are registered.
+    ``o_ctl.err`` is the lanes' error flag of a valid beat (an invalid ternary code).
     """
 
     latency = 1
@@ -644,37 +651,19 @@ class GroupSum(wiring.Component):
             "beat": In(signed(cfg.beat_bits)),
             "ctl": In(lay.ctl),
             "invalid": In(1),
-            "p": Out(signed(cfg.p_bits)),
-            "o_ctl": Out(_group_ctl_layout()),
+            "o_beat": Out(signed(cfg.beat_bits)),
+            "o_ctl": Out(_beat_ctl_layout()),
         })
 
     def elaborate(self, platform):
         m = Module()
-        cfg, ctl = self._cfg, self.ctl
-        group_acc = Signal(signed(cfg.p_bits), reset_less=True)
-        group_err = Signal(reset_less=True)
-        group_tile_first = Signal(reset_less=True)
-        p_sum = Signal(signed(cfg.p_bits))
-        err_sum = Signal()
-        tile_first_sum = Signal()
-        m.d.comb += [
-            p_sum.eq(Mux(ctl.group_first, 0, group_acc) + self.beat),
-            err_sum.eq(Mux(ctl.group_first, 0, group_err) | (self.invalid & ctl.valid)),
-            tile_first_sum.eq(Mux(ctl.group_first, ctl.tile_first, group_tile_first)),
-        ]
-        with m.If(ctl.valid):
-            m.d.sync += [group_acc.eq(p_sum), group_err.eq(err_sum),
-                         group_tile_first.eq(tile_first_sum)]
-        p_out = Signal(signed(cfg.p_bits), name="p_out", reset_less=True)
-        err_out = Signal(name="err_out", reset_less=True)
-        valid_out, tile_first_out, tile_last_out = Signal(), Signal(), Signal()
-        m.d.sync += [
-            valid_out.eq(ctl.valid & ctl.group_last), tile_first_out.eq(tile_first_sum),
-            tile_last_out.eq(ctl.tile_last), p_out.eq(p_sum), err_out.eq(err_sum),
-        ]
-        m.d.comb += [self.p.eq(p_out), self.o_ctl.valid.eq(valid_out),
-                     self.o_ctl.tile_first.eq(tile_first_out),
-                     self.o_ctl.tile_last.eq(tile_last_out), self.o_ctl.err.eq(err_out)]
+        ctl = self.ctl
+        beat = Signal.like(self.beat, name="beat_reg", reset_less=True)
+        o_ctl = Signal(_beat_ctl_layout(), name="ctl_reg")
+        m.d.sync += [beat.eq(self.beat),
+                     o_ctl.eq(Cat(ctl.valid, ctl.group_first, ctl.group_last, ctl.tile_first,
+                                  ctl.tile_last, self.invalid & ctl.valid))]
+        m.d.comb += [self.o_beat.eq(beat), self.o_ctl.eq(o_ctl)]
         return m
 
 
@@ -731,8 +720,8 @@ class ExponentSum(wiring.Component):
 class ScaleOperand(wiring.Component):
     """The multiplier operand of a group's scale, and the pow2 shift's coarse part and checks.
 
-    ``latency`` = 1; runs beside `GroupSum`, so the `Scaler`'s multipliers see two registered
-    operands (``P_g`` and ``operand``) and nothing in front of them.
+    ``latency`` = 1; runs beside `BeatRegister`, so the `Scaler`'s multipliers see two
+    registered operands (the beat partial and ``operand``) and nothing in front of them.
 
     * ``none``: ``operand = 1``; ``int``: ``operand = s`` (the signed group scale);
     * ``pow2``: from `ExponentSum`'s ``u = t + frac_bits − shift_min`` (``t`` the group's
@@ -799,10 +788,10 @@ class ScaleOperand(wiring.Component):
 
 
 class Scaler(wiring.Component):
-    """A group's contribution to the accumulator, all on one pair of multipliers.
+    """A group's contribution to the accumulator, on one multiplier per 17 bits of a beat.
 
     ``P_g · s``, ``floor(P_g · 2^shift)`` or ``P_g`` by the mode's scale kind (``latency`` =
-    2, one group per cycle at most).
+    2, one beat per cycle).
 
     Every scale kind is a product ``P_g · b`` followed by a constant shift:
 
@@ -812,21 +801,28 @@ class Scaler(wiring.Component):
       shift of the exact product is the SPEC's floor. No barrel shifter: the fine shift is the
       multiplier.
 
-    1. ``P_g · b`` as two narrower partial products (``P_g``'s low 17 bits unsigned, the rest
-       signed), so each fits one DSP multiplier;
-    2. their sum, shifted by the coarse constant (``pow2``), or 0 with the error flag on a NaN
-       or out-of-window exponent.
+    Every beat of a group carries the group's scale, so ``P_g · b`` is the sum of its beats'
+    products ``beat · b``: the multiplier takes the beat partial (``beat_bits``, 18 on the
+    int8 arrays: one MULT18X18D), not the wider group sum (``p_bits``, two).
+
+    1. ``beat · b`` (as partial products of 17 bits of the beat where it is wider than one
+       multiplier);
+    2. the group's sum of them, exact (``p_bits + operand_bits``); at the group's last beat
+       its contribution, shifted by the coarse constant (``pow2``), or 0 with the error flag
+       on a NaN or out-of-window exponent.
     """
 
     latency = 2
     #: Width of the fine pow2 shift done by the multiplier (``b = 2^(u mod CHUNK)``).
     CHUNK = 16
+    #: Bits of the beat partial one multiplier takes (signed 18 × 18, the top one signed).
+    PIECE = 17
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
         ports = {
-            "p": In(signed(cfg.p_bits)),
-            "i_ctl": In(_group_ctl_layout()),
+            "beat": In(signed(cfg.beat_bits)),
+            "i_ctl": In(_beat_ctl_layout()),
             "contrib": Out(signed(cfg.acc_bits)),
             "o_ctl": Out(_group_ctl_layout()),
         }
@@ -863,26 +859,52 @@ class Scaler(wiring.Component):
         pow2 = "pow2" in cfg.scale_kinds
         chunk = self.CHUNK
         operand = self.operand  # registered by ScaleOperand
-        # Stage 1: the two partial products.
-        ctl1 = Signal(_group_ctl_layout(), name="ctl1")
+        beat = self.beat  # registered by BeatRegister
+        # Stage 1: the beat's product(s): unsigned 17-bit pieces from the bottom, the top
+        # piece signed (at most 18 bits, so each is one signed 18 × 18 multiplier).
+        ctl1 = Signal(_beat_ctl_layout(), name="ctl1")
         m.d.sync += ctl1.eq(self.i_ctl)
-        lo_bits = min(17, cfg.p_bits - 1)
-        prod_lo = Signal(signed(lo_bits + 1 + self.operand_bits), reset_less=True)
-        prod_hi = Signal(signed(cfg.p_bits - lo_bits + self.operand_bits), reset_less=True)
-        m.d.sync += [prod_lo.eq(self.p[:lo_bits].as_unsigned() * operand),
-                     prod_hi.eq(self.p[lo_bits:].as_signed() * operand)]
+        pieces = []
+        lo = 0
+        while cfg.beat_bits - lo > self.PIECE + 1:
+            pieces.append((lo, beat[lo:lo + self.PIECE].as_unsigned()))
+            lo += self.PIECE
+        pieces.append((lo, beat[lo:].as_signed()))
+        prods = []
+        for i, (at, piece) in enumerate(pieces):
+            prod = Signal(signed(len(piece) + 1 + self.operand_bits), name=f"prod{i}",
+                          reset_less=True)
+            m.d.sync += prod.eq(piece * operand)
+            prods.append((at, prod))
         if pow2:
             n_coarse = self.coarse_count(cfg)
             coarse1 = Signal(range(n_coarse + 1), name="coarse1", reset_less=True)
             bad1 = Signal(name="bad1", reset_less=True)
             # 0: no shift (none, int); 1 + h: a pow2 shift by chunk·h + shift_min.
             m.d.sync += [coarse1.eq(self.coarse), bad1.eq(self.bad)]
-        # Stage 2: the contribution.
-        full = Signal(signed(cfg.p_bits + self.operand_bits + 1))
-        m.d.comb += full.eq((prod_hi << lo_bits) + prod_lo)
+        # Stage 2: the group's sum of products (restarting on its first beat), and at its last
+        # beat the contribution. Only valid beats add.
+        width = cfg.p_bits + self.operand_bits
+        group_acc = Signal(signed(width), name="group_acc", reset_less=True)
+        group_err = Signal(name="group_err", reset_less=True)
+        group_tile_first = Signal(name="group_tile_first", reset_less=True)
+        full = Signal(signed(width), name="full")
+        err_sum = Signal()
+        tile_first_sum = Signal()
+        product = sum(prod << at if at else prod for at, prod in prods)
+        m.d.comb += [
+            full.eq(Mux(ctl1.group_first, 0, group_acc) + product),
+            err_sum.eq(Mux(ctl1.group_first, 0, group_err) | ctl1.err),
+            tile_first_sum.eq(Mux(ctl1.group_first, ctl1.tile_first, group_tile_first)),
+        ]
+        with m.If(ctl1.valid):
+            m.d.sync += [group_acc.eq(full), group_err.eq(err_sum),
+                         group_tile_first.eq(tile_first_sum)]
         contrib = Signal(signed(cfg.acc_bits), name="contrib", reset_less=True)
         ctl2 = Signal(_group_ctl_layout(), name="ctl2")
-        m.d.sync += ctl2.eq(ctl1)
+        m.d.sync += [ctl2.valid.eq(ctl1.valid & ctl1.group_last),
+                     ctl2.tile_first.eq(tile_first_sum), ctl2.tile_last.eq(ctl1.tile_last),
+                     ctl2.err.eq(err_sum)]
         if pow2:
             with m.Switch(coarse1):
                 with m.Case(0):
@@ -944,17 +966,18 @@ class ProcessingElement(wiring.Component):
 
     Pipeline (one beat per cycle, never stalls; bubbles carry ``ctl.valid = 0``):
 
-    ============================  =======  ==================================================
-    component                     latency  does
-    ============================  =======  ==================================================
-    (`LaneDecode`, column edge)   1        lane decode + N:M position, once per column
-    `LaneSelect`                  1        activation select (DSP lanes: a cycle earlier)
-    `LaneProducts`                1        lane products
-    `AdderTree`                   2        beat partial over all lanes
-    `GroupSum` ∥ `ScaleOperand`   1        group partial ``P_g`` ∥ multiplier operand, checks
-    `Scaler`                      2        ``P_g · b`` on the multipliers, coarse shift
-    `WideAccumulator`             1        exact accumulator, result (shadow) register
-    ============================  =======  ==================================================
+    ================================  =======  ==================================================
+    component                         latency  does
+    ================================  =======  ==================================================
+    (`LaneDecode`, column edge)       1        lane decode + N:M position, once per column
+    `LaneSelect`                      1        activation select (DSP lanes: a cycle earlier)
+    `LaneProducts`                    1        lane products
+    `AdderTree`                       2        beat partial over all lanes
+    `BeatRegister` ∥ `ScaleOperand`   1        beat partial ∥ multiplier operand, checks
+    `Scaler`                          2        ``beat · b`` on a multiplier, their group's sum
+                                               ``P_g · b``, coarse shift
+    `WideAccumulator`                 1        exact accumulator, result (shadow) register
+    ================================  =======  ==================================================
 
     ``wgt_in`` is the column's decoded packet (`decoded_layout`), which the core's
     `LaneDecode` at the top of the column delivers ``LaneDecode.latency`` cycles after the
@@ -968,7 +991,7 @@ class ProcessingElement(wiring.Component):
     `delay`.
     """
 
-    STAGES = (LaneSelect, LaneProducts, AdderTree, GroupSum, Scaler, WideAccumulator)
+    STAGES = (LaneSelect, LaneProducts, AdderTree, BeatRegister, Scaler, WideAccumulator)
     latency = LaneDecode.latency + sum(stage.latency for stage in STAGES)
     forward_latency = 1
     #: Cycles from a beat entering the column decoder and ``row_in`` to where the PE reads
@@ -995,7 +1018,7 @@ class ProcessingElement(wiring.Component):
         cfg, lay = self._cfg, self._lay
         m = Module()
         mode = self.mode
-        assert ScaleOperand.latency == GroupSum.latency  # parallel branches stay aligned
+        assert ScaleOperand.latency == BeatRegister.latency  # parallel branches stay aligned
 
         # Systolic forwarding. `row_out` is also this PE's window delayed by one cycle, in step
         # with the decoded weights; `wgt_out.pos` likewise the positions (which lead the rest
@@ -1013,7 +1036,7 @@ class ProcessingElement(wiring.Component):
         m.submodules.lane_select = lanes = LaneSelect(cfg)
         m.submodules.lane_products = products = LaneProducts(cfg)
         m.submodules.adder_tree = tree = AdderTree(cfg)
-        m.submodules.group_sum = group = GroupSum(cfg)
+        m.submodules.beat_register = group = BeatRegister(cfg)
         m.submodules.scaler = scaler = Scaler(cfg)
         m.submodules.accumulator = acc = WideAccumulator(cfg)
         if _position_layout(cfg) is not None:
@@ -1025,11 +1048,11 @@ class ProcessingElement(wiring.Component):
             products.w.eq(lanes.w), products.x.eq(lanes.x),
             tree.products.eq(products.products),
             group.beat.eq(tree.beat),
-            scaler.p.eq(group.p), scaler.i_ctl.eq(group.o_ctl),
+            scaler.beat.eq(group.o_beat), scaler.i_ctl.eq(group.o_ctl),
             acc.contrib.eq(scaler.contrib), acc.i_ctl.eq(scaler.o_ctl),
             self.result.eq(acc.result), self.result_err.eq(acc.result_err),
         ]
-        # Beat control and the group's scale, alongside the data up to the group sum. The
+        # Beat control and the group's scale, alongside the data up to the beat register. The
         # decoded packet (and its scale) is LaneDecode.latency behind the row beat.
         to_group = LaneSelect.latency + LaneProducts.latency + AdderTree.latency
         m.d.comb += [
