@@ -22,8 +22,8 @@ class RequantStage(wiring.Component):
     Stages: bias add; int32 range check and left shift (the saturation itself is applied after
     the product, see stage 2); 32×32 product as four 16×16 partial
     products (one DSP each); the middle sum beside the outer part's rounding increment; their
-    sum, which is SRDHM (see below); RDBPOT's rounding bias; its right shift beside the
-    saturation bounds; zero point and int8 saturation.
+    sum, which is SRDHM (see below); RDBPOT's rounding bias; its right shift; zero point and
+    int8 saturation.
     """
 
     latency = 8
@@ -146,21 +146,15 @@ class RequantStage(wiring.Component):
         # SRDHM's remaining rounding after a left shift: floor((x + 2^(e−1)) / 2^e).
         biased6 = stage("biased6", x5 + Mux(x5 < 0, half_neg5, half5), signed(65))
         post6, err6, zp6 = stage("post6", post5), stage("err6", err5), stage("zp6", zp5)
-        # Stage 7: the rounding shift, and stage 8's saturation bounds on it: quot + zp > 127
-        # iff quot > 127 − zp, quot + zp < −128 iff quot < −128 − zp.
+        # Stage 7: the rounding shift.
         quot7 = stage("quot7", biased6 >> post6, signed(34))
-        err7 = stage("err7", err6)
-        sat_hi7 = stage("sat_hi7", 127 - zp6, signed(34))
-        sat_lo7 = stage("sat_lo7", -128 - zp6, signed(34))
-        zp_low7 = stage("zp_low7", zp6[:8])
-        # Stage 8: zero point and int8 saturation. The two compares run beside the add, which
-        # needs only the low 8 bits: inside the int8 range y is (quot + zp) mod 2^8.
-        low = Signal(8)
-        m.d.comb += low.eq(quot7[:8] + zp_low7)
+        err7, zp7 = stage("err7", err6), stage("zp7", zp6)
+        # Stage 8: zero point and int8 saturation.
+        rounded = Signal(signed(35))
+        m.d.comb += rounded.eq(quot7 + zp7)
         with m.If(adv):
             m.d.sync += [
-                self.y.eq(Mux(quot7 > sat_hi7, 127,
-                              Mux(quot7 < sat_lo7, -128, low.as_signed()))),
+                self.y.eq(Mux(rounded > 127, 127, Mux(rounded < -128, -128, rounded))),
                 self.err.eq(err7),
             ]
         # The stages above, then the output register: the latency the class states.
