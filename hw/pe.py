@@ -891,7 +891,8 @@ class Scaler(wiring.Component):
         full = Signal(signed(width), name="full")
         err_sum = Signal()
         tile_first_sum = Signal()
-        product = sum(prod << at if at else prod for at, prod in prods)
+        product = Signal(signed(width), name="product", attrs=KEEP)
+        m.d.comb += product.eq(sum(prod << at if at else prod for at, prod in prods))
         m.d.comb += [
             full.eq(Mux(ctl1.group_first, 0, group_acc) + product),
             err_sum.eq(Mux(ctl1.group_first, 0, group_err) | ctl1.err),
