@@ -149,12 +149,16 @@ class RequantStage(wiring.Component):
         # Stage 7: the rounding shift.
         quot7 = stage("quot7", biased6 >> post6, signed(34))
         err7, zp7 = stage("err7", err6), stage("zp7", zp6)
-        # Stage 8: zero point and int8 saturation.
+        # Stage 8: zero point and int8 saturation. The sum is an int8 iff its bits 7 and up
+        # are all equal: two reductions (LUTs) behind the add, where the compares with 127
+        # and −128 had become a second carry chain in series with it.
         rounded = Signal(signed(35))
         m.d.comb += rounded.eq(quot7 + zp7)
+        top = rounded[7:]
         with m.If(adv):
             m.d.sync += [
-                self.y.eq(Mux(rounded > 127, 127, Mux(rounded < -128, -128, rounded))),
+                self.y.eq(Mux(~top.any() | top.all(), rounded[:8].as_signed(),
+                              Mux(rounded[-1], -128, 127))),
                 self.err.eq(err7),
             ]
         # The stages above, then the output register: the latency the class states.
