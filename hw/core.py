@@ -66,9 +66,11 @@ class OutputStage(wiring.Component):
         lat = self.latency
         lay = Layouts(cfg)
         skid = Signal(lay.res_beat, name="skid", reset_less=True)
-        skid_full = Signal(name="skid_full")
+        # Empty rather than full: the stages' clock enable is then this register itself (an
+        # inverted one is not one `flows/ecp5_dsp.py` packs into the requant's MULT18X18D).
+        skid_empty = Signal(name="skid_empty", init=1)
         adv = Signal()
-        m.d.comb += [adv.eq(~skid_full), self.i.ready.eq(adv)]
+        m.d.comb += [adv.eq(skid_empty), self.i.ready.eq(adv)]
         # Raw path and control: a delay line of `lat` stages in step with the requant pipeline.
         stage = self.i.payload
         valid = self.i.valid
@@ -95,12 +97,12 @@ class OutputStage(wiring.Component):
             else:
                 m.d.comb += [row.value[c].eq(stage.value[c]), row.err[c].eq(stage.err[c])]
         # The skid register holds the older row while it is full, so rows leave in order.
-        m.d.comb += [self.o.valid.eq(skid_full | valid),
-                     self.o.payload.eq(Mux(skid_full, skid, row))]
-        with m.If(~skid_full & valid & ~self.o.ready):
-            m.d.sync += [skid.eq(row), skid_full.eq(1)]
-        with m.Elif(skid_full & self.o.ready):
-            m.d.sync += skid_full.eq(0)
+        m.d.comb += [self.o.valid.eq(~skid_empty | valid),
+                     self.o.payload.eq(Mux(skid_empty, row, skid))]
+        with m.If(skid_empty & valid & ~self.o.ready):
+            m.d.sync += [skid.eq(row), skid_empty.eq(0)]
+        with m.Elif(~skid_empty & self.o.ready):
+            m.d.sync += skid_empty.eq(1)
         return m
 
 
