@@ -628,10 +628,9 @@ def _group_ctl_layout() -> data.StructLayout:
     return data.StructLayout({"valid": 1, "tile_first": 1, "tile_last": 1, "err": 1})
 
 
-def _beat_ctl_layout() -> data.StructLayout:
-    """Control of one beat partial: the beat control and the lanes' error flag."""
-    return data.StructLayout({"valid": 1, "group_first": 1, "group_last": 1, "tile_first": 1,
-                              "tile_last": 1, "err": 1})
+def _beat_ctl_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """Control of one beat partial: the beat control (`Layouts.ctl`) and the lanes' error."""
+    return data.StructLayout({**dict(Layouts(cfg).ctl.members), "err": 1})
 
 
 class BeatRegister(wiring.Component):
@@ -652,17 +651,16 @@ class BeatRegister(wiring.Component):
             "ctl": In(lay.ctl),
             "invalid": In(1),
             "o_beat": Out(signed(cfg.beat_bits)),
-            "o_ctl": Out(_beat_ctl_layout()),
+            "o_ctl": Out(_beat_ctl_layout(cfg)),
         })
 
     def elaborate(self, platform):
         m = Module()
         ctl = self.ctl
         beat = Signal.like(self.beat, name="beat_reg", reset_less=True)
-        o_ctl = Signal(_beat_ctl_layout(), name="ctl_reg")
-        m.d.sync += [beat.eq(self.beat),
-                     o_ctl.eq(Cat(ctl.valid, ctl.group_first, ctl.group_last, ctl.tile_first,
-                                  ctl.tile_last, self.invalid & ctl.valid))]
+        o_ctl = Signal.like(self.o_ctl, name="ctl_reg")
+        m.d.sync += [beat.eq(self.beat), o_ctl.err.eq(self.invalid & ctl.valid)]
+        m.d.sync += [o_ctl[name].eq(ctl[name]) for name in ctl.shape().members]
         m.d.comb += [self.o_beat.eq(beat), self.o_ctl.eq(o_ctl)]
         return m
 
@@ -822,7 +820,7 @@ class Scaler(wiring.Component):
         self._cfg = cfg
         ports = {
             "beat": In(signed(cfg.beat_bits)),
-            "i_ctl": In(_beat_ctl_layout()),
+            "i_ctl": In(_beat_ctl_layout(cfg)),
             "contrib": Out(signed(cfg.acc_bits)),
             "o_ctl": Out(_group_ctl_layout()),
         }
@@ -862,7 +860,7 @@ class Scaler(wiring.Component):
         beat = self.beat  # registered by BeatRegister
         # Stage 1: the beat's product(s): unsigned 17-bit pieces from the bottom, the top
         # piece signed (at most 18 bits, so each is one signed 18 × 18 multiplier).
-        ctl1 = Signal(_beat_ctl_layout(), name="ctl1")
+        ctl1 = Signal.like(self.i_ctl, name="ctl1")
         m.d.sync += ctl1.eq(self.i_ctl)
         pieces = []
         lo = 0
@@ -892,7 +890,7 @@ class Scaler(wiring.Component):
         err_sum = Signal()
         tile_first_sum = Signal()
         product = Signal(signed(width), name="product", attrs=KEEP)
-        m.d.comb += product.eq(sum(prod << at if at else prod for at, prod in prods))
+        m.d.comb += product.eq(sum(prod << at for at, prod in prods))
         m.d.comb += [
             full.eq(Mux(ctl1.group_first, 0, group_acc) + product),
             err_sum.eq(Mux(ctl1.group_first, 0, group_err) | ctl1.err),
@@ -1037,7 +1035,7 @@ class ProcessingElement(wiring.Component):
         m.submodules.lane_select = lanes = LaneSelect(cfg)
         m.submodules.lane_products = products = LaneProducts(cfg)
         m.submodules.adder_tree = tree = AdderTree(cfg)
-        m.submodules.beat_register = group = BeatRegister(cfg)
+        m.submodules.beat_register = beat_reg = BeatRegister(cfg)
         m.submodules.scaler = scaler = Scaler(cfg)
         m.submodules.accumulator = acc = WideAccumulator(cfg)
         if _position_layout(cfg) is not None:
@@ -1048,18 +1046,18 @@ class ProcessingElement(wiring.Component):
             *([lanes.x_bad.eq(self.row_out.x_bad)] if cfg.fp8_activations else []),
             products.w.eq(lanes.w), products.x.eq(lanes.x),
             tree.products.eq(products.products),
-            group.beat.eq(tree.beat),
-            scaler.beat.eq(group.o_beat), scaler.i_ctl.eq(group.o_ctl),
+            beat_reg.beat.eq(tree.beat),
+            scaler.beat.eq(beat_reg.o_beat), scaler.i_ctl.eq(beat_reg.o_ctl),
             acc.contrib.eq(scaler.contrib), acc.i_ctl.eq(scaler.o_ctl),
             self.result.eq(acc.result), self.result_err.eq(acc.result_err),
         ]
         # Beat control and the group's scale, alongside the data up to the beat register. The
         # decoded packet (and its scale) is LaneDecode.latency behind the row beat.
-        to_group = LaneSelect.latency + LaneProducts.latency + AdderTree.latency
+        to_beat_reg = LaneSelect.latency + LaneProducts.latency + AdderTree.latency
         m.d.comb += [
-            group.ctl.eq(delay(m, self.row_in.ctl, LaneDecode.latency + to_group, name="ctl",
+            beat_reg.ctl.eq(delay(m, self.row_in.ctl, LaneDecode.latency + to_beat_reg, name="ctl",
                                reset_less=False)),
-            group.invalid.eq(delay(m, lanes.invalid, to_group - LaneSelect.latency,
+            beat_reg.invalid.eq(delay(m, lanes.invalid, to_beat_reg - LaneSelect.latency,
                                    name="invalid")),
         ]
         # The mode arrives for ExponentSum's stage; ScaleOperand, a stage on, reads a copy.
@@ -1069,11 +1067,11 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [operand.mode.eq(mode_q), scaler.operand.eq(operand.operand),
                      scaler.coarse.eq(operand.coarse), scaler.bad.eq(operand.bad)]
         if cfg.scale_field_bits:
-            m.d.comb += operand.scale.eq(delay(m, self.wgt_in.scale, to_group, name="scale"))
+            m.d.comb += operand.scale.eq(delay(m, self.wgt_in.scale, to_beat_reg, name="scale"))
         if "pow2" in cfg.scale_kinds:
             # The exponents' sum is formed in the last stage of their delay line.
             m.submodules.exponent_sum = exps = ExponentSum(cfg)
-            pre = to_group - ExponentSum.latency
+            pre = to_beat_reg - ExponentSum.latency
             assert pre >= 0 and LaneDecode.latency + pre == self.mode_read
             m.d.comb += [
                 exps.mode.eq(mode),

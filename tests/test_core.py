@@ -99,8 +99,8 @@ def test_requant_stage_left_shifts_at_the_int32_edges():
 
 def test_requant_stage_zero_points_across_int32():
     """Zero points anywhere in int32, each against a quotient that brings the sum to the edges
-    of int8 (and one step beyond): the saturation compares quot with 127 − zp and −128 − zp
-    and adds only the low bytes, so wide zero points are where it would go wrong."""
+    of int8 (and one step beyond): the saturation reads the int8 range from the sum's top
+    bits, so wide zero points and sums just outside int8 are where it would go wrong."""
     from golden.gemm import rdbpot, srdhm
     from golden.tables import INT32_MAX, INT32_MIN
     cfg = TINY
