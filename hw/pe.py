@@ -1055,10 +1055,10 @@ class ProcessingElement(wiring.Component):
         # decoded packet (and its scale) is LaneDecode.latency behind the row beat.
         to_beat_reg = LaneSelect.latency + LaneProducts.latency + AdderTree.latency
         m.d.comb += [
-            beat_reg.ctl.eq(delay(m, self.row_in.ctl, LaneDecode.latency + to_beat_reg, name="ctl",
-                               reset_less=False)),
+            beat_reg.ctl.eq(delay(m, self.row_in.ctl, LaneDecode.latency + to_beat_reg,
+                                  name="ctl", reset_less=False)),
             beat_reg.invalid.eq(delay(m, lanes.invalid, to_beat_reg - LaneSelect.latency,
-                                   name="invalid")),
+                                      name="invalid")),
         ]
         # The mode arrives for ExponentSum's stage; ScaleOperand, a stage on, reads a copy.
         mode_q = Signal.like(mode, name="mode_q", reset_less=True)
