@@ -322,7 +322,10 @@ def yosys_script(device: Device, top: str, sources: list[str], netlist: str, sta
     (the fallback for an ``abc9`` assertion of Yosys 0.70 on some designs).
     """
     synth = f"{device.yosys_synth} -top {top}"
-    lines = [f"read_verilog -sv {' '.join(sources)}"]
+    # A register whose net carries `keep` (`hw.pe.REPLICA`) is a deliberate copy: the keep goes
+    # onto its flip-flop too, or opt_merge folds it into its identical twins.
+    lines = [f"read_verilog -sv {' '.join(sources)}", f"hierarchy -top {top}", "proc",
+             "flatten", "setattr -set keep 1 w:* a:keep %i %ci1 t:$dff t:$adff %u %i"]
     flags, start = "", ""
     if device.family in ("nexus", "xc7"):
         # Yosys' own DSP mapping (Nexus: 9x9 blocks with their registers packed; 7-series:

@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from hw.config import FORMAT_CODES, MX_BLOCK, SCALE_CODES, SPARSITY_CODES, ArrayConfig
 from hw.layouts import Layouts
 from hw.pe import (
+    REPLICA,
     ActivationDecode,
     LaneDecode,
     ProcessingElement,
@@ -38,6 +39,11 @@ class OutputStage(wiring.Component):
     ``i.ready`` and every stage's enable come from one register instead of ``o.ready``, and
     no row is lost or duplicated under any backpressure. Nothing waits in the skid register
     while ``o`` takes every row, so the latency is unchanged; ``capacity`` rows fit inside.
+
+    That register is kept once per column too (``col_ready``, equal to ``i.ready`` in every
+    cycle): a column's requant stage and raw delay line advance on its own copy, and the
+    core loads a column's drained value on it, so no single net enables every column's
+    registers.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -47,6 +53,7 @@ class OutputStage(wiring.Component):
             "requant": In(1),
             "params": In(lay.col_params).array(cfg.cols),
             "i": In(stream.Signature(lay.res_beat)),
+            "col_ready": Out(cfg.cols),
             "o": Out(stream.Signature(lay.res_beat)),
         })
 
@@ -69,8 +76,10 @@ class OutputStage(wiring.Component):
         # Empty rather than full: the stages' clock enable is then this register itself (an
         # inverted one is not one `flows/ecp5_dsp.py` packs into the requant's MULT18X18D).
         skid_empty = Signal(name="skid_empty", init=1)
+        col_empty = [Signal(name=f"skid_empty_col{c}", init=1, attrs=REPLICA)
+                     for c in range(cfg.cols)]
         adv = Signal()
-        m.d.comb += [adv.eq(skid_empty), self.i.ready.eq(adv)]
+        m.d.comb += [adv.eq(skid_empty), self.i.ready.eq(adv), self.col_ready.eq(Cat(col_empty))]
         # Raw path and control: a delay line of `lat` stages in step with the requant pipeline.
         stage = self.i.payload
         valid = self.i.valid
@@ -80,7 +89,10 @@ class OutputStage(wiring.Component):
             nv = Signal(name=f"valid{k}")
             nrq = Signal(name=f"requant{k}", reset_less=True)
             with m.If(adv):
-                m.d.sync += [nxt.eq(stage), nv.eq(valid), nrq.eq(requant)]
+                m.d.sync += [nxt.last.eq(stage.last), nv.eq(valid), nrq.eq(requant)]
+            for c, col_adv in enumerate(col_empty):
+                with m.If(col_adv):
+                    m.d.sync += [nxt.value[c].eq(stage.value[c]), nxt.err[c].eq(stage.err[c])]
             stage, valid, requant = nxt, nv, nrq
         row = Signal(lay.res_beat, name="row")  # the output register's row
         m.d.comb += row.last.eq(stage.last)
@@ -88,7 +100,7 @@ class OutputStage(wiring.Component):
             if cfg.requant:
                 rq = RequantStage(cfg)
                 m.submodules[f"requant{c}"] = rq
-                m.d.comb += [rq.advance.eq(adv), rq.acc.eq(self.i.payload.value[c]),
+                m.d.comb += [rq.advance.eq(col_empty[c]), rq.acc.eq(self.i.payload.value[c]),
                              rq.params.eq(self.params[c])]
                 m.d.comb += [
                     row.value[c].eq(Mux(requant, rq.y, stage.value[c])),
@@ -100,9 +112,9 @@ class OutputStage(wiring.Component):
         m.d.comb += [self.o.valid.eq(~skid_empty | valid),
                      self.o.payload.eq(Mux(skid_empty, row, skid))]
         with m.If(skid_empty & valid & ~self.o.ready):
-            m.d.sync += [skid.eq(row), skid_empty.eq(0)]
+            m.d.sync += [skid.eq(row), skid_empty.eq(0), *(e.eq(0) for e in col_empty)]
         with m.Elif(~skid_empty & self.o.ready):
-            m.d.sync += skid_empty.eq(1)
+            m.d.sync += [skid_empty.eq(1), *(e.eq(1) for e in col_empty)]
         return m
 
 
@@ -263,8 +275,16 @@ class Core(wiring.Component):
         m.d.comb += mode.eq(Mux(inband, cur, self.mode))
         prev = Signal(lay.mode)
         m.d.sync += prev.eq(mode)
+        # Both sources compared with the previous mode, and the source chosen after the
+        # compares: the `inband` bit selects between two flags instead of fanning out to the
+        # mode mux in front of one wide compare (that path into `take` was the routed
+        # critical path of `tiny` and of `dense_int8`).
+        same_port = Signal()
+        same_cur = Signal()
+        m.d.comb += [same_port.eq(self.mode.as_value() == prev.as_value()),
+                     same_cur.eq(cur.as_value() == prev.as_value())]
         stable = Signal()
-        m.d.comb += stable.eq((mode.as_value() == prev.as_value()) & (~inband | have))
+        m.d.comb += stable.eq(Mux(inband, same_cur & have, same_port))
         return mode, stable
 
     def _mode_taps(self, m: Module, mode):
@@ -370,11 +390,11 @@ class Core(wiring.Component):
             # Decoded once per column; every PE of the column reads the decoded packet. The
             # registers load every cycle, so ``ahead`` is the packet ``pk`` holds next. Its
             # beat was taken c cycles ago, and the mode of that cycle is also the mode of the
-            # cycle before it (`_effective_mode`), which the tap one register further holds:
-            # the decoder's mode starts at a register on column 0 too.
+            # cycle before it (`_effective_mode`): the tap of the cycle before, which the
+            # decoder registers (a copy per lane, `LaneDecode`), delivers it.
             dec = LaneDecode(cfg)
             m.submodules[f"col_decode{c}"] = dec
-            m.d.comb += [dec.packet.eq(pk), dec.mode_ahead.eq(taps[c + 1]),
+            m.d.comb += [dec.packet.eq(pk), dec.mode_early.eq(taps[c]),
                          dec.packet_ahead.eq(ahead)]
             cols_in.append(dec.decoded)
 
@@ -416,8 +436,14 @@ class Core(wiring.Component):
         prm_full = Signal()
         m.d.comb += self.prm.ready.eq(~prm_full)
         with m.If(self.prm.valid & ~prm_full):
-            m.d.sync += [prm_reg.eq(self.prm.payload), prm_full.eq(1)]
-        for c in range(cfg.cols):
+            m.d.sync += prm_full.eq(1)
+        # Each column's parameters load under a copy of `prm_full` of their own (equal to it
+        # in every cycle): one flag enabling every column's registers was the routed critical
+        # path of `dense_int8` (10 of its 10.7 ns in the routing of that one net).
+        prm_full_cols = [Signal(name=f"prm_full_col{c}", attrs=REPLICA) for c in range(cfg.cols)]
+        for c, full in enumerate(prm_full_cols):
+            with m.If(self.prm.valid & ~full):
+                m.d.sync += [prm_reg[c].eq(self.prm.payload[c]), full.eq(1)]
             m.d.comb += out.params[c].eq(prm_reg[c])
         params_ok = ~tile_requant | prm_full
 
@@ -433,17 +459,17 @@ class Core(wiring.Component):
                          reset_less=True)
         drained_err = Signal(cfg.cols, name="drained_err", reset_less=True)
         load_row = Signal(range(max(cfg.rows, 2)), name="load_row")
-        load = Signal()
-        m.d.comb += load.eq(ready_to_drain
-                            | (out.i.valid & out.i.ready & (drain_row != cfg.rows - 1)))
-        with m.If(load):
+        more_rows = Signal()
+        m.d.comb += more_rows.eq(out.i.valid & (drain_row != cfg.rows - 1))
+        # The same load, with the output stage's ready and each column's copy of it.
+        with m.If(ready_to_drain | (more_rows & out.i.ready)):
             m.d.sync += load_row.eq(Mux(load_row == cfg.rows - 1, 0, load_row + 1))
-            with m.Switch(load_row):
+        for c in range(cfg.cols):
+            with m.If(ready_to_drain | (more_rows & out.col_ready[c])), m.Switch(load_row):
                 for r in range(cfg.rows):
                     with m.Case(r):
-                        for c in range(cfg.cols):
-                            m.d.sync += [drained[c].eq(pes[r][c].result),
-                                         drained_err[c].eq(pes[r][c].result_err | ~tile_ok)]
+                        m.d.sync += [drained[c].eq(pes[r][c].result),
+                                     drained_err[c].eq(pes[r][c].result_err | ~tile_ok)]
         for c in range(cfg.cols):
             m.d.comb += [out.i.payload.value[c].eq(drained[c]),
                          out.i.payload.err[c].eq(drained_err[c])]
@@ -458,7 +484,7 @@ class Core(wiring.Component):
             with m.If(drain_row == cfg.rows - 1):
                 m.d.sync += [draining.eq(0), pending.eq(0)]
                 with m.If(tile_requant):
-                    m.d.sync += prm_full.eq(0)
+                    m.d.sync += [full.eq(0) for full in [prm_full, *prm_full_cols]]
             with m.Else():
                 m.d.sync += drain_row.eq(drain_row + 1)
 

@@ -55,6 +55,25 @@ def delay(m: Module, value, depth: int, *, name: str, reset_less: bool = True):
 #: chains (twice the LUTs of the same adders on CCU2C, measured on the lane products).
 KEEP = {"keep": 1}
 
+#: Attribute of a register that must stay a copy of its own: the beat control is the same
+#: delay line for every PE of an anti-diagonal, and synthesis merges identical registers, so
+#: without it one flip-flop drives the restart muxes of several PEs (a few hundred loads on
+#: `default`). ``keep`` on a ``reg`` stops the merge in Yosys (`flows.synth` moves it from the
+#: register's net onto its flip-flop) and in the usual vendor flows.
+REPLICA = {"keep": 1}
+
+
+def data_register(m: Module, port, name: str):
+    """A reset-less register driving the output ``port``; returns it, to be loaded.
+
+    Data needs no reset: the beat's ``valid`` says which values are real. A port registered
+    directly is reset with the core, and that reset was one net to every lane product
+    register and DSP block of the array (the routed critical path of `dense_int8`).
+    """
+    reg = Signal.like(port, name=name, reset_less=True)
+    m.d.comb += port.eq(reg)
+    return reg
+
 
 def adder_tree(values, m: Module | None = None, *, name: str = "sum"):
     """Balanced sum of Amaranth values (a chain would make the critical path linear).
@@ -405,10 +424,14 @@ class LaneDecode(wiring.Component):
     their activations a cycle before the multiplier's input register (`LaneSelect`). Every PE
     forwards the whole packet through one register, so the lead holds down the column. The
     lane values, the positions and which lanes the mode uses are decoded from
-    ``packet_ahead`` and ``mode_ahead`` (the packet ``packet`` will be in the next cycle, and
-    its mode) into registers, so every path here and in the first PE's select starts at a
-    register; the weights then take one more register (the unused lanes forced to 0) and leave
-    with ``packet``'s group scale.
+    ``packet_ahead`` (the packet ``packet`` will be in the next cycle) and its mode into
+    registers, so every path here and in the first PE's select starts at a register; the
+    weights then take one more register (the unused lanes forced to 0) and leave with
+    ``packet``'s group scale. That mode is ``mode_early`` a cycle earlier: every lane keeps
+    its own registered copy of the format and pattern (`REPLICA`), so no one register fans
+    out to every lane decoder of the column (the routed critical path of `tiny`). A beat's
+    mode is also the mode of the cycle before it, so the core passes the mode of
+    ``packet_ahead``'s beat a cycle early.
     """
 
     latency = 1
@@ -418,7 +441,7 @@ class LaneDecode(wiring.Component):
         lay = Layouts(cfg)
         super().__init__({
             "packet": In(lay.packet),
-            "mode_ahead": In(lay.mode),
+            "mode_early": In(lay.mode),
             "packet_ahead": In(lay.packet),
             "decoded": Out(decoded_layout(cfg)),
         })
@@ -438,11 +461,16 @@ class LaneDecode(wiring.Component):
             sel = ActivationSelect(cfg, s, q)
             m.submodules[f"dec_{s}_{q}"] = dec
             m.submodules[f"sel_{s}_{q}"] = sel
+            fmt = Signal.like(self.mode_early.fmt, name=f"fmt{i}", attrs=REPLICA,
+                              reset_less=True)
+            sparsity = Signal.like(self.mode_early.sparsity, name=f"sparsity{i}",
+                                   attrs=REPLICA, reset_less=True)
+            m.d.sync += [fmt.eq(self.mode_early.fmt), sparsity.eq(self.mode_early.sparsity)]
             m.d.comb += [
                 dec.slot.eq(self.packet_ahead.codes[s]),
-                dec.fmt.eq(self.mode_ahead.fmt),
-                sel.fmt.eq(self.mode_ahead.fmt),
-                sel.sparsity.eq(self.mode_ahead.sparsity),
+                dec.fmt.eq(fmt),
+                sel.fmt.eq(fmt),
+                sel.sparsity.eq(sparsity),
             ]
             if cfg.has_zero_points:
                 m.d.comb += dec.zero.eq(self.packet_ahead.zero)
@@ -529,9 +557,9 @@ class LaneSelect(wiring.Component):
                 x_sel = x_early
             else:
                 select_reachable(m, self.window, reach, self.pos[f"pos{i}"], x_sel)
-            m.d.sync += self.x[i].eq(x_sel)
+            m.d.sync += data_register(m, self.x[i], f"x{i}").eq(x_sel)
         invalid = self.decoded.invalid | self.x_bad if cfg.fp8_activations else self.decoded.invalid
-        m.d.sync += [self.w.eq(self.decoded.w), self.invalid.eq(invalid)]
+        m.d.sync += [data_register(m, self.w, "w").eq(self.decoded.w), self.invalid.eq(invalid)]
         return m
 
 
@@ -568,7 +596,7 @@ class LaneProducts(wiring.Component):
                 x = x.v
             # `ArrayConfig.hard_lanes`: a plain product, for a DSP block.
             product = x * w if self._hard[i] else shift_add_product(m, x, w, name=f"lane{i}")
-            out = self.products[f"p{i}"]
+            out = data_register(m, self.products[f"p{i}"], f"p{i}")
             if not coarse_terms:
                 m.d.sync += out.eq(product)
                 continue
@@ -619,7 +647,7 @@ class AdderTree(wiring.Component):
             part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
             m.d.sync += part.eq(adder_tree(lut[i:i + 4], m, name=f"quad{i // 4}"))
             terms.append(part)
-        m.d.sync += self.beat.eq(adder_tree(terms, m, name="beat"))
+        m.d.sync += data_register(m, self.beat, "beat_reg").eq(adder_tree(terms, m, name="beat"))
         return m
 
 
@@ -772,7 +800,16 @@ class ScaleOperand(wiring.Component):
                          coarse.eq(Mux(is_pow2, u[fine_bits:len(u) - 1] + 1, 0)),
                          bad.eq(is_pow2 & (self.exp_nan | out_of_window))]
         m.d.comb += power.eq(Const(1, unsigned(chunk + 1)) << fine)
-        if "int" in cfg.scale_kinds:
+        if "int" in cfg.scale_kinds and "pow2" not in cfg.scale_kinds:
+            # 2^fine is the constant 1 here: the int scale masked instead of muxed (a mux
+            # with a constant arm, which Yosys makes a synchronous reset of the register),
+            # and the 1 of `none` in bit 0.
+            is_int = mode.scale == SCALE_CODES["int"]
+            scale = self.scale[:cfg.scale_bits].as_signed()
+            masked = Signal.like(operand, name="int_masked")
+            m.d.comb += [masked.eq(scale & is_int.replicate(len(operand))),
+                         operand.eq(masked | ~is_int)]
+        elif "int" in cfg.scale_kinds:
             is_int = mode.scale == SCALE_CODES["int"]
             m.d.comb += operand.eq(Mux(is_int, self.scale[:cfg.scale_bits].as_signed(), power))
         else:
@@ -860,7 +897,7 @@ class Scaler(wiring.Component):
         beat = self.beat  # registered by BeatRegister
         # Stage 1: the beat's product(s): unsigned 17-bit pieces from the bottom, the top
         # piece signed (at most 18 bits, so each is one signed 18 × 18 multiplier).
-        ctl1 = Signal.like(self.i_ctl, name="ctl1")
+        ctl1 = Signal.like(self.i_ctl, name="ctl1", attrs=REPLICA)  # this PE's own copy
         m.d.sync += ctl1.eq(self.i_ctl)
         pieces = []
         lo = 0

@@ -35,7 +35,8 @@ class DroppingStage(OutputStage):
         for c in range(self._cfg.cols):
             m.d.comb += inner.params[c].eq(self.params[c])
         wiring.connect(m, wiring.flipped(self.i), inner.i)
-        m.d.comb += [self.o.valid.eq(inner.o.valid), self.o.payload.eq(inner.o.payload)]
+        m.d.comb += [self.o.valid.eq(inner.o.valid), self.o.payload.eq(inner.o.payload),
+                     self.col_ready.eq(inner.col_ready)]
         return m
 
 
