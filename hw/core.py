@@ -390,11 +390,11 @@ class Core(wiring.Component):
             # Decoded once per column; every PE of the column reads the decoded packet. The
             # registers load every cycle, so ``ahead`` is the packet ``pk`` holds next. Its
             # beat was taken c cycles ago, and the mode of that cycle is also the mode of the
-            # cycle before it (`_effective_mode`): the tap of the cycle before, which the
-            # decoder registers (a copy per lane, `LaneDecode`), delivers it.
+            # cycle before it (`_effective_mode`), which the tap one register further holds:
+            # the decoder's mode starts at a register on column 0 too.
             dec = LaneDecode(cfg)
             m.submodules[f"col_decode{c}"] = dec
-            m.d.comb += [dec.packet.eq(pk), dec.mode_early.eq(taps[c]),
+            m.d.comb += [dec.packet.eq(pk), dec.mode_ahead.eq(taps[c + 1]),
                          dec.packet_ahead.eq(ahead)]
             cols_in.append(dec.decoded)
 

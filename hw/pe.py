@@ -63,18 +63,6 @@ KEEP = {"keep": 1}
 REPLICA = {"keep": 1}
 
 
-def data_register(m: Module, port, name: str):
-    """A reset-less register driving the output ``port``; returns it, to be loaded.
-
-    Data needs no reset: the beat's ``valid`` says which values are real. A port registered
-    directly is reset with the core, and that reset was one net to every lane product
-    register and DSP block of the array (the routed critical path of `dense_int8`).
-    """
-    reg = Signal.like(port, name=name, reset_less=True)
-    m.d.comb += port.eq(reg)
-    return reg
-
-
 def adder_tree(values, m: Module | None = None, *, name: str = "sum"):
     """Balanced sum of Amaranth values (a chain would make the critical path linear).
 
@@ -424,14 +412,10 @@ class LaneDecode(wiring.Component):
     their activations a cycle before the multiplier's input register (`LaneSelect`). Every PE
     forwards the whole packet through one register, so the lead holds down the column. The
     lane values, the positions and which lanes the mode uses are decoded from
-    ``packet_ahead`` (the packet ``packet`` will be in the next cycle) and its mode into
-    registers, so every path here and in the first PE's select starts at a register; the
-    weights then take one more register (the unused lanes forced to 0) and leave with
-    ``packet``'s group scale. That mode is ``mode_early`` a cycle earlier: every lane keeps
-    its own registered copy of the format and pattern (`REPLICA`), so no one register fans
-    out to every lane decoder of the column (the routed critical path of `tiny`). A beat's
-    mode is also the mode of the cycle before it, so the core passes the mode of
-    ``packet_ahead``'s beat a cycle early.
+    ``packet_ahead`` and ``mode_ahead`` (the packet ``packet`` will be in the next cycle, and
+    its mode) into registers, so every path here and in the first PE's select starts at a
+    register; the weights then take one more register (the unused lanes forced to 0) and leave
+    with ``packet``'s group scale.
     """
 
     latency = 1
@@ -441,7 +425,7 @@ class LaneDecode(wiring.Component):
         lay = Layouts(cfg)
         super().__init__({
             "packet": In(lay.packet),
-            "mode_early": In(lay.mode),
+            "mode_ahead": In(lay.mode),
             "packet_ahead": In(lay.packet),
             "decoded": Out(decoded_layout(cfg)),
         })
@@ -461,16 +445,11 @@ class LaneDecode(wiring.Component):
             sel = ActivationSelect(cfg, s, q)
             m.submodules[f"dec_{s}_{q}"] = dec
             m.submodules[f"sel_{s}_{q}"] = sel
-            fmt = Signal.like(self.mode_early.fmt, name=f"fmt{i}", attrs=REPLICA,
-                              reset_less=True)
-            sparsity = Signal.like(self.mode_early.sparsity, name=f"sparsity{i}",
-                                   attrs=REPLICA, reset_less=True)
-            m.d.sync += [fmt.eq(self.mode_early.fmt), sparsity.eq(self.mode_early.sparsity)]
             m.d.comb += [
                 dec.slot.eq(self.packet_ahead.codes[s]),
-                dec.fmt.eq(fmt),
-                sel.fmt.eq(fmt),
-                sel.sparsity.eq(sparsity),
+                dec.fmt.eq(self.mode_ahead.fmt),
+                sel.fmt.eq(self.mode_ahead.fmt),
+                sel.sparsity.eq(self.mode_ahead.sparsity),
             ]
             if cfg.has_zero_points:
                 m.d.comb += dec.zero.eq(self.packet_ahead.zero)
@@ -557,9 +536,9 @@ class LaneSelect(wiring.Component):
                 x_sel = x_early
             else:
                 select_reachable(m, self.window, reach, self.pos[f"pos{i}"], x_sel)
-            m.d.sync += data_register(m, self.x[i], f"x{i}").eq(x_sel)
+            m.d.sync += self.x[i].eq(x_sel)
         invalid = self.decoded.invalid | self.x_bad if cfg.fp8_activations else self.decoded.invalid
-        m.d.sync += [data_register(m, self.w, "w").eq(self.decoded.w), self.invalid.eq(invalid)]
+        m.d.sync += [self.w.eq(self.decoded.w), self.invalid.eq(invalid)]
         return m
 
 
@@ -596,7 +575,7 @@ class LaneProducts(wiring.Component):
                 x = x.v
             # `ArrayConfig.hard_lanes`: a plain product, for a DSP block.
             product = x * w if self._hard[i] else shift_add_product(m, x, w, name=f"lane{i}")
-            out = data_register(m, self.products[f"p{i}"], f"p{i}")
+            out = self.products[f"p{i}"]
             if not coarse_terms:
                 m.d.sync += out.eq(product)
                 continue
@@ -647,7 +626,7 @@ class AdderTree(wiring.Component):
             part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
             m.d.sync += part.eq(adder_tree(lut[i:i + 4], m, name=f"quad{i // 4}"))
             terms.append(part)
-        m.d.sync += data_register(m, self.beat, "beat_reg").eq(adder_tree(terms, m, name="beat"))
+        m.d.sync += self.beat.eq(adder_tree(terms, m, name="beat"))
         return m
 
 
@@ -800,16 +779,7 @@ class ScaleOperand(wiring.Component):
                          coarse.eq(Mux(is_pow2, u[fine_bits:len(u) - 1] + 1, 0)),
                          bad.eq(is_pow2 & (self.exp_nan | out_of_window))]
         m.d.comb += power.eq(Const(1, unsigned(chunk + 1)) << fine)
-        if "int" in cfg.scale_kinds and "pow2" not in cfg.scale_kinds:
-            # 2^fine is the constant 1 here: the int scale masked instead of muxed (a mux
-            # with a constant arm, which Yosys makes a synchronous reset of the register),
-            # and the 1 of `none` in bit 0.
-            is_int = mode.scale == SCALE_CODES["int"]
-            scale = self.scale[:cfg.scale_bits].as_signed()
-            masked = Signal.like(operand, name="int_masked")
-            m.d.comb += [masked.eq(scale & is_int.replicate(len(operand))),
-                         operand.eq(masked | ~is_int)]
-        elif "int" in cfg.scale_kinds:
+        if "int" in cfg.scale_kinds:
             is_int = mode.scale == SCALE_CODES["int"]
             m.d.comb += operand.eq(Mux(is_int, self.scale[:cfg.scale_bits].as_signed(), power))
         else:
