@@ -259,10 +259,6 @@ class LaneCheck(wiring.Component):
 class PECheck(wiring.Component):
     """A single-beat tile through a whole PE equals the specification's dot product."""
 
-    #: Cycles without a beat at the start: the column decoder registers the mode, then
-    #: decodes a packet ahead. A proof needs ``latency + WARMUP + 1`` steps to see a result.
-    WARMUP = 2
-
     def __init__(self, cfg: ArrayConfig):
         from hw.layouts import Layouts
 
@@ -289,25 +285,21 @@ class PECheck(wiring.Component):
         m.submodules.decode = decode = LaneDecode(cfg)
         wgt = Signal.like(self.wgt_in)
         m.d.sync += wgt.eq(self.wgt_in)
-        m.d.comb += [decode.packet.eq(wgt), decode.mode_early.eq(self.mode),
+        m.d.comb += [decode.packet.eq(wgt), decode.mode_ahead.eq(self.mode),
                      decode.packet_ahead.eq(self.wgt_in),
                      pe.mode.eq(self.mode), pe.row_in.eq(self.row_in),
                      pe.wgt_in.eq(decode.decoded), self.result.eq(pe.result)]
         # Environment: scale none, the mode held; every beat is a whole group (the group and
         # tile flags are free otherwise: other tiles come and go around the checked beat); no
-        # beat in the first two cycles, before the decoder has registered the mode and seen
-        # a packet ahead.
+        # beat in the first cycle, before the decoder has seen a packet ahead.
         mode_q = Signal.like(self.mode)
         started = Signal()
-        warm = Signal(range(self.WARMUP + 1))
         m.d.sync += [mode_q.eq(self.mode), started.eq(1)]
-        with m.If(warm != self.WARMUP):
-            m.d.sync += warm.eq(warm + 1)
         m.d.comb += Assume(self.mode.scale == 0)
         ctl = self.row_in.ctl
         with m.If(started):
             m.d.comb += Assume(self.mode.as_value() == mode_q.as_value())
-        with m.If(warm != self.WARMUP):
+        with m.Else():
             m.d.comb += Assume(~ctl.valid)
         m.d.comb += Assume(ctl.group_first & ctl.group_last)
         # A checked beat: valid, first and last of its tile.
@@ -595,8 +587,7 @@ PROOFS: dict[str, Proof] = {p.name: p for p in [
     Proof("lanes_mxfp8", "the same for mxfp8: fp8 lanes as v << 8c, decoded fp8 activation "
           "windows", lambda: LaneCheck(preset("mxfp8")), "bmc", 1),
     Proof("pe", "whole PE (1 slot, int2, window 4): single-beat tile result = spec dot "
-          "product", lambda: PECheck(_pe_cfg()), "bmc",
-          lambda: _pe_latency() + PECheck.WARMUP + 1),
+          "product", lambda: PECheck(_pe_cfg()), "bmc", lambda: _pe_latency() + 2),
     Proof("output_stage", "OutputStage: in-order, exactly once, stream rules (raw + requant)",
           lambda: OutputStageCheck(preset("tiny").replace(cols=1)), "bmc",
           lambda: 2 * _output_latency() + 4),
@@ -613,7 +604,7 @@ PROOFS: dict[str, Proof] = {p.name: p for p in [
     Proof("core_cover", "Core 2x2: two tiles out (raw, requant), a held beat, backpressure",
           lambda: CoreCheck(_reduced_core_cfg()), "cover", core_depth, control_only=True),
     Proof("pe_cover", "PE: a checked beat with a large negative result",
-          lambda: PECheck(_pe_cfg()), "cover", lambda: _pe_latency() + PECheck.WARMUP + 1),
+          lambda: PECheck(_pe_cfg()), "cover", lambda: _pe_latency() + 2),
 ]}
 
 
