@@ -57,9 +57,9 @@ KEEP = {"keep": 1}
 
 #: Attribute of a register that must stay a copy of its own: the beat control is the same
 #: delay line for every PE of an anti-diagonal, and synthesis merges identical registers, so
-#: without it one flip-flop drives the restart muxes of several PEs (a few hundred loads on
-#: `default`). ``keep`` on a ``reg`` stops the merge in Yosys (`flows.synth` moves it from the
-#: register's net onto its flip-flop) and in the usual vendor flows.
+#: without it one flip-flop drives the restart muxes of up to four PEs on `default`. Yosys
+#: honours ``keep`` on cells only; `flows.synth` moves it from the register's net onto its
+#: flip-flop.
 REPLICA = {"keep": 1}
 
 

@@ -402,8 +402,7 @@ class OutputStageCheck(wiring.Component):
         inside = Signal(8)
         m.d.comb += inside.eq(n_in - n_out)
         m.d.comb += Assert(inside <= dut.capacity, "at most capacity rows inside the stage")
-        every_col = (1 << cfg.cols) - 1
-        m.d.comb += Assert(dut.col_ready == Mux(dut.i.ready, every_col, 0),
+        m.d.comb += Assert(dut.col_ready == dut.i.ready.replicate(cfg.cols),
                            "each column's copy of i.ready equals it")
         with m.If(took_out):
             m.d.comb += [
