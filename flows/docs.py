@@ -457,7 +457,10 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "* `idx[lane_idx[l]]` (with N:M enabled): the layer's `idx` of row `b·lanes + l`, its "
         "position inside its block of M; dense modes ignore it. That row is element "
         "`k = ((b·lanes + l) // N)·M + idx`, whose activation the activation beat holds at "
-        "`k_pos[k mod step]`.",
+        "`k_pos[k mod step]`. The rows of a block keep the layer's order, indices strictly "
+        "increasing (SPEC §3), so the block's `j`-th row has `j ≤ idx ≤ M − N + j`; the "
+        "hardware wires only those positions and reports any other index as an invalid code "
+        "(the error flag of the outputs the beat reaches).",
         "* The **lane order** (`lane_map` in the manifest, one entry `\"<format>/<sparsity>\"` "
         "per mode: `lane_mult`, `lane_idx`, `k_pos`) is chosen so that every multiplier reads "
         "only a few window positions (docs/ARCHITECTURE.md); a host packs by it and nothing "

@@ -16,7 +16,12 @@ all enabled modes (the select mux is the routing tax of N:M sparsity):
 * an N:M mode puts each of its blocks of ``M`` activations at an ``M``-aligned window block
   and serves it with ``N`` multipliers whose homes lie in that block where it can (preferring
   the multipliers of lower rank, which other formats already route there), so a multiplier
-  reaches its home block and, for some int8 patterns, one more.
+  reaches its home block and, for some int8 patterns, one more;
+* within a block the stored slots' indices are strictly increasing (SPEC §3), so the ``j``-th
+  slot of a block has ``j ≤ idx ≤ M − N + j``: its multiplier is wired for those ``M − N + 1``
+  positions of the block only (3 of 4 for 2:4, 5 of 8 for 4:8, 7 of 8 for 2:8). An index
+  outside them cannot come from a valid layer; the hardware flags it as an invalid code
+  (`hw.pe.ActivationSelect`).
 
 `LaneMap.reach` gives the positions each multiplier can select; docs/ARCHITECTURE.md has the
 resulting counts.
@@ -49,8 +54,10 @@ class ModeLanes:
     k_pos : tuple of int
         Window position of beat-local reduction index ``k`` (``0 … step − 1``).
     routes : dict
-        ``{(slot, quarter): (base, M)}``: the multiplier selects ``window[base + idx]``
-        (``idx`` = its N:M index; ``M`` = 1 for dense, then ``base`` is the position).
+        ``{(slot, quarter): (base, M, lo, hi)}``: the multiplier selects ``window[base + idx]``
+        (``idx`` = its N:M index, which lies in ``lo … hi`` for the ``j``-th slot of a block:
+        ``lo = j``, ``hi = M − N + j``; for dense ``M`` = 1, ``lo = hi = 0`` and ``base`` is the
+        position).
     """
 
     lane_mult: tuple[tuple[int, int], ...]
@@ -96,7 +103,7 @@ class LaneMap:
             homed.sort(key=lambda x: self.home[x])
             if len(homed) < step:  # pragma: no cover - the homes cover every dense step
                 raise AssertionError(f"{fmt}: {len(homed)} homed multipliers for step {step}")
-            routes = {x: (self.home[x], 1) for x in homed}
+            routes = {x: (self.home[x], 1, 0, 0) for x in homed}
             return ModeLanes(tuple(homed), tuple(self.home[x] for x in homed), routes)
         free = list(mults)
         free_blocks = list(range(cfg.window // m))
@@ -108,9 +115,9 @@ class LaneMap:
             w = max(free_blocks, key=lambda w: (sum(at_home(x, w) for x in free), -w))
             chosen = [x for x in free if at_home(x, w)][:n]
             chosen += [x for x in free if x not in chosen][:n - len(chosen)]
-            for x in chosen:
+            for j, x in enumerate(chosen):
                 free.remove(x)
-                routes[x] = (w * m, m)
+                routes[x] = (w * m, m, j, m - n + j)
             free_blocks.remove(w)
             lane_mult += chosen
             for t in range(m):
@@ -122,8 +129,8 @@ class LaneMap:
         out = set()
         for lanes in self.modes.values():
             if mult in lanes.routes:
-                base, m = lanes.routes[mult]
-                out.update(range(base, base + m))
+                base, _, lo, hi = lanes.routes[mult]
+                out.update(range(base + lo, base + hi + 1))
         return sorted(out)
 
     def idx_index(self, mult) -> int:

