@@ -610,7 +610,9 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "that saturates int32 when shifted left. The value stays defined (an erroneous "
         "contribution counts 0, a saturated requant input is the int32 bound), so it matches "
         "the golden model bit for bit, but it is not the product the layer stands for. "
-        "Details: [NUMERICS.md](NUMERICS.md).",
+        "Details: [NUMERICS.md](NUMERICS.md). The flag is also set by a weight beat no valid "
+        "layer produces: an N:M index outside its block slot's reach (`j ≤ idx ≤ M − N + j` "
+        "for the block's `j`-th row, SPEC §3); that row's value is then unspecified.",
         "",
         "## Block diagrams",
         "",
