@@ -29,8 +29,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -44,7 +46,7 @@ from gen.presets import preset
 from hw.config import ConfigError
 
 __all__ = ["DEVICES", "DEFAULT_ROUTE_TIMEOUT", "Device", "SynthError", "synthesize",
-           "default_dsp_min_width",
+           "synthesize_seeds", "default_dsp_min_width",
            "parse_nextpnr_report", "parse_yosys_stat", "wrapper_verilog", "markdown_report", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -836,6 +838,97 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     return report
 
 
+#: Files of a work folder that place and route writes; a seed's copy of the folder starts
+#: without them (everything else, Yosys' netlist first, is shared by hard links).
+_PNR_OUTPUTS = frozenset({"netlist_dsp.json", "nextpnr.log", "report.json",
+                          "nextpnr_route_timeout.log", "pins.pdc"})
+
+
+def _share_netlist(src: Path, dst: Path) -> None:
+    """A work folder for another seed: ``src``'s Yosys results, linked (copied where links
+    fail), without any place-and-route output."""
+    if dst.exists():
+        shutil.rmtree(dst)
+
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link,
+                    ignore=lambda folder, names: [n for n in names if n in _PNR_OUTPUTS])
+
+
+def seed_summary(reports: list[dict], tag: str) -> dict:
+    """The report of the best seed, with every seed's figures under ``seeds``.
+
+    A routed design ranks above a post-placement estimate, then the higher Fmax. The summary
+    keeps the best seed's counts, Fmax, critical path and files (``pnr_seed``), and adds
+    ``seeds``: per seed its Fmax, whether it routed, its critical path and seconds, and
+    ``fmax_by_seed`` (min, median, max of the routed seeds).
+    """
+    def rank(r):
+        return (bool(r.get("routed")), r.get("fmax_mhz") or 0.0)
+
+    best = max(reports, key=rank)
+    summary = dict(best)
+    summary["tag"] = tag
+    summary["seeds"] = [{"seed": r["pnr_seed"], "fmax_mhz": r["fmax_mhz"],
+                         "routed": r["routed"], "route_status": r["route_status"],
+                         "critical_path": r["critical_path"], "seconds": r["seconds"],
+                         "report": f"{r['tag']}-{r['device']}.json"} for r in reports]
+    routed = sorted(r["fmax_mhz"] for r in reports if r.get("routed") and r.get("fmax_mhz"))
+    summary["fmax_by_seed"] = ({"min": routed[0], "median": statistics.median(routed),
+                                "max": routed[-1], "routed": len(routed),
+                                "seeds": len(reports)} if routed else None)
+    return summary
+
+
+def synthesize_seeds(cfg, device: str, out_dir, *, tag: str, seeds, progress=None,
+                     **kwargs) -> dict:
+    """One Yosys run, then place and route at every seed of ``seeds``; each seed reported.
+
+    The first seed runs the whole flow (`synthesize`) as ``<tag>-s<seed>``; every further
+    seed places and routes the same netlist in a work folder of its own,
+    ``<tag>-s<seed>-<device>/`` (its Yosys files linked from the first). Each writes its own
+    report; ``<tag>-<device>.json`` and ``.md`` are the summary (`seed_summary`: the best
+    routed seed, and every seed's Fmax and critical path). Seeds run one after the other:
+    nextpnr's timing is the same whatever else runs, but two at a time need twice the memory.
+
+    Returns
+    -------
+    dict
+        The summary report.
+    """
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    if not seeds:
+        raise SynthError("--seeds needs at least one seed", kind="usage")
+    progress = progress or (lambda msg: None)
+    out_dir = Path(out_dir)
+    reuse_first = kwargs.pop("reuse_netlist", False)
+    reports = []
+    for i, seed in enumerate(seeds):
+        seed_tag = f"{tag}-s{seed}"
+        if i:
+            _share_netlist(out_dir / f"{tag}-s{seeds[0]}-{device}",
+                           out_dir / f"{seed_tag}-{device}")
+        progress(f"{tag}: seed {seed} ({i + 1} of {len(seeds)})")
+        reports.append(synthesize(cfg, device, out_dir, tag=seed_tag, seed=seed,
+                                  reuse_netlist=bool(i) or reuse_first,
+                                  progress=progress, **kwargs))
+    summary = seed_summary(reports, tag)
+    name = f"{tag}-{device}"
+    (out_dir / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown_report(summary))
+    figures = ", ".join(f"seed {r['pnr_seed']}: "
+                        + ("n/a" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f}")
+                        + ("" if r["routed"] else " (placed only)") for r in reports)
+    progress(f"{name}: {figures} MHz; the summary is seed {summary['pnr_seed']} -> "
+             f"{out_dir / (name + '.json')}")
+    return summary
+
+
 def _synthesis_only_report(cfg, dev: Device, out_dir: Path, name: str, tag: str,
                            cells: dict, wrap: dict, dsp_min_width, lut_mapper: str,
                            manifest: dict, commands: dict, times: dict, t_start: float,
@@ -920,6 +1013,23 @@ def markdown_report(r: dict) -> str:
         cells = cp["cells"]
         shown = cells if len(cells) <= 12 else cells[:6] + ["…"] + cells[-5:]
         lines += [f"    {c}" for c in shown]
+    if r.get("seeds"):
+        lines += ["", f"Place and route at {len(r['seeds'])} seeds of one netlist; the table "
+                  f"above is seed {r['pnr_seed']}, the best routed one:", "",
+                  "| seed | Fmax (MHz) | routed | critical path | place and route (s) |",
+                  "|---:|---:|---|---|---:|"]
+        for sd in r["seeds"]:
+            path = sd["critical_path"]
+            where = (f"{path['delay_ns']} ns: `{_short(path['from'])}` → `{_short(path['to'])}`"
+                     if path else "–")
+            fmax_s = "n/a" if sd["fmax_mhz"] is None else f"{sd['fmax_mhz']:.1f}"
+            lines.append(f"| {sd['seed']} | {fmax_s} | {'yes' if sd['routed'] else 'no'} | "
+                         f"{where} | {sd['seconds'].get('nextpnr', '–')} |")
+        spread = r.get("fmax_by_seed")
+        if spread:
+            lines += ["", f"Routed seeds: {spread['routed']} of {spread['seeds']}; Fmax min "
+                      f"{spread['min']:.1f}, median {spread['median']:.1f}, max "
+                      f"{spread['max']:.1f} MHz."]
     lines += ["", "Commands:", "", "```"]
     lines += [r["commands"].get("yosys", ""), r["commands"].get("nextpnr", "")]
     lines += ["```", "",
@@ -952,6 +1062,17 @@ def _dsp_arg(text: str):
     return v
 
 
+def _seed_list(text: str) -> list[int]:
+    """``--seeds``: a comma list of integers."""
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed, e.g. 1,2,3")
+    return seeds
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m flows.synth",
                 description="Synthesize a configuration (yowasp Yosys + nextpnr): LUT, FF, "
@@ -962,7 +1083,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="result directory (default build/synth)")
     p.add_argument("--tag", help="name of the result files (default: the preset name)")
     p.add_argument("--freq", type=float, default=100.0, help="clock constraint, MHz")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    seed = p.add_mutually_exclusive_group()
+    seed.add_argument("--seed", type=int, help="nextpnr placer seed (default 1)")
+    seed.add_argument("--seeds", type=_seed_list, metavar="LIST",
+                      help="comma list of nextpnr seeds, e.g. 1,2,3: Yosys once, then place "
+                           "and route at each seed, each reported; <tag>-<device>.json is "
+                           "the best routed seed with every seed's Fmax")
     p.add_argument("--dsp-min-width", type=_dsp_arg, default="default", metavar="W",
                    help="map products with both operands >= W bits to DSPs (default 8 on "
                         "ECP5, no DSPs on iCE40; 2 = Yosys' own policy; 'none')")
@@ -994,12 +1120,16 @@ def main(argv=None) -> int:
     try:
         cfg = config_from_args(args)
         tag = args.tag or default_tag(args, cfg)
-        synthesize(cfg, args.device, args.out, tag=tag, freq=args.freq, seed=args.seed,
-                   dsp_min_width=args.dsp_min_width, pnr_extra=tuple(args.pnr_arg),
-                   route=not args.no_route, reuse_netlist=args.reuse_netlist,
-                   dsp_registers=not args.no_dsp_registers,
-                   route_timeout=args.route_timeout or None,
-                   progress=progress)
+        options = dict(freq=args.freq, dsp_min_width=args.dsp_min_width,
+                       pnr_extra=tuple(args.pnr_arg), route=not args.no_route,
+                       reuse_netlist=args.reuse_netlist,
+                       dsp_registers=not args.no_dsp_registers,
+                       route_timeout=args.route_timeout or None, progress=progress)
+        if args.seeds:
+            synthesize_seeds(cfg, args.device, args.out, tag=tag, seeds=args.seeds, **options)
+        else:
+            synthesize(cfg, args.device, args.out, tag=tag,
+                       seed=1 if args.seed is None else args.seed, **options)
         return 0
     except ConfigError as exc:
         print(f"python -m flows.synth: error: {exc}", file=sys.stderr)

@@ -201,3 +201,55 @@ def test_route_timeout_option():
     assert args.route_timeout == 60.0
     default = synth.build_parser().parse_args(["--preset", "tiny"]).route_timeout
     assert default == synth.DEFAULT_ROUTE_TIMEOUT >= 3600  # the 4×4 presets route within it
+
+
+def test_seed_sweep_one_netlist_every_seed_reported(tmp_path, monkeypatch):
+    """`synthesize_seeds`: Yosys once (the later seeds reuse a linked copy of its netlist and
+    none of its place-and-route files), every seed's report kept, the summary the best routed
+    seed with every seed's Fmax."""
+    calls = []
+    fmax = {1: 91.0, 2: 98.5, 3: 99.0}
+
+    def fake(cfg, device, out_dir, *, tag, seed, reuse_netlist, progress, **kwargs):
+        work = out_dir / f"{tag}-{device}"
+        if not reuse_netlist:
+            work.mkdir(parents=True)
+            (work / "netlist.json").write_text("{}")
+        (work / "nextpnr.log").write_text(f"seed {seed}\n")
+        assert (work / "netlist.json").exists()
+        calls.append((tag, seed, reuse_netlist, sorted(p.name for p in work.iterdir())))
+        return {"tag": tag, "device": device, "family": "ecp5", "config": cfg.to_dict(),
+                "lut": 100, "ff": 50, "dsp": 3, "bram": 0, "lut_total": 120, "ff_total": 60,
+                "fmax_mhz": fmax[seed], "fmax_target_mhz": 100.0, "routed": seed != 3,
+                "route_status": "routed" if seed != 3 else "routing stopped after 5 s",
+                "dsp_min_width": 8, "pnr_seed": seed,
+                "wrapper": {"lut": 20, "ff": 10, "dsp": 0, "bram": 0, "kind": "serial"},
+                "utilization": {}, "critical_path": None, "commands": {}, "tools": {},
+                "seconds": {"nextpnr": 10.0 * seed}}
+
+    monkeypatch.setattr(synth, "synthesize", fake)
+    summary = synth.synthesize_seeds(preset("tiny"), "ecp5-85k", tmp_path, tag="t",
+                                     seeds=[1, 2, 3, 2])
+    assert [(c[0], c[1], c[2]) for c in calls] == [("t-s1", 1, False), ("t-s2", 2, True),
+                                                   ("t-s3", 3, True)]
+    # A later seed's folder starts with the netlist, without the first seed's nextpnr log.
+    assert calls[1][3] == ["netlist.json", "nextpnr.log"]
+    assert (tmp_path / "t-s1-ecp5-85k" / "nextpnr.log").read_text() == "seed 1\n"
+    # The placed-only seed 3 (99.0 estimated) ranks below the routed seed 2.
+    assert summary["pnr_seed"] == 2 and summary["fmax_mhz"] == 98.5 and summary["tag"] == "t"
+    assert [s["seed"] for s in summary["seeds"]] == [1, 2, 3]
+    assert summary["fmax_by_seed"] == {"min": 91.0, "median": 94.75, "max": 98.5,
+                                       "routed": 2, "seeds": 3}
+    written = json.loads((tmp_path / "t-ecp5-85k.json").read_text())
+    assert written["pnr_seed"] == 2
+    md = (tmp_path / "t-ecp5-85k.md").read_text()
+    assert "| 3 | 99.0 | no |" in md and "median 94.8" in md
+
+
+def test_seeds_option():
+    args = synth.build_parser().parse_args(["--preset", "tiny", "--seeds", "1, 2,3"])
+    assert args.seeds == [1, 2, 3] and args.seed is None
+    with pytest.raises(SystemExit):
+        synth.build_parser().parse_args(["--seeds", "1,x"])
+    with pytest.raises(SystemExit):
+        synth.build_parser().parse_args(["--seed", "1", "--seeds", "1,2"])
