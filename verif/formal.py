@@ -282,7 +282,7 @@ class PECheck(wiring.Component):
         super().__init__(ports)
 
     def elaborate(self, platform):
-        from hw.pe import LaneDecode, ProcessingElement
+        from hw.pe import LaneDecode, ProcessingElement, delay
 
         cfg = self._cfg
         m = Module()
@@ -331,24 +331,14 @@ class PECheck(wiring.Component):
                              defined.eq(Cat(*oks).all())]
         m.d.comb += Assume(Cat(*any_mode).any())
         # Delay line of the specification, ProcessingElement.latency long.
-        lat = pe.latency
-        pipe_v = [check]
-        pipe_t, pipe_b, pipe_d = [total], [bad], [defined]
-        for k in range(lat):
-            v, t, b = Signal(name=f"sv{k}"), Signal(signed(cfg.acc_bits), name=f"st{k}"), \
-                Signal(name=f"sb{k}")
-            d = Signal(name=f"sd{k}")
-            m.d.sync += [v.eq(pipe_v[-1]), t.eq(pipe_t[-1]), b.eq(pipe_b[-1]),
-                         d.eq(pipe_d[-1])]
-            pipe_v.append(v)
-            pipe_t.append(t)
-            pipe_b.append(b)
-            pipe_d.append(d)
-        m.d.comb += Cover(pipe_v[-1] & (pe.result < -500))
-        with m.If(pipe_v[-1]):
-            m.d.comb += [Assert(~pipe_d[-1] | (pe.result == pipe_t[-1]),
+        spec_v, spec_t, spec_b, spec_d = (
+            delay(m, sig, pe.latency, name=name, reset_less=False)
+            for sig, name in ((check, "sv"), (total, "st"), (bad, "sb"), (defined, "sd")))
+        m.d.comb += Cover(spec_v & (pe.result < -500))
+        with m.If(spec_v):
+            m.d.comb += [Assert(~spec_d | (pe.result == spec_t),
                                 "PE result = dot product of the beat (indices within reach)"),
-                         Assert(pe.result_err == pipe_b[-1], "PE error = an active invalid code")]
+                         Assert(pe.result_err == spec_b, "PE error = an active invalid code")]
         return m
 
 
