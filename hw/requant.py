@@ -2,11 +2,10 @@
 
 import re
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.tables import INT32_MAX
 from hw.config import ArrayConfig
 from hw.layouts import Layouts
 
@@ -19,11 +18,12 @@ class RequantStage(wiring.Component):
     ``y = sat8(RDBPOT(SRDHM(sat32(acc + bias) · 2^max(sh,0), M0), max(−sh,0)) + zp)`` with
     gemmlowp rounding; ``acc + bias`` shifted left that does not fit int32 saturates and raises
     ``err``. Latency ``latency`` (8) cycles of ``advance``; one value per advancing cycle.
-    Stages: bias add; int32 range check and left shift (the saturation itself is applied after
-    the product, see stage 2); 32×32 product as four 16×16 partial
-    products (one DSP each); the middle sum beside the outer part's rounding increment; their
-    sum, which is SRDHM (see below); RDBPOT's rounding bias; its right shift; zero point and
-    int8 saturation.
+    Stages: bias add; int32 range check (one reduction of the bits that differ from the sign;
+    the saturation itself is applied after the product, see stage 2); 32×32 product as four
+    16×16 partial products (one DSP each); the middle sum beside the outer part's rounding
+    increment; their sum, which is SRDHM (see below); the rounding bias (a thermometer and the
+    adder's carry); the rounding shift (32 bits out, levels trimmed to the reachable bits);
+    zero point and int8 saturation.
     """
 
     latency = 8
@@ -69,14 +69,16 @@ class RequantStage(wiring.Component):
         right1 = stage("right1", Mux(sh < 0, -sh, 0), unsigned(5))
         mult1 = stage("mult1", self.params.mult)
         zp1 = stage("zp1", self.params.zp)
-        # accb · 2^left fits int32 iff −2^(31−left) <= accb <= (2^31 − 1) >> left.
-        hi_bound = Signal(signed(33))
-        lo_bound = Signal(signed(33))
+        # accb · 2^left fits int32 iff accb fits 32 − left bits: iff its bits 31 − left and up
+        # all equal its sign. `need` marks the bits 1…30 that must (bit i iff left >= 31 − i;
+        # bits 31 and up always do), a thermometer of the shift looked up here, so that stage 2
+        # is one reduction of the bits that differ from the sign (no compare on a carry chain).
+        need = Signal(30)
         with m.Switch(left):
             for k in range(32):
                 with m.Case(k):
-                    m.d.comb += [hi_bound.eq(INT32_MAX >> k), lo_bound.eq(-(1 << (31 - k)))]
-        hi1, lo1 = stage("hi1", hi_bound), stage("lo1", lo_bound)
+                    m.d.comb += need.eq(sum(1 << (i - 1) for i in range(1, 31) if k >= 31 - i))
+        need1 = stage("need1", need)
         # Stage 2: range check and left shift. The saturation is not applied to v (that mux
         # sat in front of the DSPs' input registers, on the critical path): a saturated v is
         # INT32_MAX or INT32_MIN, whose SRDHM with M0 is known in closed form (`_saturated`)
@@ -86,10 +88,13 @@ class RequantStage(wiring.Component):
         # register in front of them; the shift there was the routed critical path of the int8
         # and unified arrays) and the left shift becomes the rounding right shift of stage 7,
         # which a row with left > 0 does not need for RDBPOT (then right = 0).
-        over, under = accb > hi1, accb < lo1
+        sign = accb[-1]
+        differs = accb.as_unsigned() ^ sign.replicate(len(accb))
+        out_of_range = differs[31:].any() | (differs[1:31] & need1).any()
+        over, under = out_of_range & ~sign, out_of_range & sign
         v2 = stage("v2", accb[:32].as_signed(), signed(32))
         over2, under2 = stage("over2", over), stage("under2", under)
-        err2 = stage("err2", over | under)
+        err2 = stage("err2", out_of_range)
         right2, mult2, zp2 = stage("right2", right1), stage("mult2", mult1), stage("zp2", zp1)
         left2 = stage("left2", left1)
         sat_max, sat_min = self._saturated(stage, mult1)
@@ -117,16 +122,16 @@ class RequantStage(wiring.Component):
         err4, zp4 = stage("err4", err3), stage("zp4", zp3)
         over4, under4 = stage("over4", over3), stage("under4", under3)
         up4, post4 = stage("up4", up3), stage("post4", post3)
-        # Stage 6's rounding constants, looked up two stages ahead (tables of the 5-bit shift,
-        # no carry chain): 2^(e−1) and, for RDBPOT's negative values, 2^(e−1) − 1.
-        half = Signal(unsigned(31))
-        half_neg = Signal(unsigned(31))
+        # Stage 6's rounding bias, looked up two stages ahead from the 5-bit shift (a table, no
+        # carry chain): the bias is 2^(e−1) = (2^(e−1) − 1) + 1, or 2^(e−1) − 1 for RDBPOT's
+        # negative values, so one thermometer ``2^(e−1) − 1`` and the carry into its add.
+        below_half = Signal(30)
         with m.Switch(post3):
-            for e in range(1, 32):
+            for e in range(2, 32):
                 with m.Case(e):
-                    m.d.comb += [half.eq(1 << (e - 1)),
-                                 half_neg.eq(Mux(up3, 1 << (e - 1), (1 << (e - 1)) - 1))]
-        half4, half_neg4 = stage("half4", half), stage("half_neg4", half_neg)
+                    m.d.comb += below_half.eq((1 << (e - 1)) - 1)
+        below_half4 = stage("below_half4", below_half)
+        rounds4 = stage("rounds4", post3 != 0)
         # Stage 5: without a left shift SRDHM, (ab + nudge) / 2^31 truncating toward zero.
         # With the nudge 2^30 for ab >= 0 and 1 − 2^30 below, both cases equal floor((ab +
         # 2^30) / 2^31): one adder (the 2^30 is in outer4) and an arithmetic shift. With a
@@ -137,22 +142,36 @@ class RequantStage(wiring.Component):
         x5 = stage("x5", Mux(saturated, Mux(over4, sat_max, sat_min),
                              Mux(up4, total, total >> 31)), signed(64))
         final = saturated & up4  # nothing after it: no rounding, no shift
-        half5 = stage("half5", Mux(final, 0, half4))
-        half_neg5 = stage("half_neg5", Mux(final, 0, half_neg4))
+        below_half5 = stage("below_half5", Mux(final, 0, below_half4))
+        rounds5 = stage("rounds5", rounds4 & ~final)
+        up5 = stage("up5", up4)
         post5 = stage("post5", Mux(final, 0, post4), unsigned(5))
         err5, zp5 = stage("err5", err4), stage("zp5", zp4)
         # Stage 6: one biased add. RDBPOT (round half away from zero): x / 2^e rounds to
         # floor((x + 2^(e−1) − [x < 0]) / 2^e) for e >= 1, and x for e = 0 (both biases 0);
         # SRDHM's remaining rounding after a left shift: floor((x + 2^(e−1)) / 2^e).
-        biased6 = stage("biased6", x5 + Mux(x5 < 0, half_neg5, half5), signed(65))
+        # The bias as ``below_half + carry``: one add of ``2·x + carry`` and ``2·below_half + 1``
+        # (one carry chain, the carry in its lowest bit), halved.
+        carry = rounds5 & ~(x5[-1] & ~up5)
+        doubled = Signal(signed(66))
+        m.d.comb += doubled.eq(Cat(carry, x5).as_signed() + Cat(Const(1, 1), below_half5))
+        biased6 = stage("biased6", doubled[1:].as_signed(), signed(65))
         post6, err6, zp6 = stage("post6", post5), stage("err6", err5), stage("zp6", zp5)
         # Stage 7: the rounding shift.
-        quot7 = stage("quot7", biased6 >> post6, signed(34))
+        # The quotient is an int32, so only bits post … post + 31 of biased6 matter: a
+        # logarithmic shifter from the largest step down, each level only as wide as the
+        # bits still reachable (47, 39, 35, 33, 32 instead of 65 on every level).
+        bits = biased6[:63]
+        for b in reversed(range(len(post6))):
+            step = 1 << b
+            width = 32 + step - 1
+            bits = Mux(post6[b], bits[step:step + width], bits[:width])
+        quot7 = stage("quot7", bits.as_signed(), signed(32))
         err7, zp7 = stage("err7", err6), stage("zp7", zp6)
         # Stage 8: zero point and int8 saturation. The sum is an int8 iff its bits 7 and up
         # are all equal: two reductions (LUTs) behind the add, where the compares with 127
         # and −128 had become a second carry chain in series with it.
-        rounded = Signal(signed(35))
+        rounded = Signal(signed(33))
         m.d.comb += rounded.eq(quot7 + zp7)
         top = rounded[7:]
         with m.If(adv):
@@ -175,10 +194,15 @@ class RequantStage(wiring.Component):
         ``−M0``), exactly what the product path gives for those v.
         """
         m0 = mult1.as_unsigned()
-        gt1_2 = stage("sat_gt1_2", m0 > (1 << 30))
-        gt3_2 = stage("sat_gt3_2", m0 > (3 << 30))
+        # The compares with 2^30 and 3·2^30 read M0's two top bits and whether any bit below
+        # them is set (LUTs, no carry chain); [M0 > 2^30] + [M0 > 3·2^30] is then the 2-bit
+        # number (gt3, gt1 ^ gt3), subtracted in one carry chain.
+        low = m0[:30].any()
+        gt1 = m0[31] | (m0[30] & low)
+        gt3 = m0[31] & m0[30] & low
+        gt1_2, gt3_2 = stage("sat_gt1_2", gt1), stage("sat_gt3_2", gt3)
         m0_2 = stage("sat_m0_2", m0)
         min2 = stage("sat_min2", -m0, signed(34))
-        max3 = stage("sat_max3", m0_2 - gt1_2 - gt3_2, signed(34))
+        max3 = stage("sat_max3", m0_2 - Cat(gt1_2 ^ gt3_2, gt3_2), signed(34))
         min3 = stage("sat_min3", min2)
         return stage("sat_max4", max3), stage("sat_min4", min3)

@@ -97,6 +97,44 @@ def test_requant_stage_left_shifts_at_the_int32_edges():
                                                                shift[i])
 
 
+def test_requant_stage_rounds_ties_at_every_shift():
+    """Exact rounding ties of every shift, both signs: RDBPOT's halves for a right shift (with
+    M0 = 2^30, SRDHM(2s, M0) = s), SRDHM's own for a left shift (M0 = 2^30 + 2^(30 − left)
+    and an odd accb make ``accb · M0`` an odd multiple of 2^(30 − left)), and one step either
+    side of each tie. The rounding bias is a thermometer and a carry, so each shift's bias
+    and its sign rule are what it checks."""
+    from golden.tables import OUT_SHIFT_MAX, OUT_SHIFT_MIN
+    cfg = TINY
+    rng = np.random.default_rng(31)
+    acc, mult, shift = [], [], []
+    for sh in range(OUT_SHIFT_MIN, OUT_SHIFT_MAX + 1):
+        for _ in range(6):
+            if sh <= 0:
+                e = -sh
+                k = int(rng.integers(0, 1 << max(0, 29 - e)))
+                tie = k * (1 << e) + ((1 << e) >> 1)
+                for s_val in (tie, -tie, tie + 1, -tie - 1, tie - 1, -tie + 1):
+                    acc.append(2 * s_val)
+                    mult.append(1 << 30)
+                    shift.append(sh)
+            else:
+                lim = 1 << (31 - sh)
+                odd = int(rng.integers(-lim // 2, lim // 2)) * 2 + 1
+                for a in (odd, -odd, odd + 1, odd - 1):
+                    acc.append(int(np.clip(a, -lim, lim - 1)))
+                    mult.append((1 << 30) + (1 << (30 - sh)))
+                    shift.append(sh)
+    acc, mult, shift = (np.array(v, np.int64) for v in (acc, mult, shift))
+    n = len(acc)
+    bias = np.zeros(n, np.int64)
+    zp = np.zeros(n, np.int64)
+    want_y, want_err = requantize(acc[None, :], bias=bias, out_mult=mult, out_shift=shift,
+                                  out_zp=zp)
+    got = _run_requant(cfg, acc, bias, mult, shift, zp)
+    for i in range(n):
+        assert got[i] == (want_y[0, i], int(want_err[0, i])), (i, acc[i], mult[i], shift[i])
+
+
 def test_requant_stage_zero_points_across_int32():
     """Zero points anywhere in int32, each against a quotient that brings the sum to the edges
     of int8 (and one step beyond): the saturation reads the int8 range from the sum's top
