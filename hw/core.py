@@ -259,8 +259,9 @@ class Core(wiring.Component):
         """The mode of the beat taken now: the ``mode`` port, or with ``mode.inband`` the
         descriptor taken from ``dsc`` (the next one loads as a GEMM's last beat is taken).
 
-        Returns ``(mode, stable)``: ``stable`` is low for one cycle after the mode changes, and
-        no beat is taken then, so every beat has the mode of the cycle before it too.
+        Returns ``(mode, prev, stable)``: ``prev`` is ``mode`` registered; ``stable`` is low for
+        one cycle after the mode changes, and no beat is taken then, so every beat has the mode
+        of the cycle before it too: ``prev`` equals ``mode`` whenever a beat is taken.
         """
         lay = self._lay
         inband = self.mode.inband
@@ -285,7 +286,7 @@ class Core(wiring.Component):
                      same_cur.eq(cur.as_value() == prev.as_value())]
         stable = Signal()
         m.d.comb += stable.eq(Mux(inband, same_cur & have, same_port))
-        return mode, stable
+        return mode, prev, stable
 
     def _mode_taps(self, m: Module, mode):
         """``mode`` delayed by 0 … the array's deepest mode read, one register per cycle."""
@@ -301,14 +302,17 @@ class Core(wiring.Component):
         cfg, lay = self._cfg, self._lay
         m = Module()
         gemm_end = Signal()
-        mode, mode_stable = self._effective_mode(m, gemm_end)
+        mode, mode_prev, mode_stable = self._effective_mode(m, gemm_end)
         # Beat b taken at t reaches column c's decoder at t + 1 + c and PE(r, c) at
         # t + 1 + r + c (its row_in); each reads the mode of its own beat from a tap.
         taps = self._mode_taps(m, mode)
 
         # ---- mode check -------------------------------------------------------------------
+        # Read from the registered mode, which is the taken beat's mode too (`_effective_mode`):
+        # from the mode mux, the in-band bit's fan-out into the compares was the routed critical
+        # path of `tiny` and `dense_int8`.
         mode_ok = Signal()
-        m.d.comb += mode_ok.eq(self._mode_legal(m, mode))
+        m.d.comb += mode_ok.eq(self._mode_legal(m, mode_prev))
 
         # ---- input join and beat counters -------------------------------------------------
         beat = Signal(lay.count_bits)
@@ -430,7 +434,7 @@ class Core(wiring.Component):
         tile_requant = Signal()
         tile_ok = Signal()
         with m.If(take & is_last):
-            m.d.sync += [tile_requant.eq(mode.requant), tile_ok.eq(mode_ok)]
+            m.d.sync += [tile_requant.eq(mode_prev.requant), tile_ok.eq(mode_ok)]
         m.d.comb += out.requant.eq(tile_requant)
         prm_reg = Signal(data.ArrayLayout(lay.col_params, cfg.cols), reset_less=True)
         prm_full = Signal()
