@@ -67,6 +67,8 @@ class Device:
     yosys_args: tuple[str, ...] = ()
     #: Pin constraints nextpnr needs (written to ``pins.pdc``; Nexus refuses unplaced I/O).
     pdc: str = ""
+    #: ECP5 pin constraints (written to ``pins.lpf``): the clock on a primary clock pin.
+    lpf: str = ""
 
     @property
     def yosys_synth(self) -> str:
@@ -86,12 +88,21 @@ class Device:
 #: 2 cores, so `make synth` routes every preset.
 DEFAULT_ROUTE_TIMEOUT = 5400.0
 
+#: The ECP5 flows' pin constraints: only the clock is placed (on a primary clock input); the
+#: wrapper's serial pins stay nextpnr's choice.
+_ECP5_LPF = 'LOCATE COMP "clk" SITE "G2";\n'
+_ECP5_PINS = ("--lpf", "pins.lpf", "--lpf-allow-unconstrained")
+
 DEVICES: dict[str, Device] = {
     # router2: router1 stalled for over 10 minutes on a congested tiny (arcs left rising).
-    "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381", "--router",
-                                            "router2"), 24288, 24288, 28, 56),
-    "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381", "--router",
-                                            "router2"), 83640, 83640, 156, 208),
+    # The clock on G2 (PCLKT6_0 of CABGA381): left to nextpnr, the pad was at some seeds one
+    # with no route to the clock tree ("Failed to route arc 0.0 of net 'clk$TRELLIS_IO_IN'").
+    "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381", *_ECP5_PINS,
+                                            "--router", "router2"), 24288, 24288, 28, 56,
+                       lpf=_ECP5_LPF),
+    "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381", *_ECP5_PINS,
+                                            "--router", "router2"), 83640, 83640, 156, 208,
+                       lpf=_ECP5_LPF),
     "ice40-up5k": Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"),
                          5280, 5280, 8, 30),
     # Lattice CrossLink-NX 40k: LUT4 logic, 9x9 multiplier blocks (MULT9_CORE, two per 18x18
@@ -738,6 +749,8 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
                                       t_start, progress)
     if dev.pdc:
         (work / "pins.pdc").write_text(dev.pdc)
+    if dev.lpf:
+        (work / "pins.lpf").write_text(dev.lpf)
     pnr_netlist = "netlist.json"
     dsp_pack = None
     if dev.family == "ecp5" and dsp_registers and total_cells["dsp"]:
@@ -841,7 +854,7 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
 #: Files of a work folder that place and route writes; a seed's copy of the folder starts
 #: without them (everything else, Yosys' netlist first, is shared by hard links).
 _PNR_OUTPUTS = frozenset({"netlist_dsp.json", "nextpnr.log", "report.json",
-                          "nextpnr_route_timeout.log", "pins.pdc"})
+                          "nextpnr_route_timeout.log", "pins.pdc", "pins.lpf"})
 
 
 def _share_netlist(src: Path, dst: Path) -> None:
@@ -866,16 +879,22 @@ def seed_summary(reports: list[dict], tag: str) -> dict:
     A routed design ranks above a post-placement estimate, then the higher Fmax. The summary
     keeps the best seed's counts, Fmax, critical path and files (``pnr_seed``), and adds
     ``seeds``: per seed its Fmax, whether it routed, its critical path and seconds, and
-    ``fmax_by_seed`` (min, median, max of the routed seeds).
+    ``fmax_by_seed`` (min, median, max of the routed seeds). A seed whose place and route
+    failed (``failed``) is listed and never chosen; with no other seed it raises `SynthError`.
     """
     def rank(r):
         return (bool(r.get("routed")), r.get("fmax_mhz") or 0.0)
 
-    best = max(reports, key=rank)
+    done = [r for r in reports if not r.get("failed")]
+    if not done:
+        raise SynthError(f"{tag}: place and route failed at every seed: "
+                         + "; ".join(r["route_status"] for r in reports))
+    best = max(done, key=rank)
     summary = dict(best)
     summary["tag"] = tag
     summary["seeds"] = [{"seed": r["pnr_seed"], "fmax_mhz": r["fmax_mhz"],
-                         "routed": r["routed"], "route_status": r["route_status"],
+                         "routed": r["routed"], "failed": bool(r.get("failed")),
+                         "route_status": r["route_status"],
                          "critical_path": r["critical_path"], "seconds": r["seconds"],
                          "report": f"{r['tag']}-{r['device']}.json"} for r in reports]
     routed = sorted(r["fmax_mhz"] for r in reports if r.get("routed") and r.get("fmax_mhz"))
@@ -895,6 +914,8 @@ def synthesize_seeds(cfg, device: str, out_dir, *, tag: str, seeds, progress=Non
     report; ``<tag>-<device>.json`` and ``.md`` are the summary (`seed_summary`: the best
     routed seed, and every seed's Fmax and critical path). Seeds run one after the other:
     nextpnr's timing is the same whatever else runs, but two at a time need twice the memory.
+    A seed whose nextpnr fails (a tool error, with the netlist in place) is reported as failed
+    and the sweep goes on; any other error (Yosys, the fit check, usage) stops it.
 
     Returns
     -------
@@ -914,16 +935,29 @@ def synthesize_seeds(cfg, device: str, out_dir, *, tag: str, seeds, progress=Non
             _share_netlist(out_dir / f"{tag}-s{seeds[0]}-{device}",
                            out_dir / f"{seed_tag}-{device}")
         progress(f"{tag}: seed {seed} ({i + 1} of {len(seeds)})")
-        reports.append(synthesize(cfg, device, out_dir, tag=seed_tag, seed=seed,
-                                  reuse_netlist=bool(i) or reuse_first,
-                                  progress=progress, **kwargs))
+        try:
+            reports.append(synthesize(cfg, device, out_dir, tag=seed_tag, seed=seed,
+                                      reuse_netlist=bool(i) or reuse_first,
+                                      progress=progress, **kwargs))
+        except SynthError as exc:
+            # A tool failure of one seed's place and route (the netlist is there for the
+            # next seed) is that seed's result; anything else stops the sweep.
+            if exc.kind != "tool" or not (out_dir / f"{seed_tag}-{device}"
+                                          / "netlist.json").exists():
+                raise
+            progress(f"{seed_tag}: {exc}; going on with the next seed")
+            reports.append({"tag": seed_tag, "device": device, "pnr_seed": seed,
+                            "fmax_mhz": None, "routed": False, "failed": True,
+                            "route_status": f"seed {seed}: place and route failed ({exc})",
+                            "critical_path": None, "seconds": {}})
     summary = seed_summary(reports, tag)
     name = f"{tag}-{device}"
     (out_dir / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / f"{name}.md").write_text(markdown_report(summary))
     figures = ", ".join(f"seed {r['pnr_seed']}: "
-                        + ("n/a" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f}")
-                        + ("" if r["routed"] else " (placed only)") for r in reports)
+                        + ("failed" if r.get("failed") else
+                           ("n/a" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f}")
+                           + ("" if r["routed"] else " (placed only)")) for r in reports)
     progress(f"{name}: {figures} MHz; the summary is seed {summary['pnr_seed']} -> "
              f"{out_dir / (name + '.json')}")
     return summary
@@ -1021,9 +1055,10 @@ def markdown_report(r: dict) -> str:
         for sd in r["seeds"]:
             path = sd["critical_path"]
             where = (f"{path['delay_ns']} ns: `{_short(path['from'])}` → `{_short(path['to'])}`"
-                     if path else "–")
+                     if path else sd["route_status"] if sd.get("failed") else "–")
             fmax_s = "n/a" if sd["fmax_mhz"] is None else f"{sd['fmax_mhz']:.1f}"
-            lines.append(f"| {sd['seed']} | {fmax_s} | {'yes' if sd['routed'] else 'no'} | "
+            routed = ("failed" if sd.get("failed") else "yes" if sd["routed"] else "no")
+            lines.append(f"| {sd['seed']} | {fmax_s} | {routed} | "
                          f"{where} | {sd['seconds'].get('nextpnr', '–')} |")
         spread = r.get("fmax_by_seed")
         if spread:

@@ -246,6 +246,54 @@ def test_seed_sweep_one_netlist_every_seed_reported(tmp_path, monkeypatch):
     assert "| 3 | 99.0 | no |" in md and "median 94.8" in md
 
 
+def test_seed_sweep_goes_on_past_a_failed_seed(tmp_path, monkeypatch):
+    """A seed whose nextpnr fails is reported as failed and never chosen; the sweep goes on.
+    A failure before place and route (no netlist) stops it, and so does every seed failing."""
+    def fake(cfg, device, out_dir, *, tag, seed, reuse_netlist, progress, **kwargs):
+        work = out_dir / f"{tag}-{device}"
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "netlist.json").write_text("{}")
+        if seed in failing:
+            raise synth.SynthError(f"{tag}: nextpnr failed (exit 125)")
+        return {"tag": tag, "device": device, "family": "ecp5", "config": cfg.to_dict(),
+                "lut": 100, "ff": 50, "dsp": 3, "bram": 0, "lut_total": 120, "ff_total": 60,
+                "fmax_mhz": 90.0 + seed, "fmax_target_mhz": 100.0, "routed": True,
+                "route_status": "routed", "dsp_min_width": 8, "pnr_seed": seed,
+                "wrapper": {"lut": 20, "ff": 10, "dsp": 0, "bram": 0, "kind": "serial"},
+                "utilization": {}, "critical_path": None, "commands": {}, "tools": {},
+                "seconds": {"nextpnr": 1.0}}
+
+    monkeypatch.setattr(synth, "synthesize", fake)
+    failing = {2}
+    summary = synth.synthesize_seeds(preset("tiny"), "ecp5-85k", tmp_path, tag="f",
+                                     seeds=[1, 2, 3])
+    assert summary["pnr_seed"] == 3
+    assert [(sd["seed"], sd["failed"]) for sd in summary["seeds"]] == [
+        (1, False), (2, True), (3, False)]
+    assert "nextpnr failed" in summary["seeds"][1]["route_status"]
+    assert summary["fmax_by_seed"]["routed"] == 2
+    assert "| 2 | n/a | failed |" in (tmp_path / "f-ecp5-85k.md").read_text()
+    failing = {1, 2}
+    with pytest.raises(synth.SynthError, match="failed at every seed"):
+        synth.synthesize_seeds(preset("tiny"), "ecp5-85k", tmp_path, tag="g", seeds=[1, 2])
+
+    def no_netlist(cfg, device, out_dir, *, tag, **kwargs):
+        raise synth.SynthError(f"{tag}: yosys failed (exit 1)")
+
+    monkeypatch.setattr(synth, "synthesize", no_netlist)
+    with pytest.raises(synth.SynthError, match="yosys failed"):
+        synth.synthesize_seeds(preset("tiny"), "ecp5-85k", tmp_path, tag="h", seeds=[1, 2])
+
+
+def test_ecp5_clock_on_a_primary_clock_pin():
+    """The ECP5 devices place the clock on G2 (PCLKT6_0 of CABGA381) through an LPF."""
+    for name in ("ecp5-25k", "ecp5-85k"):
+        dev = synth.DEVICES[name]
+        assert 'LOCATE COMP "clk" SITE "G2";' in dev.lpf
+        args = list(dev.pnr_args)
+        assert args[args.index("--lpf") + 1] == "pins.lpf" and "--lpf-allow-unconstrained" in args
+
+
 def test_seeds_option():
     args = synth.build_parser().parse_args(["--preset", "tiny", "--seeds", "1, 2,3"])
     assert args.seeds == [1, 2, 3] and args.seed is None
