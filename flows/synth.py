@@ -328,13 +328,16 @@ def blackbox_verilog(manifest: dict) -> str:
 # -- yosys ---------------------------------------------------------------------------------
 
 def yosys_script(device: Device, top: str, sources: list[str], netlist: str, stat: str,
-                 dsp_min_width: int | None, lut_mapper: str = "abc9") -> str:
+                 dsp_min_width: int | None, lut_mapper: str = "abc9", *,
+                 flatten: bool = True) -> str:
     """The Yosys script: ``synth_<family>`` with the DSP policy (see the module docstring).
 
     ``lut_mapper='abc'`` replaces the flow's ``abc9`` LUT mapping by the classic ``abc -lut 4``
-    (the fallback for an ``abc9`` assertion of Yosys 0.70 on some designs).
+    (the fallback for an ``abc9`` assertion of Yosys 0.70 on some designs). ``flatten=False``
+    keeps the module hierarchy (``-noflatten``: the per-component figures of
+    `flows.components`).
     """
-    synth = f"{device.yosys_synth} -top {top}"
+    synth = f"{device.yosys_synth} -top {top}" + ("" if flatten else " -noflatten")
     # A register whose net carries `keep` (`hw.pe.REPLICA`) is a deliberate copy: the keep goes
     # onto its flip-flop too, or opt_merge folds it into its identical twins.
     lines = [f"read_verilog -sv {' '.join(sources)}", f"hierarchy -top {top}", "proc",
@@ -355,7 +358,7 @@ def yosys_script(device: Device, top: str, sources: list[str], netlist: str, sta
             start = "coarse"
         lines += [f"{synth}{flags}" + (f" -run {start}:" if start else ""),
                   f"tee -q -o {stat} stat -json", f"write_json {netlist}"]
-        return "\n".join(lines) + "\n"
+        return _script(lines, flatten)
     if device.family == "ecp5":
         if dsp_min_width is None:
             flags = " -nodsp"
@@ -405,7 +408,12 @@ def yosys_script(device: Device, top: str, sources: list[str], netlist: str, sta
     else:
         raise ValueError(f"unknown LUT mapper {lut_mapper!r}")
     lines += [f"tee -q -o {stat} stat -json", f"write_json {netlist}"]
-    return "\n".join(lines) + "\n"
+    return _script(lines, flatten)
+
+
+def _script(lines: list[str], flatten: bool) -> str:
+    """The script's text; without ``flatten`` its flatten commands are left out."""
+    return "\n".join(line for line in lines if flatten or line != "flatten") + "\n"
 
 
 def parse_yosys_stat(stat: dict, family: str) -> dict[str, int]:
