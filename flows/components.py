@@ -66,8 +66,26 @@ def component_rows(stat: dict, family: str, top: str) -> list[dict]:
     """Per component of a hierarchical ``stat -json``: instances, LUT, FF, DSP, BRAM.
 
     Each module's own cells (its submodule instances left out) times the number of its
-    instances in the design under ``top``; sorted by LUTs, largest first. Raises
-    ``ValueError`` when the rows do not add up to the design's total.
+    instances in the design under ``top``.
+
+    Parameters
+    ----------
+    stat : dict
+        Yosys' ``stat -json`` of a netlist synthesized with ``-noflatten``.
+    family : str
+        The device family (`flows.synth.parse_yosys_stat`'s cell counting).
+    top : str
+        The core's module name.
+
+    Returns
+    -------
+    list of dict
+        ``component``, ``instances``, ``lut``, ``ff``, ``dsp``, ``bram``; largest LUT first.
+
+    Raises
+    ------
+    ValueError
+        ``top`` is not in the statistics, or the rows do not add up to the design's total.
     """
     modules = {_module(k): v.get("num_cells_by_type") or {}
                for k, v in (stat.get("modules") or {}).items()}
@@ -117,7 +135,11 @@ def markdown(rows: list[dict], *, title: str, command: str) -> str:
 def analyse(cfg, device: str, out_dir: Path, *, tag: str, progress=print) -> dict:
     """Emit ``cfg``, synthesize it with the hierarchy kept, and write ``<tag>.json`` / ``.md``.
 
-    Returns the report: ``rows`` (`component_rows`), ``total``, ``seconds`` and the files.
+    Returns
+    -------
+    dict
+        ``rows`` (`component_rows`), ``total``, ``config``, ``seconds``; the work files are in
+        ``out_dir/<tag>/``.
     """
     from gen.emit import emit  # Amaranth only here
 
