@@ -35,9 +35,12 @@ from flows.synth import (
 from gen.cli import add_config_args, config_from_args
 from hw.config import ConfigError
 
-__all__ = ["component_rows", "component_name", "markdown", "analyse", "main"]
+__all__ = ["KINDS", "component_rows", "component_name", "totals", "markdown", "analyse",
+           "main"]
 
 DEFAULT_OUT = Path("build") / "components"
+#: The figures of every row, as `flows.synth.parse_yosys_stat` counts them.
+KINDS = ("lut", "ff", "dsp", "bram")
 
 
 def _module(name: str) -> str:
@@ -91,35 +94,54 @@ def component_rows(stat: dict, family: str, top: str) -> list[dict]:
                for k, v in (stat.get("modules") or {}).items()}
     if top not in modules:
         raise ValueError(f"no module {top!r} in the statistics ({len(modules)} modules)")
-    count = {top: 1}
-    order = [top]
-    for mod in order:  # breadth first: a module's count is final once its parents are done
-        for cell, n in modules[mod].items():
-            if cell in modules:
-                if cell not in count:
-                    order.append(cell)
-                count[cell] = count.get(cell, 0) + count[mod] * int(n)
+    # Instances per module: from the top down in topological order, so that a module's
+    # count is complete (every parent added to it) before it passes it on.
+    children = {mod: {c: int(n) for c, n in cells.items() if c in modules}
+                for mod, cells in modules.items()}
+    used, stack = {top}, [top]
+    while stack:
+        for child in children[stack.pop()]:
+            if child not in used:
+                used.add(child)
+                stack.append(child)
+    parents = {mod: sum(mod in children[p] for p in used) for mod in used}
+    count = {mod: 0 for mod in used}
+    count[top], order, ready = 1, [], [top]
+    while ready:
+        mod = ready.pop()
+        order.append(mod)
+        for child, n in children[mod].items():
+            count[child] += count[mod] * n
+            parents[child] -= 1
+            if not parents[child]:
+                ready.append(child)
     rows: dict[str, dict] = {}
     for mod in order:
         own = {k: v for k, v in modules[mod].items() if k not in modules}
         figures = parse_yosys_stat({"design": {"num_cells_by_type": own}}, family)
         row = rows.setdefault(component_name(mod, top),
                               {"component": component_name(mod, top), "instances": 0,
-                               "lut": 0, "ff": 0, "dsp": 0, "bram": 0})
+                               **dict.fromkeys(KINDS, 0)})
         row["instances"] += count[mod]
-        for key in ("lut", "ff", "dsp", "bram"):
+        for key in KINDS:
             row[key] += count[mod] * figures[key]
     total = parse_yosys_stat(stat, family)
-    summed = {k: sum(r[k] for r in rows.values()) for k in ("lut", "ff", "dsp", "bram")}
-    if any(summed[k] != total[k] for k in summed):
+    summed = totals(rows.values())
+    if any(summed[k] != total[k] for k in KINDS):
         raise ValueError(f"the components add up to {summed}, the design to "
-                         f"{ {k: total[k] for k in summed} }")
+                         f"{ {k: total[k] for k in KINDS} }")
     return sorted(rows.values(), key=lambda r: (-r["lut"], r["component"]))
+
+
+def totals(rows) -> dict[str, int]:
+    """The rows' sums of every figure (`KINDS`)."""
+    rows = list(rows)
+    return {k: sum(r[k] for r in rows) for k in KINDS}
 
 
 def markdown(rows: list[dict], *, title: str, command: str) -> str:
     """The components table, with each one's share of the LUTs."""
-    total = {k: sum(r[k] for r in rows) for k in ("lut", "ff", "dsp", "bram")}
+    total = totals(rows)
     lines = [f"# {title}", "", f"`{command}` (Yosys, hierarchy kept, before placement)", "",
              "| component | instances | LUT | share | LUT each | FF | DSP |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -160,8 +182,7 @@ def analyse(cfg, device: str, out_dir: Path, *, tag: str, progress=print) -> dic
     stat = json.loads((work / "stat.json").read_text())
     rows = component_rows(stat, dev.family, top)
     report = {"tag": tag, "device": device, "module": top, "config": cfg.to_dict(),
-              "rows": rows, "total": {k: sum(r[k] for r in rows)
-                                      for k in ("lut", "ff", "dsp", "bram")},
+              "rows": rows, "total": totals(rows),
               "seconds": round(time.monotonic() - t0, 1)}
     out = Path(out_dir)
     (out / f"{tag}.json").write_text(json.dumps(report, indent=2) + "\n")

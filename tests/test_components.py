@@ -41,6 +41,22 @@ def test_components_count_each_module_once_per_instance():
     assert "| `pe.lane_select` | 4 | 28 |" in md and "| total | | 56 |" in md
 
 
+def test_components_count_a_module_reached_at_two_depths():
+    """A module instantiated by the core and inside another module (here ``leaf``: twice in
+    the core, once in each of the three ``mid``) counts every path, 2 + 3 = 5 instances, and
+    so does its own submodule (one ``sub`` per ``leaf``)."""
+    stat = _stat({
+        "upe_t": {"LUT4": 1, "upe_t.leaf": 2, "upe_t.mid": 3},
+        "upe_t.mid": {"LUT4": 2, "upe_t.leaf": 1},
+        "upe_t.leaf": {"LUT4": 4, "upe_t.leaf.sub": 1},
+        "upe_t.leaf.sub": {"LUT4": 8},
+    }, {"LUT4": 1 + 3 * 2 + 5 * 4 + 5 * 8})
+    rows = {r["component"]: r for r in components.component_rows(stat, "ecp5", "upe_t")}
+    assert rows["leaf"]["instances"] == 5 and rows["leaf"]["lut"] == 20
+    assert rows["leaf.sub"]["instances"] == 5 and rows["leaf.sub"]["lut"] == 40
+    assert rows["mid"]["instances"] == 3 and rows["mid"]["lut"] == 6
+
+
 def test_components_must_add_up():
     stat = _stat({"upe_t": {"LUT4": 3}}, {"LUT4": 4})
     with pytest.raises(ValueError, match="add up"):
