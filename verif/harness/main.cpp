@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "Vupe_harness.h"
-#include "Vupe_harness_upe_harness.h"
+#include "Vupe_harness___024root.h"
 #include "verilated.h"
 
 namespace {
@@ -131,14 +131,20 @@ int main(int argc, char** argv) {
     const std::unique_ptr<VerilatedContext> context{new VerilatedContext};
     context->commandArgs(argc, argv);
     const std::unique_ptr<Vupe_harness> top{new Vupe_harness{context.get(), "harness"}};
-    Vupe_harness_upe_harness& harness = *top->upe_harness;
-    load("act.hex", harness.act_mem, UPE_ACT_BITS);
-    const std::size_t wgt_words = load("wgt.hex", harness.wgt_mem, UPE_WGT_BITS);
-    if (load("sched.hex", harness.sched_mem, 32) != wgt_words)
+    // The harness is inlined into the root: its memories are the root's members.
+    Vupe_harness___024root& root = *top->rootp;
+    auto& act_mem = root.upe_harness__DOT__act_mem;
+    auto& wgt_mem = root.upe_harness__DOT__wgt_mem;
+    auto& sched_mem = root.upe_harness__DOT__sched_mem;
+    auto& prm_mem = root.upe_harness__DOT__prm_mem;
+    auto& wbits_mem = root.upe_harness__DOT__wbits_mem;
+    load("act.hex", act_mem, UPE_ACT_BITS);
+    const std::size_t wgt_words = load("wgt.hex", wgt_mem, UPE_WGT_BITS);
+    if (load("sched.hex", sched_mem, 32) != wgt_words)
         fail("sched.hex must hold one word per wgt.hex word");
-    load("prm.hex", harness.prm_mem, UPE_PRM_BITS, false);  // needed with requant only
+    load("prm.hex", prm_mem, UPE_PRM_BITS, false);  // needed with requant only
     const char* bw = context->commandArgsPlusMatch("wgt_bw=");
-    if (bw[0] && std::atol(bw + 8) != 0 && load("wbits.hex", harness.wbits_mem, 32) != wgt_words)
+    if (bw[0] && std::atol(bw + 8) != 0 && load("wbits.hex", wbits_mem, 32) != wgt_words)
         fail("with +wgt_bw, wbits.hex must hold one word per wgt.hex word");
     top->clk = 0;
     top->eval();
