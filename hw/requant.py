@@ -137,10 +137,13 @@ class RequantStage(wiring.Component):
         # 2^30) / 2^31): one adder (the 2^30 is in outer4) and an arithmetic shift. With a
         # left shift, ab itself (its rounding shift is stage 7's). A saturated row takes the
         # closed form, final with a left shift (no shift after it).
-        total = outer4 + (mid4 << 16)
+        # |ab| <= 2^62 − 2^31 (v an int32, M0 below 2^31, the nudge 2^30 included): ab and x5
+        # fit 63 bits (the 65 of the sum's operands would make the rounding add 66 bits wide).
+        total = Signal(signed(63))
+        m.d.comb += total.eq(outer4 + (mid4 << 16))
         saturated = over4 | under4
         x5 = stage("x5", Mux(saturated, Mux(over4, sat_max, sat_min),
-                             Mux(up4, total, total >> 31)), signed(64))
+                             Mux(up4, total, total >> 31)), signed(63))
         final = saturated & up4  # nothing after it: no rounding, no shift
         below_half5 = stage("below_half5", Mux(final, 0, below_half4))
         rounds5 = stage("rounds5", rounds4 & ~final)
@@ -153,15 +156,16 @@ class RequantStage(wiring.Component):
         # The bias as ``below_half + carry``: one add of ``2·x + carry`` and ``2·below_half + 1``
         # (one carry chain, the carry in its lowest bit), halved.
         carry = rounds5 & ~(x5[-1] & ~up5)
-        doubled = Signal(signed(66))
+        # 2·|x5| + 2^31 <= 2^63 − 2^31: the doubled sum fits 64 bits, the biased value 63.
+        doubled = Signal(signed(64))
         m.d.comb += doubled.eq(Cat(carry, x5).as_signed() + Cat(Const(1, 1), below_half5))
-        biased6 = stage("biased6", doubled[1:].as_signed(), signed(65))
+        biased6 = stage("biased6", doubled[1:].as_signed(), signed(63))
         post6, err6, zp6 = stage("post6", post5), stage("err6", err5), stage("zp6", zp5)
         # Stage 7: the rounding shift.
         # The quotient is an int32, so only bits post … post + 31 of biased6 matter: a
         # logarithmic shifter from the largest step down, each level only as wide as the
-        # bits still reachable (47, 39, 35, 33, 32 instead of 65 on every level).
-        bits = biased6[:63]
+        # bits still reachable (47, 39, 35, 33, 32 instead of 63 on every level).
+        bits = biased6
         for b in reversed(range(len(post6))):
             step = 1 << b
             width = 32 + step - 1
