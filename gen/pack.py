@@ -570,6 +570,30 @@ class Packer:
         row = self.lay.res_beat.from_bits(word)
         return list(row.value), list(row.err), row.last
 
+    def unpack_results(self, words: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Result beats → (values [n, cols] int64, err [n, cols] bool, last [n] bool).
+
+        `unpack_result` on many beats at once: the fields' offsets and widths come from the
+        result layout, the bits are taken apart with numpy.
+        """
+        lay = self.lay.res_beat
+        n_bytes = -(-lay.size // 8)
+        raw = np.frombuffer(b"".join(w.to_bytes(n_bytes, "little") for w in words), np.uint8)
+        bits = np.unpackbits(raw.reshape(len(words), n_bytes), axis=1, bitorder="little")
+        value_off, value_shape = _offset(lay, "value")
+        width = _width(value_shape.elem_shape)
+        cols = value_shape.length
+        fields = bits[:, value_off:value_off + cols * width].reshape(len(words), cols, width)
+        weights = np.left_shift(np.uint64(1), np.arange(width, dtype=np.uint64))
+        unsigned_values = (fields.astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+        # Two's complement: the field's sign bit moved to bit 63, shifted back arithmetically.
+        shift = np.uint64(64 - width)
+        values = (unsigned_values << shift).view(np.int64) >> np.int64(64 - width)
+        err_off, _ = _offset(lay, "err")
+        err = bits[:, err_off:err_off + cols].astype(bool)
+        last = bits[:, _offset(lay, "last")[0]].astype(bool)
+        return values, err, last
+
     def assemble(self, prog: GemmProgram, results: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Result beats in stream order → (Y [M, N] int64, err [M, N] bool)."""
         rows, cols = self.cfg.rows, self.cfg.cols
@@ -580,13 +604,17 @@ class Packer:
                                  max(t[1] for t in prog.tiles) + cols)
         y = np.zeros((Mp, Np), np.int64)
         err = np.zeros((Mp, Np), bool)
-        for t, (m0, n0) in enumerate(prog.tiles):
-            for r in range(rows):
-                values, errs, last = self.unpack_result(results[t * rows + r])
-                if last != (r == rows - 1):
-                    raise PackError(f"tile {t} row {r}: 'last' flag is {last}")
-                y[m0 + r, n0:n0 + cols] = values
-                err[m0 + r, n0:n0 + cols] = np.array(errs, bool)
+        if expected:
+            values, errs, last = self.unpack_results(results)
+            wrong = np.flatnonzero(last != (np.arange(expected) % rows == rows - 1))
+            if wrong.size:
+                t, r = divmod(int(wrong[0]), rows)
+                raise PackError(f"tile {t} row {r}: 'last' flag is {int(last[wrong[0]])}")
+            origin = np.asarray(prog.tiles, np.int64)
+            row = origin[:, 0, None, None] + np.arange(rows)[None, :, None]
+            col = origin[:, 1, None, None] + np.arange(cols)[None, None, :]
+            y[row, col] = values.reshape(-1, rows, cols)
+            err[row, col] = errs.reshape(-1, rows, cols)
         y = y[:prog.M, :prog.N]
         if prog.mode.out_stage == "requant":
             y = y.astype(np.int8)

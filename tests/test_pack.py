@@ -159,6 +159,20 @@ def test_every_stream_round_trips(case):
     _check_results_round_trip(cfg, packer, prog, M, N, mode.out_stage)
 
 
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_unpack_results_equals_unpack_result_word_by_word(name):
+    """The numpy decode of many result beats equals the layout's own, beat by beat."""
+    packer = Packer(preset(name))
+    width = packer.lay.res_beat.size
+    rng = np.random.default_rng(11)
+    words = [int.from_bytes(rng.bytes(width // 8 + 1), "little") % (1 << width)
+             for _ in range(500)] + [0, (1 << width) - 1]
+    values, err, last = packer.unpack_results(words)
+    for i, word in enumerate(words):
+        assert (values[i].tolist(), err[i].astype(int).tolist(), int(last[i])) == \
+            packer.unpack_result(word)
+
+
 def test_assemble_checks_the_last_flags_and_the_count():
     cfg = preset("tiny")
     packer = Packer(cfg)
