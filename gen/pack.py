@@ -64,12 +64,17 @@ def _width(shape) -> int:
 
 def _place(bits: np.ndarray, offset: int, width: int, stride: int, values: np.ndarray) -> None:
     """Write ``values[n, count]`` (two's complement, ``width`` bits) at ``offset + i·stride``."""
-    values = np.asarray(values, dtype=np.int64)
-    if values.ndim == 1:
-        values = values[:, None]
-    b = np.arange(width)
-    cols = (offset + np.arange(values.shape[1]) * stride)[:, None] + b[None, :]
-    bits[:, cols.ravel()] = ((values[:, :, None] >> b) & 1).reshape(values.shape[0], -1)
+    values = np.asarray(values, dtype="<i8")
+    values = np.ascontiguousarray(values[:, None] if values.ndim == 1 else values)
+    n, count = values.shape
+    # Two's complement, least significant bit first: the low bytes of each little-endian int64.
+    low_bytes = values.view(np.uint8).reshape(n, count, 8)[:, :, :-(-width // 8)]
+    expanded = np.unpackbits(low_bytes, axis=2, bitorder="little")[:, :, :width].reshape(n, -1)
+    if count == 1 or stride == width:  # the fields are one run of bits
+        bits[:, offset:offset + count * width] = expanded
+    else:
+        cols = (offset + np.arange(count) * stride)[:, None] + np.arange(width)[None, :]
+        bits[:, cols.ravel()] = expanded
 
 
 def _to_ints(bits: np.ndarray) -> list[int]:
@@ -86,6 +91,16 @@ def _hex_lines(bits: np.ndarray) -> bytes:
     lines = np.empty((n, digits + 1), np.uint8)
     lines[:, :digits] = text[:, text.shape[1] - digits:]
     lines[:, digits] = ord("\n")
+    return lines.tobytes()
+
+
+def _hex32_lines(values: np.ndarray) -> bytes:
+    """Unsigned 32-bit words → ``$readmemh`` lines of 8 digits."""
+    words = np.asarray(values, dtype=">u4")
+    text = np.frombuffer(words.tobytes().hex().encode(), np.uint8).reshape(len(words), 8)
+    lines = np.empty((len(words), 9), np.uint8)
+    lines[:, :8] = text
+    lines[:, 8] = ord("\n")
     return lines.tobytes()
 
 
@@ -330,7 +345,7 @@ class Packer:
         result: list[BeatFiles] = []
         offsets = [0, 0, 0]
         with (open(out / "act.hex", "wb") as act, open(out / "wgt.hex", "wb") as wgt,
-              open(out / "sched.hex", "w") as sched, open(out / "prm.hex", "w") as prm):
+              open(out / "sched.hex", "wb") as sched, open(out / "prm.hex", "w") as prm):
             for plan in plans:
                 for mt in range(plan.m_tiles):
                     act.write(_hex_lines(plan.act_bits(mt)))
@@ -340,7 +355,7 @@ class Packer:
                     kept = plan.kept[nt]
                     last = np.zeros(len(kept), np.int64)
                     last[-1] = 1 << 31
-                    sched.write("".join(f"{int(v):08x}\n" for v in kept + last))
+                    sched.write(_hex32_lines(kept + last))
                     wgt_words += len(kept)
                 if plan.requant:
                     for nt in range(plan.n_tiles):
@@ -429,16 +444,21 @@ class Packer:
             bias, mult, shift, zp = _requant_columns(layer, N, Np)
             prm = (bias, mult, shift, zp)
 
+        # Column-major copies: a column tile reads its own columns' beats from contiguous rows.
+        slot_cols = np.ascontiguousarray(slot_bytes.transpose(2, 0, 1))
+        idx_cols = (np.ascontiguousarray(lane_idx.transpose(2, 0, 1))
+                    if self._idx_off is not None else None)
+
         def wgt_bits(nt: int) -> np.ndarray:
             n0 = nt * cols
             b = kept[nt]
             wbits = np.zeros((len(b), self.wgt_bits), np.uint8)
             for c in range(cols):
                 base = self._col0 + c * self._pkt_size
-                _place(wbits, base + self._codes_off, 8, 8, slot_bytes[b, :, n0 + c])
-                if self._idx_off is not None:
+                _place(wbits, base + self._codes_off, 8, 8, slot_cols[n0 + c][b])
+                if idx_cols is not None:
                     _place(wbits, base + self._idx_off, cfg.idx_bits, cfg.idx_bits,
-                           lane_idx[b, :, n0 + c])
+                           idx_cols[n0 + c][b])
                 if self._scale_off is not None:
                     _place(wbits, base + self._scale_off, cfg.scale_field_bits, 0,
                            scales[beat_group[b], n0 + c])
@@ -515,7 +535,7 @@ class Packer:
     def _weight_fields(self, layer, k_beats: int, Np: int):
         """Slot bytes, N:M indices, scales and zero points of every beat and (padded) column.
 
-        Returns ``slot_bytes [k_beats, slots, Np]``, ``lane_idx [k_beats, max_lanes, Np]``,
+        Returns ``slot_bytes [k_beats, slots, Np]``, ``lane_idx [k_beats, max_lanes, Np]`` (uint8),
         ``scales`` and ``zeros`` ``[groups, Np]`` (padded columns hold zero-valued weights) and
         ``k_pos``, the window position of every beat-local k (`hw.lanemap`).
         """
@@ -552,11 +572,12 @@ class Packer:
         # idx field, and beat-local k's activation to window position k_pos[k].
         order = lane_map(cfg)
         lanes_of_mode = order.modes[(layer.format, layer.sparsity)]
-        slot_bytes = np.zeros((k_beats, cfg.slots, Np), np.int64)
-        lane_idx = np.zeros((k_beats, cfg.max_lanes, Np), np.int64)
+        # Bytes: a slot is one byte of the packet, an index at most 4 bits (hw.config).
+        slot_bytes = np.zeros((k_beats, cfg.slots, Np), np.uint8)
+        lane_idx = np.zeros((k_beats, cfg.max_lanes, Np), np.uint8)
         for j, (s, q) in enumerate(lanes_of_mode.lane_mult):
             sub = q // (4 // lps)
-            slot_bytes[:, s] |= codes[:, j] << (sub * bits)
+            slot_bytes[:, s] |= ((codes[:, j] << (sub * bits)) & 0xFF).astype(np.uint8)
             lane_idx[:, order.idx_index((s, q))] = idx[:, j]
         return slot_bytes, lane_idx, scales, zeros, np.asarray(lanes_of_mode.k_pos)
 
