@@ -82,26 +82,27 @@ def _to_ints(bits: np.ndarray) -> list[int]:
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
-def _hex_lines(bits: np.ndarray) -> bytes:
-    """Rows of bits (LSB first) → ``$readmemh`` lines, exactly ``ceil(width / 4)`` digits."""
-    n, width = bits.shape
-    digits = -(-width // 4)
-    packed = np.packbits(bits, axis=1, bitorder="little")[:, ::-1]  # most significant first
-    text = np.frombuffer(packed.tobytes().hex().encode(), np.uint8).reshape(n, -1)
+def _hex_text(packed: np.ndarray, digits: int) -> bytes:
+    """Rows of bytes (most significant first) → ``$readmemh`` lines of their last ``digits``."""
+    n = packed.shape[0]
+    text = np.frombuffer(np.ascontiguousarray(packed).tobytes().hex().encode(),
+                         np.uint8).reshape(n, -1)
     lines = np.empty((n, digits + 1), np.uint8)
     lines[:, :digits] = text[:, text.shape[1] - digits:]
     lines[:, digits] = ord("\n")
     return lines.tobytes()
 
 
+def _hex_lines(bits: np.ndarray) -> bytes:
+    """Rows of bits (LSB first) → ``$readmemh`` lines, exactly ``ceil(width / 4)`` digits."""
+    packed = np.packbits(bits, axis=1, bitorder="little")[:, ::-1]  # most significant first
+    return _hex_text(packed, -(-bits.shape[1] // 4))
+
+
 def _hex32_lines(values: np.ndarray) -> bytes:
     """Unsigned 32-bit words → ``$readmemh`` lines of 8 digits."""
     words = np.asarray(values, dtype=">u4")
-    text = np.frombuffer(words.tobytes().hex().encode(), np.uint8).reshape(len(words), 8)
-    lines = np.empty((len(words), 9), np.uint8)
-    lines[:, :8] = text
-    lines[:, 8] = ord("\n")
-    return lines.tobytes()
+    return _hex_text(words.view(np.uint8).reshape(len(words), 4), 8)
 
 
 def _requant_columns(layer, N: int, Np: int):
@@ -572,12 +573,12 @@ class Packer:
         # idx field, and beat-local k's activation to window position k_pos[k].
         order = lane_map(cfg)
         lanes_of_mode = order.modes[(layer.format, layer.sparsity)]
-        # Bytes: a slot is one byte of the packet, an index at most 4 bits (hw.config).
+        # Bytes: a slot is one byte of the packet, an index `cfg.idx_bits` (below 8) wide.
         slot_bytes = np.zeros((k_beats, cfg.slots, Np), np.uint8)
         lane_idx = np.zeros((k_beats, cfg.max_lanes, Np), np.uint8)
         for j, (s, q) in enumerate(lanes_of_mode.lane_mult):
             sub = q // (4 // lps)
-            slot_bytes[:, s] |= ((codes[:, j] << (sub * bits)) & 0xFF).astype(np.uint8)
+            slot_bytes[:, s] |= (codes[:, j] << (sub * bits)).astype(np.uint8)
             lane_idx[:, order.idx_index((s, q))] = idx[:, j]
         return slot_bytes, lane_idx, scales, zeros, np.asarray(lanes_of_mode.k_pos)
 
@@ -625,17 +626,16 @@ class Packer:
                                  max(t[1] for t in prog.tiles) + cols)
         y = np.zeros((Mp, Np), np.int64)
         err = np.zeros((Mp, Np), bool)
-        if expected:
-            values, errs, last = self.unpack_results(results)
-            wrong = np.flatnonzero(last != (np.arange(expected) % rows == rows - 1))
-            if wrong.size:
-                t, r = divmod(int(wrong[0]), rows)
-                raise PackError(f"tile {t} row {r}: 'last' flag is {int(last[wrong[0]])}")
-            origin = np.asarray(prog.tiles, np.int64)
-            row = origin[:, 0, None, None] + np.arange(rows)[None, :, None]
-            col = origin[:, 1, None, None] + np.arange(cols)[None, None, :]
-            y[row, col] = values.reshape(-1, rows, cols)
-            err[row, col] = errs.reshape(-1, rows, cols)
+        values, errs, last = self.unpack_results(results)
+        wrong = np.flatnonzero(last != (np.arange(expected) % rows == rows - 1))
+        if wrong.size:
+            t, r = divmod(int(wrong[0]), rows)
+            raise PackError(f"tile {t} row {r}: 'last' flag is {int(last[wrong[0]])}")
+        origin = np.asarray(prog.tiles, np.int64)
+        row = origin[:, 0, None, None] + np.arange(rows)[None, :, None]
+        col = origin[:, 1, None, None] + np.arange(cols)[None, None, :]
+        y[row, col] = values.reshape(-1, rows, cols)
+        err[row, col] = errs.reshape(-1, rows, cols)
         y = y[:prog.M, :prog.N]
         if prog.mode.out_stage == "requant":
             y = y.astype(np.int8)
