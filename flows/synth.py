@@ -553,6 +553,15 @@ def _abc9_crashed(log: Path) -> bool:
     return "ERROR: Assert" in text and "ABC" in text
 
 
+def _conflicting_drivers(log: Path) -> list[str]:
+    """The nets Yosys' final ``check`` found driven by more than one cell (none: [])."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return []
+    return re.findall(r"multiple conflicting drivers for (\S+ ?\S*):", text)
+
+
 def _fit_error(log: Path, device: Device) -> str | None:
     """The first nextpnr ERROR line that means the design does not fit, else None."""
     try:
@@ -615,6 +624,24 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
                                                     "stat.json", dsp_min_width, "abc"))
         times["yosys"] = _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
                               progress=progress, watch=watch)
+    nets = _conflicting_drivers(work / "yosys.log")
+    if nets and lut_mapper == "abc9":
+        # The same Yosys 0.70 abc9 reintegration, on other netlists, joins two flip-flops'
+        # outputs into one net (seen once: a bit of `dense_int8`'s output delay line): the
+        # final check reports it, nextpnr would refuse it. Map LUTs with classic abc.
+        progress(f"{name}: yosys left {len(nets)} net(s) with conflicting drivers "
+                 f"({nets[0]}; a Yosys 0.70 abc9 bug); retrying with abc -lut 4")
+        lut_mapper = "abc"
+        (work / "yosys.log").rename(work / "yosys_abc9_conflicting.log")
+        (work / "synth.ys").write_text(yosys_script(dev, top, sources, "netlist.json",
+                                                    "stat.json", dsp_min_width, "abc"))
+        times["yosys"] += _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
+                               progress=progress, watch=watch)
+        nets = _conflicting_drivers(work / "yosys.log")
+    if nets:
+        raise SynthError(f"{name}: Yosys produced a netlist with {len(nets)} net(s) driven by "
+                         f"more than one cell ({', '.join(nets[:3])}); see "
+                         f"{work / 'yosys.log'}")
 
     # The wrapper alone, around a black-box core.
     wscript = yosys_script(dev, top, ["core_blackbox.v", "wrapper.v"], "wrapper_netlist.json",

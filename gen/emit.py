@@ -104,7 +104,7 @@ def manifest(cfg: ArrayConfig) -> dict:
             "acc_bits": cfg.acc_bits,
             "frac_bits": cfg.frac_bits,
             "min_acc_bits": cfg.min_acc_bits,
-            "p_bits": cfg.p_bits,
+            "acc_frac_bits": cfg.acc_frac_bits,
             "beat_bits": cfg.beat_bits,
             "idx_bits": cfg.idx_bits,
             "max_lanes": cfg.max_lanes,

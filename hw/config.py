@@ -427,19 +427,6 @@ class ArrayConfig:
                      and _signed_bits(self._fp8_pair_acc_bound(f, x)) <= 64)
 
     @property
-    def p_bound(self) -> int:
-        """Largest |P_g| of one group (the group may be all of K: per-channel scaling)."""
-        bound = self.k_max * ACT_MAX * self.wmax
-        for f, x in self.x_pairs:  # pow2 only: groups of one MX block
-            bound = max(bound, MX_BLOCK * FORMAT_WMAX[x] * FORMAT_WMAX[f])
-        return bound
-
-    @property
-    def p_bits(self) -> int:
-        """Signed width of one group partial sum."""
-        return _signed_bits(self.p_bound)
-
-    @property
     def beat_bits(self) -> int:
         """Signed width of one beat's partial sum over all lanes."""
         x_max = {f: ACT_MAX for f in self.formats}
@@ -460,6 +447,20 @@ class ArrayConfig:
     def shift_min(self) -> int:
         """Smallest (most negative) shift of a pow2 contribution."""
         return self.t_min + self.frac_bits
+
+    @property
+    def acc_frac_bits(self) -> int:
+        """Fraction bits the PE's accumulator keeps below the result's integer part.
+
+        The `Scaler` hands every beat's ``beat · b`` to the accumulator (there is no group sum
+        of its own), so a pow2 contribution with a right shift (``shift_min < 0``) arrives with
+        up to ``−shift_min`` fraction bits; the accumulator clears them at the group's last
+        beat, which is the SPEC's ``floor`` of the group's ``P_g · 2^shift`` (its integer
+        part is a multiple of ``2^acc_frac_bits`` then). 0 without pow2 or right shifts.
+        """
+        if "pow2" not in self.scale_kinds:
+            return 0
+        return max(0, -self.shift_min)
 
     @property
     def min_acc_bits(self) -> int:

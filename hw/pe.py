@@ -640,9 +640,10 @@ class AdderTree(wiring.Component):
         return m
 
 
-def _group_ctl_layout() -> data.StructLayout:
-    """Control of one group contribution: valid at the group's end, its tile boundaries, err."""
-    return data.StructLayout({"valid": 1, "tile_first": 1, "tile_last": 1, "err": 1})
+def _contrib_ctl_layout() -> data.StructLayout:
+    """Control of one beat's contribution: valid, its group's end, its tile's bounds, err."""
+    return data.StructLayout({"valid": 1, "group_last": 1, "tile_first": 1, "tile_last": 1,
+                              "err": 1})
 
 
 def _beat_ctl_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -803,28 +804,29 @@ class ScaleOperand(wiring.Component):
 
 
 class Scaler(wiring.Component):
-    """A group's contribution to the accumulator, on one multiplier per 17 bits of a beat.
+    """A beat's contribution to the accumulator, on one multiplier per 17 bits of a beat.
 
-    ``P_g · s``, ``floor(P_g · 2^shift)`` or ``P_g`` by the mode's scale kind (``latency`` =
-    2, one beat per cycle).
+    ``beat · s``, ``beat · 2^shift`` or ``beat`` by the mode's scale kind, in units of
+    ``2^−acc_frac_bits`` (``latency`` = 2, one beat per cycle).
 
-    Every scale kind is a product ``P_g · b`` followed by a constant shift:
+    Every scale kind is a product ``beat · b`` followed by a constant shift:
 
     * ``none``: ``b = 1``; ``int``: ``b = s`` (the signed group scale);
     * ``pow2``: ``b = 2^(u mod 16)`` and a shift by ``16·(u div 16) + shift_min``, chosen from
-      a handful of constants (`ScaleOperand` gives ``b`` and the choice); the arithmetic right
-      shift of the exact product is the SPEC's floor. No barrel shifter: the fine shift is the
-      multiplier.
+      a handful of constants (`ScaleOperand` gives ``b`` and the choice). No barrel shifter:
+      the fine shift is the multiplier.
 
-    Every beat of a group carries the group's scale, so ``P_g · b`` is the sum of its beats'
-    products ``beat · b``: the multiplier takes the beat partial (``beat_bits``, 18 on the
-    int8 arrays: one MULT18X18D), not the wider group sum (``p_bits``, two).
+    Every beat of a group carries the group's scale, so the group's ``P_g · b`` is the sum of
+    its beats' products ``beat · b``: the multiplier takes the beat partial (``beat_bits``, 18
+    on the int8 arrays: one MULT18X18D), and the sum is the `WideAccumulator`'s. A right
+    shift keeps its fraction bits (``acc_frac_bits`` of them: every shift here is a left one),
+    which the accumulator clears at the group's last beat: the SPEC's floor of ``P_g ·
+    2^shift``, exact.
 
     1. ``beat · b`` (as partial products of 17 bits of the beat where it is wider than one
-       multiplier);
-    2. the group's sum of them, exact (``p_bits + operand_bits``); at the group's last beat
-       its contribution, shifted by the coarse constant (``pow2``), or 0 with the error flag
-       on a NaN or out-of-window exponent.
+       multiplier), in the MULT18X18D's output register;
+    2. the product's pieces joined and shifted by the coarse constant (``pow2``; a mux of
+       wires), or 0 with the error flag on a NaN or out-of-window exponent.
     """
 
     latency = 2
@@ -838,8 +840,8 @@ class Scaler(wiring.Component):
         ports = {
             "beat": In(signed(cfg.beat_bits)),
             "i_ctl": In(_beat_ctl_layout(cfg)),
-            "contrib": Out(signed(cfg.acc_bits)),
-            "o_ctl": Out(_group_ctl_layout()),
+            "contrib": Out(signed(cfg.acc_bits + cfg.acc_frac_bits)),
+            "o_ctl": Out(_contrib_ctl_layout()),
         }
         ports["operand"] = In(signed(self.operand_width(cfg)))
         ports["coarse"] = In(range(max(self.coarse_count(cfg) + 1, 2)))
@@ -897,52 +899,42 @@ class Scaler(wiring.Component):
             bad1 = Signal(name="bad1", reset_less=True)
             # 0: no shift (none, int); 1 + h: a pow2 shift by chunk·h + shift_min.
             m.d.sync += [coarse1.eq(self.coarse), bad1.eq(self.bad)]
-        # Stage 2: the group's sum of products (restarting on its first beat), and at its last
-        # beat the contribution. Only valid beats add.
-        width = cfg.p_bits + self.operand_bits
-        group_acc = Signal(signed(width), name="group_acc", reset_less=True)
-        group_err = Signal(name="group_err", reset_less=True)
-        group_tile_first = Signal(name="group_tile_first", reset_less=True)
-        full = Signal(signed(width), name="full")
-        err_sum = Signal()
-        tile_first_sum = Signal()
-        product = Signal(signed(width), name="product", attrs=KEEP)
+        # Stage 2: the pieces joined, shifted into the accumulator's units (2^-frac). Only valid
+        # beats count; the accumulator sums them (there is no group sum here: the route out of
+        # the DSP row ends at the contribution's register, behind at most the coarse mux).
+        frac = cfg.acc_frac_bits
+        product = Signal(signed(cfg.beat_bits + 1 + self.operand_bits), name="product")
         m.d.comb += product.eq(sum(prod << at for at, prod in prods))
-        m.d.comb += [
-            full.eq(Mux(ctl1.group_first, 0, group_acc) + product),
-            err_sum.eq(Mux(ctl1.group_first, 0, group_err) | ctl1.err),
-            tile_first_sum.eq(Mux(ctl1.group_first, ctl1.tile_first, group_tile_first)),
-        ]
-        with m.If(ctl1.valid):
-            m.d.sync += [group_acc.eq(full), group_err.eq(err_sum),
-                         group_tile_first.eq(tile_first_sum)]
-        contrib = Signal(signed(cfg.acc_bits), name="contrib", reset_less=True)
-        ctl2 = Signal(_group_ctl_layout(), name="ctl2")
-        m.d.sync += [ctl2.valid.eq(ctl1.valid & ctl1.group_last),
-                     ctl2.tile_first.eq(tile_first_sum), ctl2.tile_last.eq(ctl1.tile_last),
-                     ctl2.err.eq(err_sum)]
+        contrib = Signal(signed(cfg.acc_bits + frac), name="contrib", reset_less=True)
+        ctl2 = Signal(_contrib_ctl_layout(), name="ctl2")
+        m.d.sync += [ctl2.valid.eq(ctl1.valid), ctl2.group_last.eq(ctl1.group_last),
+                     ctl2.tile_first.eq(ctl1.tile_first), ctl2.tile_last.eq(ctl1.tile_last),
+                     ctl2.err.eq(ctl1.err)]
         if pow2:
             with m.Switch(coarse1):
                 with m.Case(0):
-                    m.d.sync += contrib.eq(full)
+                    m.d.sync += contrib.eq(product << frac)
                 for h in range(n_coarse):
-                    amount = chunk * h + cfg.shift_min
+                    amount = chunk * h + cfg.shift_min + frac  # >= 0
                     with m.Case(h + 1):
-                        m.d.sync += contrib.eq(full << amount if amount >= 0
-                                               else full >> -amount)
+                        m.d.sync += contrib.eq(product << amount)
             with m.If(bad1):
                 m.d.sync += [contrib.eq(0), ctl2.err.eq(1)]
         else:
-            m.d.sync += contrib.eq(full)
+            m.d.sync += contrib.eq(product)
         m.d.comb += [self.contrib.eq(contrib), self.o_ctl.eq(ctl2)]
         return m
 
 
 class WideAccumulator(wiring.Component):
-    """The exact ``acc_bits`` accumulator with a sticky error bit (``latency`` = 1).
+    """The exact accumulator of a tile's contributions, a sticky error bit (``latency`` = 1).
 
-    A tile restarts on its first contribution; its last one is copied to the result (shadow)
-    register, so the next tile accumulates while this one drains.
+    It adds every beat's contribution (`Scaler`) and keeps ``acc_frac_bits`` fraction bits
+    below the ``acc_bits`` of the result; it clears them at a group's last beat, which floors
+    the group's ``P_g · 2^shift`` (SPEC §4: the integer part before the group is a multiple of
+    the unit, so the floor of the sum is that part plus the group's floor). A tile restarts on
+    its first beat; its last one's integer part is copied to the result (shadow) register, so
+    the next tile accumulates while this one drains.
     """
 
     latency = 1
@@ -950,8 +942,8 @@ class WideAccumulator(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
         super().__init__({
-            "contrib": In(signed(cfg.acc_bits)),
-            "i_ctl": In(_group_ctl_layout()),
+            "contrib": In(signed(cfg.acc_bits + cfg.acc_frac_bits)),
+            "i_ctl": In(_contrib_ctl_layout()),
             "result": Out(signed(cfg.acc_bits)),
             "result_err": Out(1),
         })
@@ -959,9 +951,11 @@ class WideAccumulator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, ctl = self._cfg, self.i_ctl
-        acc = Signal(signed(cfg.acc_bits), reset_less=True)  # restarts on a tile's first beat
+        frac = cfg.acc_frac_bits
+        # Restarts on a tile's first beat.
+        acc = Signal(signed(cfg.acc_bits + frac), reset_less=True)
         acc_err = Signal(reset_less=True)
-        acc_next = Signal(signed(cfg.acc_bits))
+        acc_next = Signal(signed(cfg.acc_bits + frac))
         err_next = Signal()
         m.d.comb += [
             acc_next.eq(Mux(ctl.tile_first, 0, acc) + self.contrib),
@@ -971,9 +965,11 @@ class WideAccumulator(wiring.Component):
         result_err = Signal(reset_less=True)
         m.d.comb += [self.result.eq(result), self.result_err.eq(result_err)]
         with m.If(ctl.valid):
-            m.d.sync += [acc.eq(acc_next), acc_err.eq(err_next)]
+            m.d.sync += [acc[frac:].eq(acc_next[frac:]), acc_err.eq(err_next)]
+            if frac:
+                m.d.sync += acc[:frac].eq(Mux(ctl.group_last, 0, acc_next[:frac]))
             with m.If(ctl.tile_last):
-                m.d.sync += [result.eq(acc_next), result_err.eq(err_next)]
+                m.d.sync += [result.eq(acc_next[frac:]), result_err.eq(err_next)]
         return m
 
 

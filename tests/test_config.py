@@ -48,13 +48,22 @@ def test_unknown_parameter_is_named():
 def test_derived_accumulator_is_minimal_and_safe():
     cfg = ArrayConfig()
     # int scales: K · 128 · 128 · 2^15 per column; pow2: 128 groups · 2^19 · 2^24.
-    assert cfg.p_bound == 4096 * 128 * 128
-    int_bound = cfg.p_bound << 15
+    int_bound = (4096 * 128 * 128) << 15
     pow2_bound = (4096 // 32) * (32 * 128 * 128) << (cfg.t_max + cfg.frac_bits)
     assert cfg.acc_bits == max(int_bound, pow2_bound).bit_length() + 1
     assert ArrayConfig(acc_bits=cfg.acc_bits).acc_bits == cfg.acc_bits
     wider = ArrayConfig(acc_bits=cfg.acc_bits + 4)
     assert wider.acc_bits == cfg.acc_bits + 4
+
+
+def test_accumulator_fraction_bits_cover_the_right_shifts():
+    """pow2's most negative shift sets the fraction bits below the accumulator's result."""
+    cfg = ArrayConfig()
+    assert cfg.shift_min == cfg.t_min + cfg.frac_bits == -16
+    assert cfg.acc_frac_bits == 16
+    assert ArrayConfig(t_min=-24).acc_frac_bits == 8
+    assert ArrayConfig(t_min=-16).acc_frac_bits == 0  # every shift a left one
+    assert ArrayConfig(scale_kinds=("none", "int"), mx_activations=False).acc_frac_bits == 0
 
 
 def test_single_mode_presets_size_their_lanes():

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from gen.presets import preset
-from golden.formats import FORMATS, decode
+from golden.formats import FORMATS, decode, pow2_exponent
 from golden.gemm import gemm
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_BITS, FORMAT_CODES, LANE_SHIFT_CHUNK, SPARSITY_CODES
@@ -150,6 +150,27 @@ def _check_random_gemm(cfg, mode, M, K, N):
 def test_pe_random(mode):
     """One PE (a 1×1 array) on a seeded random GEMM per format × scale kind."""
     _check_random_gemm(PE_CFG, mode, 2, 64, 2)
+
+
+def test_pe_pow2_floors_each_group_once():
+    """The accumulator's fraction bits: ``floor(P_g · 2^shift)`` per group, not per beat
+    and not once over the sum. Shift −1 on every group; ``P`` = 2 (two beats of 1), 1, 1:
+    the SPEC's 1 + 0 + 0 = 1, against 2 unfloored and 0 floored per beat."""
+    mode = next(m for m in PE_CFG.modes if m.name == "int8-dense-pow2")
+    layer, x, x_exp = random_case(0, PE_CFG, mode, 1, 96, 1)
+    e_w = next(e for e in range(255)
+               if int(pow2_exponent("int8", np.array([e]))[0]) + PE_CFG.frac_bits == -1)
+    codes = np.zeros_like(layer.codes)
+    codes[[0, 31, 32, 64], 0] = 1  # int8 code 1 is the value 1
+    assert PE_CFG.step_k("int8", "dense") < 32  # k 0 and 31 lie in different beats
+    layer = layer.copy(codes=codes, scales=np.full_like(layer.scales, e_w))
+    x = np.ones_like(x)
+    want, want_err = gemm(x, layer, frac_bits=PE_CFG.frac_bits, t_min=PE_CFG.t_min,
+                          t_max=PE_CFG.t_max)
+    assert want.tolist() == [[1]] and not want_err.any()
+    y, err, _ = run_gemm(PE_CFG, layer, x)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(err, want_err)
 
 
 @pytest.mark.parametrize("dsp_lanes", [0, 8, len(PE_CFG.lanes)])

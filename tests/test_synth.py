@@ -177,6 +177,19 @@ def test_yosys_script_abc_fallback(device, tmp_path):
     assert not synth._abc9_crashed(log)
 
 
+def test_conflicting_drivers_are_found(tmp_path):
+    """The nets the final check finds driven by two cells are named (the flow then maps LUTs
+    with classic abc, as after an abc9 crash)."""
+    log = tmp_path / "yosys.log"
+    log.write_text("21.47. Executing CHECK pass (checking for obvious problems).\n"
+                   "Warning: multiple conflicting drivers for top.\\core.output.raw5 [3]:\n"
+                   "    port Q[0] of cell a (TRELLIS_FF)\n    port Q[0] of cell b (TRELLIS_FF)\n")
+    assert synth._conflicting_drivers(log) == ["top.\\core.output.raw5 [3]"]
+    log.write_text("Found and reported 0 problems.\n")
+    assert synth._conflicting_drivers(log) == []
+    assert synth._conflicting_drivers(tmp_path / "missing.log") == []
+
+
 def test_fmax_from_log(tmp_path):
     log = tmp_path / "nextpnr.log"
     log.write_text("Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 43.71 MHz "
