@@ -546,9 +546,15 @@ class LaneSelect(wiring.Component):
                 x_sel = x_early
             else:
                 select_reachable(m, self.window, reach, self.pos[f"pos{i}"], x_sel)
-            m.d.sync += self.x[i].eq(x_sel)
+            x_reg = Signal(self._x_elem, name=f"x{i}", reset_less=True)
+            m.d.sync += x_reg.eq(x_sel)
+            m.d.comb += self.x[i].eq(x_reg)
         invalid = self.decoded.invalid | self.x_bad if cfg.fp8_activations else self.decoded.invalid
-        m.d.sync += [self.w.eq(self.decoded.w), self.invalid.eq(invalid)]
+        # Datapath registers, reset-less (an output port driven from m.d.sync is reset).
+        w_reg = Signal.like(self.w, name="w_reg", reset_less=True)
+        invalid_reg = Signal(name="invalid_reg", reset_less=True)
+        m.d.sync += [w_reg.eq(self.decoded.w), invalid_reg.eq(invalid)]
+        m.d.comb += [self.w.eq(w_reg), self.invalid.eq(invalid_reg)]
         return m
 
 
@@ -585,7 +591,9 @@ class LaneProducts(wiring.Component):
                 x = x.v
             # `ArrayConfig.hard_lanes`: a plain product, for a DSP block.
             product = x * w if self._hard[i] else shift_add_product(m, x, w, name=f"lane{i}")
-            out = self.products[f"p{i}"]
+            # Reset-less: no reset net reaches the DSP lanes' output registers.
+            out = Signal.like(self.products[f"p{i}"], name=f"p{i}", reset_less=True)
+            m.d.comb += self.products[f"p{i}"].eq(out)
             if not coarse_terms:
                 m.d.sync += out.eq(product)
                 continue
@@ -636,7 +644,9 @@ class AdderTree(wiring.Component):
             part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
             m.d.sync += part.eq(adder_tree(lut[i:i + 4], m, name=f"quad{i // 4}"))
             terms.append(part)
-        m.d.sync += self.beat.eq(adder_tree(terms, m, name="beat"))
+        beat = Signal.like(self.beat, name="beat_sum", reset_less=True)
+        m.d.sync += beat.eq(adder_tree(terms, m, name="beat"))
+        m.d.comb += self.beat.eq(beat)
         return m
 
 
