@@ -608,6 +608,15 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
     def watch(_):
         return _yosys_phase(work / "yosys.log")
 
+    def with_classic_abc(why: str, kept_log: str) -> float:
+        """Yosys 0.70's abc9 failed on this netlist: map its LUTs with classic abc instead."""
+        progress(f"{name}: {why} (a Yosys 0.70 abc9 bug); retrying with abc -lut 4")
+        (work / "yosys.log").rename(work / kept_log)
+        (work / "synth.ys").write_text(yosys_script(dev, top, sources, "netlist.json",
+                                                    "stat.json", dsp_min_width, "abc"))
+        return _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
+                    progress=progress, watch=watch)
+
     t0 = time.monotonic()
     try:
         times["yosys"] = _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
@@ -616,27 +625,18 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
         if not _abc9_crashed(work / "yosys.log"):
             raise
         times["yosys_abc9_crashed"] = time.monotonic() - t0
-        # Yosys 0.70's abc9 trips an assertion on some netlists: map LUTs with classic abc.
-        progress(f"{name}: yosys abc9 crashed (a Yosys 0.70 bug); retrying with abc -lut 4")
+        # abc9 trips an assertion on some netlists.
+        times["yosys"] = with_classic_abc("yosys abc9 crashed", "yosys_abc9_crash.log")
         lut_mapper = "abc"
-        (work / "yosys.log").rename(work / "yosys_abc9_crash.log")
-        (work / "synth.ys").write_text(yosys_script(dev, top, sources, "netlist.json",
-                                                    "stat.json", dsp_min_width, "abc"))
-        times["yosys"] = _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
-                              progress=progress, watch=watch)
     nets = _conflicting_drivers(work / "yosys.log")
     if nets and lut_mapper == "abc9":
-        # The same Yosys 0.70 abc9 reintegration, on other netlists, joins two flip-flops'
-        # outputs into one net (seen once: a bit of `dense_int8`'s output delay line): the
-        # final check reports it, nextpnr would refuse it. Map LUTs with classic abc.
-        progress(f"{name}: yosys left {len(nets)} net(s) with conflicting drivers "
-                 f"({nets[0]}; a Yosys 0.70 abc9 bug); retrying with abc -lut 4")
+        # On others its reintegration joins two flip-flops' outputs into one net (seen once: a
+        # bit of `dense_int8`'s output delay line); the final check reports it, nextpnr would
+        # refuse it.
+        times["yosys"] += with_classic_abc(
+            f"yosys left {len(nets)} net(s) with conflicting drivers ({nets[0]})",
+            "yosys_abc9_conflicting.log")
         lut_mapper = "abc"
-        (work / "yosys.log").rename(work / "yosys_abc9_conflicting.log")
-        (work / "synth.ys").write_text(yosys_script(dev, top, sources, "netlist.json",
-                                                    "stat.json", dsp_min_width, "abc"))
-        times["yosys"] += _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
-                               progress=progress, watch=watch)
         nets = _conflicting_drivers(work / "yosys.log")
     if nets:
         raise SynthError(f"{name}: Yosys produced a netlist with {len(nets)} net(s) driven by "

@@ -190,6 +190,36 @@ def test_conflicting_drivers_are_found(tmp_path):
     assert synth._conflicting_drivers(tmp_path / "missing.log") == []
 
 
+def _fake_yosys(tmp_path, conflicting_with_abc: bool) -> str:
+    """A stand-in for ``yosys -q -l LOG -s SCRIPT``: its log reports conflicting drivers for
+    an abc9 script (and for a classic abc one too if ``conflicting_with_abc``)."""
+    fake = tmp_path / "fake-yosys"
+    bad = "Warning: multiple conflicting drivers for top.core.raw5 [3]:"
+    abc_log = bad if conflicting_with_abc else "Found and reported 0 problems."
+    fake.write_text(f"""#!/bin/sh
+log=$3; script=$5
+if grep -q 'abc -lut 4' "$script"; then echo '{abc_log}' > "$log"; else echo '{bad}' > "$log"; fi
+""")
+    fake.chmod(0o755)
+    return str(fake)
+
+
+def test_conflicting_drivers_fall_back_to_classic_abc(tmp_path):
+    """abc9's conflicting drivers: Yosys runs again with classic abc, its log kept aside."""
+    work = tmp_path / "w"
+    work.mkdir()
+    times = {}
+    _, mapper = synth._run_yosys(preset("tiny"), synth.DEVICES["ecp5-85k"], work, "t", 8,
+                                 _fake_yosys(tmp_path, False), times, lambda msg: None)
+    assert mapper == "abc" and "abc -lut 4" in (work / "synth.ys").read_text()
+    assert "conflicting" in (work / "yosys_abc9_conflicting.log").read_text()
+    work2 = tmp_path / "w2"
+    work2.mkdir()
+    with pytest.raises(synth.SynthError, match="driven by more than one cell"):
+        synth._run_yosys(preset("tiny"), synth.DEVICES["ecp5-85k"], work2, "t", 8,
+                         _fake_yosys(tmp_path, True), {}, lambda msg: None)
+
+
 def test_fmax_from_log(tmp_path):
     log = tmp_path / "nextpnr.log"
     log.write_text("Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 43.71 MHz "
