@@ -376,32 +376,11 @@ def _weight_layout(cfg: ArrayConfig) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
-def _complement_lanes(cfg: ArrayConfig) -> list[int]:
-    """The lanes whose product leaves `LaneProducts` as a one's complement: the LUT lanes
-    (not `ArrayConfig.hard_lanes`) with 2-bit weights and no coarse shift.
-
-    For ``w`` in −2 … 1 the lane registers ``x``, ``2x`` or 0 by ``w``'s low bit, inverted
-    when ``w`` is negative: one LUT4 per bit (``x_j``, ``x_{j−1}`` and the two weight bits),
-    where the sum of the two gated copies (``w_0 · x − w_1 · 2x``) took one LUT per gated bit
-    beside its carry chain. The ``+1`` of each negative lane is counted once per PE instead
-    (``neg``, `AdderTree`).
-    """
-    return [i for i, (s, q) in enumerate(cfg.lanes)
-            if (s, q) not in cfg.hard_lanes and cfg.quarter_value_bits[q] == 2
-            and not cfg.quarter_coarse_max[q] and not cfg.fp8_activations]
-
-
 def _product_layout(cfg: ArrayConfig) -> data.StructLayout:
-    """Every lane's product ``p<i>`` and, with `_complement_lanes`, ``neg``: how many of those
-    lanes carry a negative weight (their products are ``p<i> + 1``)."""
-    fields = {
+    return data.StructLayout({
         f"p{i}": signed(cfg.x_value_bits + cfg.quarter_value_bits[q]
                         + LANE_SHIFT_CHUNK * (cfg.quarter_coarse_max[q] + cfg.x_coarse_max))
-        for i, (_, q) in enumerate(cfg.lanes)}
-    complement = _complement_lanes(cfg)
-    if complement:
-        fields["neg"] = range(len(complement) + 1)
-    return data.StructLayout(fields)
+        for i, (_, q) in enumerate(cfg.lanes)})
 
 
 def _position_layout(cfg: ArrayConfig) -> data.StructLayout | None:
@@ -583,9 +562,7 @@ class LaneProducts(wiring.Component):
     """``x · w`` of every lane, registered: ``latency`` = 1, one beat per cycle.
 
     A lane with a coarse shift (fp8 formats) multiplies ``x · v`` and shifts the product left
-    by ``LANE_SHIFT_CHUNK · c``: a choice of a few constants, not a barrel shifter. A 2-bit LUT
-    lane (`_complement_lanes`) leaves ``x · w`` as the one's complement ``x · w − 1`` when
-    ``w < 0``, and ``neg`` counts those lanes, so the products sum to the lanes' dot product.
+    by ``LANE_SHIFT_CHUNK · c``: a choice of a few constants, not a barrel shifter.
     """
 
     latency = 1
@@ -603,17 +580,8 @@ class LaneProducts(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        complement = _complement_lanes(cfg)
         for i in range(self._n):
             x, w = self.x[i], self.w[f"w{i}"]
-            if i in complement:
-                # w = 1, 0, −1, −2: x, 0, ~x, ~2x (the +1 of the last two counted in neg).
-                xs = x.as_signed()
-                magnitude = Mux(w[0], xs, Mux(w[1], xs << 1, 0))
-                out = Signal.like(self.products[f"p{i}"], name=f"p{i}", reset_less=True)
-                m.d.sync += out.eq(Mux(w[1], ~magnitude, magnitude))
-                m.d.comb += self.products[f"p{i}"].eq(out)
-                continue
             coarse_terms = []  # the coarse shifts of the weight (fp8) and activation (fp8)
             w_coarse_max = cfg.quarter_coarse_max[cfg.lanes[i][1]]
             if w_coarse_max:
@@ -635,10 +603,6 @@ class LaneProducts(wiring.Component):
                 for c in range(w_coarse_max + cfg.x_coarse_max + 1):
                     with m.Case(c):
                         m.d.sync += out.eq(product << (LANE_SHIFT_CHUNK * c))
-        if complement:
-            neg = Signal.like(self.products.neg, name="neg", reset_less=True)
-            m.d.sync += neg.eq(sum(self.w[f"w{i}"][1] for i in complement))
-            m.d.comb += self.products.neg.eq(neg)
         return m
 
 
@@ -651,8 +615,7 @@ class AdderTree(wiring.Component):
     multipliers' output registers) in pairs, one carry chain behind the route out of the DSPs,
     and the LUT lanes' products in groups of four (two levels, next to their registers); a
     DSP product left over from the pairs is copied into a fabric register. The second half
-    adds those partial sums (for `tiny` seven, three levels: four DSP pairs, two LUT quads
-    and the count of negative one's complement lanes, `LaneProducts`).
+    adds those partial sums: for `tiny` six (three levels) instead of twelve.
     """
 
     latency = 2
@@ -672,8 +635,6 @@ class AdderTree(wiring.Component):
         dsp = [p for p, lane in zip(products, cfg.lanes, strict=True) if lane in cfg.hard_lanes]
         lut = [p for p, lane in zip(products, cfg.lanes, strict=True)
                if lane not in cfg.hard_lanes]
-        if _complement_lanes(cfg):
-            lut.append(self.products.neg)  # the one's complements' +1s
         terms = []
         for i in range(0, len(dsp), 2):
             part = Signal(signed(cfg.beat_bits), name=f"dsp_pair{i // 2}", reset_less=True)
