@@ -40,10 +40,10 @@ class OutputStage(wiring.Component):
     no row is lost or duplicated under any backpressure. Nothing waits in the skid register
     while ``o`` takes every row, so the latency is unchanged; ``capacity`` rows fit inside.
 
-    That register is kept once per column and pipeline stage too, each copy equal to
-    ``i.ready`` in every cycle: a column's requant and raw delay line registers of one stage
-    advance on their own copy, and the core loads a column's drained value on the column's
-    first (``col_ready``), so no single net enables more than one stage of one column.
+    That register is kept once per column too (``col_ready``, equal to ``i.ready`` in every
+    cycle): a column's requant stage and raw delay line advance on its own copy, and the
+    core loads a column's drained value on it, so no single net enables every column's
+    registers.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -75,17 +75,11 @@ class OutputStage(wiring.Component):
         skid = Signal(lay.res_beat, name="skid", reset_less=True)
         # Empty rather than full: the stages' clock enable is then this register itself (an
         # inverted one is not one `flows/ecp5_dsp.py` packs into the requant's MULT18X18D).
-        # Copies of the flag, each a flip-flop of its own (`REPLICA`): one for the skid register,
-        # the output mux and ``i.ready``, and per column one for each pipeline stage, so each
-        # enables one stage of one column (a column's whole requant pipeline on one copy was a
-        # fan-out of about a thousand flip-flops, and a routed critical path).
-        skid_empty = Signal(name="skid_empty", init=1, attrs=REPLICA)
-        col_empty = [[Signal(name=f"skid_empty_col{c}_{k}", init=1, attrs=REPLICA)
-                      for k in range(lat)] for c in range(cfg.cols)]
-        copies = [skid_empty, *(e for col in col_empty for e in col)]
+        skid_empty = Signal(name="skid_empty", init=1)
+        col_empty = [Signal(name=f"skid_empty_col{c}", init=1, attrs=REPLICA)
+                     for c in range(cfg.cols)]
         adv = Signal()
-        m.d.comb += [adv.eq(skid_empty), self.i.ready.eq(adv),
-                     self.col_ready.eq(Cat(col[0] for col in col_empty))]
+        m.d.comb += [adv.eq(skid_empty), self.i.ready.eq(adv), self.col_ready.eq(Cat(col_empty))]
         # Raw path and control: a delay line of `lat` stages in step with the requant pipeline.
         stage = self.i.payload
         valid = self.i.valid
@@ -96,8 +90,8 @@ class OutputStage(wiring.Component):
             nrq = Signal(name=f"requant{k}", reset_less=True)
             with m.If(adv):
                 m.d.sync += [nxt.last.eq(stage.last), nv.eq(valid), nrq.eq(requant)]
-            for c, col in enumerate(col_empty):
-                with m.If(col[k]):
+            for c, col_adv in enumerate(col_empty):
+                with m.If(col_adv):
                     m.d.sync += [nxt.value[c].eq(stage.value[c]), nxt.err[c].eq(stage.err[c])]
             stage, valid, requant = nxt, nv, nrq
         row = Signal(lay.res_beat, name="row")  # the output register's row
@@ -106,7 +100,7 @@ class OutputStage(wiring.Component):
             if cfg.requant:
                 rq = RequantStage(cfg)
                 m.submodules[f"requant{c}"] = rq
-                m.d.comb += [rq.advance.eq(Cat(col_empty[c])), rq.acc.eq(self.i.payload.value[c]),
+                m.d.comb += [rq.advance.eq(col_empty[c]), rq.acc.eq(self.i.payload.value[c]),
                              rq.params.eq(self.params[c])]
                 m.d.comb += [
                     row.value[c].eq(Mux(requant, rq.y, stage.value[c])),
@@ -118,9 +112,9 @@ class OutputStage(wiring.Component):
         m.d.comb += [self.o.valid.eq(~skid_empty | valid),
                      self.o.payload.eq(Mux(skid_empty, row, skid))]
         with m.If(skid_empty & valid & ~self.o.ready):
-            m.d.sync += [skid.eq(row), *(e.eq(0) for e in copies)]
+            m.d.sync += [skid.eq(row), skid_empty.eq(0), *(e.eq(0) for e in col_empty)]
         with m.Elif(~skid_empty & self.o.ready):
-            m.d.sync += [e.eq(1) for e in copies]
+            m.d.sync += [skid_empty.eq(1), *(e.eq(1) for e in col_empty)]
         return m
 
 

@@ -13,21 +13,17 @@ __all__ = ["RequantStage"]
 
 
 class RequantStage(wiring.Component):
-    """SPEC §6 requantization of one column, pipelined, one advance enable per stage.
+    """SPEC §6 requantization of one column, pipelined, with a shared advance enable.
 
     ``y = sat8(RDBPOT(SRDHM(sat32(acc + bias) · 2^max(sh,0), M0), max(−sh,0)) + zp)`` with
     gemmlowp rounding; ``acc + bias`` shifted left that does not fit int32 saturates and raises
-    ``err``. Latency ``latency`` (8) advancing cycles; one value per advancing cycle.
-    ``advance`` holds a copy of the enable for each stage (bit ``k − 1`` enables stage ``k``,
-    the output register the last): all equal, each driven by a flip-flop of its own
-    (`OutputStage`), so no net enables the whole pipeline.
+    ``err``. Latency ``latency`` (8) cycles of ``advance``; one value per advancing cycle.
     Stages: bias add; int32 range check (one reduction of the bits that differ from the sign;
     the saturation itself is applied after the product, see stage 2); 32×32 product as four
     16×16 partial products (one DSP each); the middle sum beside the outer part's rounding
     increment; their sum, which is SRDHM (see below); the rounding bias (a thermometer and the
-    adder's carry); the rounding shift (32 bits out, levels trimmed to the reachable bits),
-    beside the int8 bounds the zero point sets on the quotient; the compares with those bounds
-    and the low byte's zero point add.
+    adder's carry); the rounding shift (32 bits out, levels trimmed to the reachable bits);
+    zero point and int8 saturation.
     """
 
     latency = 8
@@ -36,7 +32,7 @@ class RequantStage(wiring.Component):
         self._cfg = cfg
         lay = Layouts(cfg)
         super().__init__({
-            "advance": In(self.latency),
+            "advance": In(1),
             "acc": In(signed(cfg.acc_bits)),
             "params": In(lay.col_params),
             "y": Out(signed(8)),
@@ -46,18 +42,19 @@ class RequantStage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
+        adv = self.advance
+
         depth = []  # the stage number of every register, from its name's suffix
 
         def stage(name, value, shape=None):
-            """A register of this pipeline (``<name><stage>``), loaded when its stage advances.
+            """A register of this pipeline (``<name><stage>``), loaded when it advances.
 
             Reset-less: the output stage's valid bits say which values are real.
             """
-            k = int(re.search(r"(\d+)$", name).group(1))
-            depth.append(k)
+            depth.append(int(re.search(r"(\d+)$", name).group(1)))
             reg = Signal(shape if shape is not None else value.shape(), name=name,
                          reset_less=True)
-            with m.If(self.advance[k - 1]):
+            with m.If(adv):
                 m.d.sync += reg.eq(value)
             return reg
 
@@ -174,26 +171,17 @@ class RequantStage(wiring.Component):
             width = 32 + step - 1
             bits = Mux(post6[b], bits[step:step + width], bits[:width])
         quot7 = stage("quot7", bits.as_signed(), signed(32))
-        err7 = stage("err7", err6)
-        # The int8 range of quot + zp as bounds on quot, from the zero point a stage ahead:
-        # quot + zp > 127 iff quot > 127 − zp, and below −128 iff quot < −128 − zp. Stage 8
-        # then runs two compares from quot7 (a carry chain each, side by side) and the low
-        # byte's add; the add of the whole zero point followed by the range reductions of its
-        # sum was two chains of logic in series (the routed critical path of `tiny` and
-        # `default`).
-        above7 = stage("above7", 127 - zp6, signed(33))
-        below7 = stage("below7", -128 - zp6, signed(33))
-        zp_low7 = stage("zp_low7", zp6[:8])
-        # Stage 8: zero point and int8 saturation. Inside the range the sum is an int8, so its
-        # low byte is the sum of the low bytes.
-        over = Signal(name="over8")
-        under = Signal(name="under8")
-        low = Signal(8, name="low8")
-        m.d.comb += [over.eq(quot7 > above7), under.eq(quot7 < below7),
-                     low.eq(quot7[:8] + zp_low7)]
-        with m.If(self.advance[-1]):
+        err7, zp7 = stage("err7", err6), stage("zp7", zp6)
+        # Stage 8: zero point and int8 saturation. The sum is an int8 iff its bits 7 and up
+        # are all equal: two reductions (LUTs) behind the add, where the compares with 127
+        # and −128 had become a second carry chain in series with it.
+        rounded = Signal(signed(33))
+        m.d.comb += rounded.eq(quot7 + zp7)
+        top = rounded[7:]
+        with m.If(adv):
             m.d.sync += [
-                self.y.eq(Mux(over, 127, Mux(under, -128, low.as_signed()))),
+                self.y.eq(Mux(~top.any() | top.all(), rounded[:8].as_signed(),
+                              Mux(rounded[-1], -128, 127))),
                 self.err.eq(err7),
             ]
         # The stages above, then the output register: the latency the class states.
