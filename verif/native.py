@@ -32,7 +32,7 @@ import numpy as np
 
 from gen.pack import BeatFiles, Packer
 from hw.config import ArrayConfig
-from verif.toolchain import BUILD, _hardware_digest, _locked, _log, simulator_missing, verilator_env
+from verif.toolchain import BUILD, _locked, _log, hardware_digest, simulator_missing, verilator_env
 
 __all__ = ["STREAMS", "LFSR_PERIOD", "Traffic", "NativeModel", "NativeRun", "NativeError",
            "lfsr_gates", "build_native", "run_native", "run_gemms_native", "run_gemm_native",
@@ -246,7 +246,7 @@ def build_native(cfg: ArrayConfig, *, sim: str = "verilator",
     cxx = native_cxx() if sim == "verilator" else ""
     h = hashlib.sha256()
     for part in (cfg.to_json(), sim, opt, cxx, NATIVE_RECIPE, " ".join(vflags),
-                 json.dumps(depth_bits, sort_keys=True), _hardware_digest(), HARNESS.read_text(),
+                 json.dumps(depth_bits, sort_keys=True), hardware_digest(), HARNESS.read_text(),
                  MAIN_CPP.read_text()):
         h.update(part.encode() + b"\0")
     key = h.hexdigest()[:12]

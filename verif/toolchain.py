@@ -17,7 +17,7 @@ from pathlib import Path
 from hw.config import ArrayConfig
 
 __all__ = ["ROOT", "BUILD", "SIMULATORS", "verilator_env", "default_sim", "simulator_missing",
-           "SimModel", "build_model"]
+           "SimModel", "build_model", "hardware_digest"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("UPE_BUILD_DIR", ROOT / "build"))
@@ -93,7 +93,7 @@ endmodule
 """
 
 
-def _hardware_digest() -> str:
+def hardware_digest() -> str:
     """Digest of every source the emitted Verilog depends on.
 
     A changed ``hw/`` (or emitter, or configuration code) gives a new build directory instead
@@ -162,7 +162,7 @@ def build_model(cfg: ArrayConfig, *, sim: str = "verilator", waves: bool = False
     # optimisation; from 3x3 up the faster simulation repays -O1's longer compile.
     opt = os.environ.get("UPE_SIM_OPT") or ("-O1" if cfg.rows * cfg.cols >= 9 else "-O0")
     key = hashlib.sha256((cfg.to_json() + sim + str(waves) + opt + BUILD_RECIPE
-                          + _hardware_digest()).encode())
+                          + hardware_digest()).encode())
     key = key.hexdigest()[:12]
     base = BUILD / "sim" / f"{cfg.name}-{sim}-{key}"
     stamp = base / "built.json"
