@@ -31,8 +31,8 @@ __all__ = [
     "LaneDecoder", "ActivationDecode", "ActivationSelect", "LaneDecode", "LaneSelect",
     "LaneProducts", "AdderTree", "BeatRegister", "ScaleOperand", "Scaler", "WideAccumulator",
     "ProcessingElement",
-    "adder_tree", "decode_minifloat", "decoded_layout", "delay", "select_reachable",
-    "shift_add_product",
+    "adder_tree", "decode_minifloat", "decoded_layout", "delay", "register_port",
+    "select_reachable", "shift_add_product",
 ]
 
 
@@ -48,6 +48,18 @@ def delay(m: Module, value, depth: int, *, name: str, reset_less: bool = True):
         m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def register_port(m: Module, port, value, *, name: str) -> None:
+    """Drive the output ``port`` from a reset-less register of ``value``.
+
+    A datapath output (see docs/ARCHITECTURE.md, reset policy): Amaranth resets an output
+    port assigned in ``m.d.sync`` itself, which would bring the core's reset to every stage
+    component's output register (the lane DSPs' among them).
+    """
+    reg = Signal(port.shape(), name=name, reset_less=True)
+    m.d.sync += reg.eq(value)
+    m.d.comb += port.eq(reg)
 
 
 #: Attribute of every intermediate sum: Yosys' ``alumacc`` would otherwise merge a tree of
@@ -546,15 +558,10 @@ class LaneSelect(wiring.Component):
                 x_sel = x_early
             else:
                 select_reachable(m, self.window, reach, self.pos[f"pos{i}"], x_sel)
-            x_reg = Signal(self._x_elem, name=f"x{i}", reset_less=True)
-            m.d.sync += x_reg.eq(x_sel)
-            m.d.comb += self.x[i].eq(x_reg)
+            register_port(m, self.x[i], x_sel, name=f"x{i}")
         invalid = self.decoded.invalid | self.x_bad if cfg.fp8_activations else self.decoded.invalid
-        # Datapath registers, reset-less (an output port driven from m.d.sync is reset).
-        w_reg = Signal.like(self.w, name="w_reg", reset_less=True)
-        invalid_reg = Signal(name="invalid_reg", reset_less=True)
-        m.d.sync += [w_reg.eq(self.decoded.w), invalid_reg.eq(invalid)]
-        m.d.comb += [self.w.eq(w_reg), self.invalid.eq(invalid_reg)]
+        register_port(m, self.w, self.decoded.w, name="w_reg")
+        register_port(m, self.invalid, invalid, name="invalid_reg")
         return m
 
 
@@ -644,9 +651,7 @@ class AdderTree(wiring.Component):
             part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
             m.d.sync += part.eq(adder_tree(lut[i:i + 4], m, name=f"quad{i // 4}"))
             terms.append(part)
-        beat = Signal.like(self.beat, name="beat_sum", reset_less=True)
-        m.d.sync += beat.eq(adder_tree(terms, m, name="beat"))
-        m.d.comb += self.beat.eq(beat)
+        register_port(m, self.beat, adder_tree(terms, m, name="beat"), name="beat_sum")
         return m
 
 
