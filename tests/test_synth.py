@@ -354,5 +354,19 @@ def test_netlist_key_changes_with_the_hardware_sources(monkeypatch):
     assert key == synth.netlist_key(cfg, "ecp5-85k", 8)
     assert key != synth.netlist_key(cfg, "ecp5-85k", None)
     assert key != synth.netlist_key(cfg.replace(rows=1), "ecp5-85k", 8)
+    assert key != synth.netlist_key(cfg, "ecp5-85k", 8, "abc")
     monkeypatch.setattr(synth, "hardware_digest", lambda: "another hw/")
     assert key != synth.netlist_key(cfg, "ecp5-85k", 8)
+
+
+def test_lut_mapper_option(tmp_path):
+    """``--lut-mapper`` defaults to auto (abc9 with its fallback); an unknown mapper is a usage
+    error before any tool runs."""
+    parser = synth.build_parser()
+    assert parser.parse_args(["--preset", "tiny"]).lut_mapper == "auto"
+    assert parser.parse_args(["--preset", "tiny", "--lut-mapper", "abc"]).lut_mapper == "abc"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--lut-mapper", "vpr"])
+    with pytest.raises(synth.SynthError, match="unknown LUT mapper") as exc:
+        synth.synthesize(preset("tiny"), "ecp5-85k", tmp_path, tag="t", lut_mapper="vpr")
+    assert exc.value.kind == "usage"
