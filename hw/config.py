@@ -372,6 +372,17 @@ class ArrayConfig:
         return frozenset(by_width[:self.dsp_lanes])  # at most: every lane when it has fewer
 
     @property
+    def complement_lanes(self) -> frozenset[tuple[int, int]]:
+        """LUT lanes (not `hard_lanes`) of 2-bit weights without a coarse shift: their
+        product leaves `hw.pe.LaneProducts` as the one's complement ``x · w − 1`` when
+        ``w < 0``, the ``+1`` counted once per PE."""
+        if self.fp8_activations:
+            return frozenset()
+        return frozenset(m for m in self.lanes if m not in self.hard_lanes
+                         and self.quarter_value_bits[m[1]] == 2
+                         and not self.quarter_coarse_max[m[1]])
+
+    @property
     def hard_lane_min_bits(self) -> int | None:
         """Narrowest weight of a `hard_lanes` product (None without hard lanes)."""
         return min((self.quarter_value_bits[q] for _, q in self.hard_lanes), default=None)

@@ -388,11 +388,29 @@ def _weight_layout(cfg: ArrayConfig) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
+def _complement_lanes(cfg: ArrayConfig) -> list[int]:
+    """Indices into ``cfg.lanes`` of `ArrayConfig.complement_lanes`.
+
+    For ``w`` in −2 … 1 such a lane registers ``x``, ``2x`` or 0 by ``w``'s low bit, inverted
+    when ``w`` is negative: one LUT4 per bit (``x_j``, ``x_{j−1}`` and the two weight bits),
+    where the sum of the two gated copies (``w_0 · x − w_1 · 2x``) took one LUT per gated bit
+    beside its carry chain. The ``+1`` of each negative lane is counted once per PE instead
+    (``neg``, `AdderTree`).
+    """
+    return [i for i, lane in enumerate(cfg.lanes) if lane in cfg.complement_lanes]
+
+
 def _product_layout(cfg: ArrayConfig) -> data.StructLayout:
-    return data.StructLayout({
+    """Every lane's product ``p<i>`` and, with `_complement_lanes`, ``neg``: how many of those
+    lanes carry a negative weight (their products are ``p<i> + 1``)."""
+    fields = {
         f"p{i}": signed(cfg.x_value_bits + cfg.quarter_value_bits[q]
                         + LANE_SHIFT_CHUNK * (cfg.quarter_coarse_max[q] + cfg.x_coarse_max))
-        for i, (_, q) in enumerate(cfg.lanes)})
+        for i, (_, q) in enumerate(cfg.lanes)}
+    complement = _complement_lanes(cfg)
+    if complement:
+        fields["neg"] = range(len(complement) + 1)
+    return data.StructLayout(fields)
 
 
 def _position_layout(cfg: ArrayConfig) -> data.StructLayout | None:
@@ -569,7 +587,9 @@ class LaneProducts(wiring.Component):
     """``x · w`` of every lane, registered: ``latency`` = 1, one beat per cycle.
 
     A lane with a coarse shift (fp8 formats) multiplies ``x · v`` and shifts the product left
-    by ``LANE_SHIFT_CHUNK · c``: a choice of a few constants, not a barrel shifter.
+    by ``LANE_SHIFT_CHUNK · c``: a choice of a few constants, not a barrel shifter. A 2-bit LUT
+    lane (`_complement_lanes`) leaves ``x · w`` as the one's complement ``x · w − 1`` when
+    ``w < 0``, and ``neg`` counts those lanes, so the products sum to the lanes' dot product.
     """
 
     latency = 1
@@ -587,8 +607,16 @@ class LaneProducts(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
+        complement = _complement_lanes(cfg)
         for i in range(self._n):
             x, w = self.x[i], self.w[f"w{i}"]
+            if i in complement:
+                # w = 1, 0, −1, −2: x, 0, ~x, ~2x (the +1 of the last two counted in neg).
+                xs = x.as_signed()
+                magnitude = Mux(w[0], xs, Mux(w[1], xs << 1, 0))
+                register_port(m, self.products[f"p{i}"], Mux(w[1], ~magnitude, magnitude),
+                              name=f"p{i}")
+                continue
             coarse_terms = []  # the coarse shifts of the weight (fp8) and activation (fp8)
             w_coarse_max = cfg.quarter_coarse_max[cfg.lanes[i][1]]
             if w_coarse_max:
@@ -610,6 +638,9 @@ class LaneProducts(wiring.Component):
                 for c in range(w_coarse_max + cfg.x_coarse_max + 1):
                     with m.Case(c):
                         m.d.sync += out.eq(product << (LANE_SHIFT_CHUNK * c))
+        if complement:
+            register_port(m, self.products.neg, sum(self.w[f"w{i}"][1] for i in complement),
+                          name="neg")
         return m
 
 
@@ -622,7 +653,8 @@ class AdderTree(wiring.Component):
     multipliers' output registers) in pairs, one carry chain behind the route out of the DSPs,
     and the LUT lanes' products in groups of four (two levels, next to their registers); a
     DSP product left over from the pairs is copied into a fabric register. The second half
-    adds those partial sums: for `tiny` six (three levels) instead of twelve.
+    adds those partial sums (for `tiny` seven, three levels: four DSP pairs, two LUT quads
+    and the count of negative one's complement lanes, `LaneProducts`).
     """
 
     latency = 2
@@ -642,6 +674,8 @@ class AdderTree(wiring.Component):
         dsp = [p for p, lane in zip(products, cfg.lanes, strict=True) if lane in cfg.hard_lanes]
         lut = [p for p, lane in zip(products, cfg.lanes, strict=True)
                if lane not in cfg.hard_lanes]
+        if _complement_lanes(cfg):
+            lut.append(self.products.neg)  # the one's complements' +1s
         terms = []
         for i in range(0, len(dsp), 2):
             part = Signal(signed(cfg.beat_bits), name=f"dsp_pair{i // 2}", reset_less=True)
@@ -1019,6 +1053,10 @@ class ProcessingElement(wiring.Component):
     """
 
     STAGES = (LaneSelect, LaneProducts, AdderTree, BeatRegister, Scaler, WideAccumulator)
+    #: The lane products' component, `LaneProducts`. The formal proof of a whole PE
+    #: (`verif.formal`) builds the PE around a reference of the same ports and latency; two
+    #: proofs of their own show that both give the adder tree the same beat sums.
+    lane_products_cls = LaneProducts
     latency = LaneDecode.latency + sum(stage.latency for stage in STAGES)
     forward_latency = 1
     #: Cycles from a beat entering the column decoder and ``row_in`` to where the PE reads
@@ -1061,7 +1099,7 @@ class ProcessingElement(wiring.Component):
                      self.wgt_out.eq(wgt_fwd)]
 
         m.submodules.lane_select = lanes = LaneSelect(cfg)
-        m.submodules.lane_products = products = LaneProducts(cfg)
+        m.submodules.lane_products = products = self.lane_products_cls(cfg)
         m.submodules.adder_tree = tree = AdderTree(cfg)
         m.submodules.beat_register = beat_reg = BeatRegister(cfg)
         m.submodules.scaler = scaler = Scaler(cfg)

