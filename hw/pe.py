@@ -604,10 +604,16 @@ class LaneProducts(wiring.Component):
             "products": Out(_product_layout(cfg)),
         })
 
+    def complemented(self) -> list[int]:
+        """Indices of the lanes built as one's complements (`_complement_lanes`). The formal
+        proof's reference (`verif.formal.ReferenceLaneProducts`) builds none: every lane as
+        a product, ``neg`` = 0."""
+        return _complement_lanes(self._cfg)
+
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        complement = _complement_lanes(cfg)
+        complement = self.complemented()
         for i in range(self._n):
             x, w = self.x[i], self.w[f"w{i}"]
             if i in complement:
@@ -638,7 +644,7 @@ class LaneProducts(wiring.Component):
                 for c in range(w_coarse_max + cfg.x_coarse_max + 1):
                     with m.Case(c):
                         m.d.sync += out.eq(product << (LANE_SHIFT_CHUNK * c))
-        if complement:
+        if "neg" in self.products.shape().members:
             register_port(m, self.products.neg, sum(self.w[f"w{i}"][1] for i in complement),
                           name="neg")
         return m

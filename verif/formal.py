@@ -82,7 +82,7 @@ from gen.presets import preset
 from golden.formats import FORMATS
 from golden.sparsity import parse_sparsity
 from hw.config import FORMAT_BITS, FORMAT_CODES, LANE_SHIFT_CHUNK, SPARSITY_CODES, ArrayConfig
-from hw.pe import LaneProducts, ProcessingElement, register_port, shift_add_product
+from hw.pe import AdderTree, LaneProducts, ProcessingElement, delay
 
 __all__ = ["PROOFS", "Proof", "run_proof", "solver_env", "main"]
 
@@ -277,36 +277,18 @@ class LaneCheck(wiring.Component):
 
 
 class ReferenceLaneProducts(LaneProducts):
-    """The lane products as plain arithmetic, registered as `LaneProducts` registers them.
+    """`LaneProducts` without the one's complement lanes: every lane as it was built before
+    them (DSP lanes ``x · w``, LUT lanes shift-add sums, the fp8 lanes' coarse shifts), and
+    ``neg`` (where the layout has it) 0.
 
-    Every lane's product is ``x · w · 2^(LANE_SHIFT_CHUNK · c)`` (``c`` the weight's and the
-    activation's coarse shifts) as one multiplication, and ``neg`` (where the layout has it)
-    is 0. The ``pe`` proof builds the PE around this component; the ``lane_products`` and
+    The ``pe`` proof builds the PE around this component (the solver closes it on these
+    lanes in seconds, not on the one's complements); the ``lane_products`` and
     ``adder_tree`` proofs show that `LaneProducts` and `hw.pe.AdderTree` together give the
     same beat sums (`LaneProductsCheck`, `AdderTreeCheck`).
     """
 
-    def elaborate(self, platform):
-        cfg = self._cfg
-        m = Module()
-        for i, (_, quarter) in enumerate(cfg.lanes):
-            x, w = self.x[i], self.w[f"w{i}"]
-            coarse = []
-            if cfg.quarter_coarse_max[quarter]:
-                coarse.append(self.w[f"c{i}"])
-            if cfg.fp8_activations:
-                coarse.append(x.c)
-                x = x.v
-            # As `LaneProducts` built every lane before the one's complement lanes: the
-            # solver closes ``pe`` on shift-add sums in minutes, not on plain products.
-            product = (x * w if cfg.lanes[i] in cfg.hard_lanes
-                       else shift_add_product(m, x, w, name=f"lane{i}"))
-            if coarse:
-                product = product << (sum(coarse) * LANE_SHIFT_CHUNK)
-            register_port(m, self.products[f"p{i}"], product, name=f"p{i}")
-        if "neg" in self.products.shape().members:
-            m.d.comb += self.products.neg.eq(0)
-        return m
+    def complemented(self) -> list[int]:
+        return []
 
 
 class LaneProductsCheck(wiring.Component):
@@ -319,16 +301,14 @@ class LaneProductsCheck(wiring.Component):
     """
 
     def __init__(self, cfg: ArrayConfig, dut_cls=LaneProducts):
-        self._cfg, self._dut_cls = cfg, dut_cls
-        ports = LaneProducts(cfg)
-        ports._MustUse__silence = True  # only asked for its ports, never elaborated
-        self._ports = ports.signature.members
-        super().__init__({"x": In(self._ports["x"].shape), "w": In(self._ports["w"].shape)})
+        self._cfg, self._dut = cfg, dut_cls(cfg)
+        ports = self._dut.signature.members
+        super().__init__({"x": In(ports["x"].shape), "w": In(ports["w"].shape)})
 
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        m.submodules.dut = dut = self._dut_cls(cfg)
+        m.submodules.dut = dut = self._dut
         m.submodules.ref = ref = ReferenceLaneProducts(cfg)
         m.d.comb += [dut.x.eq(self.x), dut.w.eq(self.w), ref.x.eq(self.x), ref.w.eq(self.w)]
         negatives = []
@@ -359,20 +339,14 @@ class AdderTreeCheck(wiring.Component):
     `ReferenceLaneProducts`, whose exactness the ``pe`` proof shows.
     """
 
-    def __init__(self, cfg: ArrayConfig, dut_cls=None):
-        from hw.pe import AdderTree
-
-        self._cfg, self._dut_cls = cfg, dut_cls or AdderTree
-        ports = AdderTree(cfg)
-        ports._MustUse__silence = True  # only asked for its ports, never elaborated
-        super().__init__({"products": In(ports.signature.members["products"].shape)})
+    def __init__(self, cfg: ArrayConfig, dut_cls=AdderTree):
+        self._cfg, self._dut = cfg, dut_cls(cfg)
+        super().__init__({"products": In(self._dut.signature.members["products"].shape)})
 
     def elaborate(self, platform):
-        from hw.pe import AdderTree, delay
-
         cfg = self._cfg
         m = Module()
-        m.submodules.dut = dut = self._dut_cls(cfg)
+        m.submodules.dut = dut = self._dut
         m.d.comb += dut.products.eq(self.products)
         fields = self.products.shape().members
         total = Signal(signed(cfg.beat_bits), name="spec_sum")
@@ -420,7 +394,7 @@ class PECheck(wiring.Component):
         super().__init__(ports)
 
     def elaborate(self, platform):
-        from hw.pe import LaneDecode, delay
+        from hw.pe import LaneDecode
 
         cfg = self._cfg
         m = Module()
@@ -700,7 +674,6 @@ def _pe_cfg() -> ArrayConfig:
 
 
 def _pe_latency() -> int:
-    from hw.pe import ProcessingElement
     return ProcessingElement.latency
 
 
