@@ -17,16 +17,16 @@ class RequantStage(wiring.Component):
 
     ``y = sat8(RDBPOT(SRDHM(sat32(acc + bias) · 2^max(sh,0), M0), max(−sh,0)) + zp)`` with
     gemmlowp rounding; ``acc + bias`` shifted left that does not fit int32 saturates and raises
-    ``err``. Latency ``latency`` (8) cycles of ``advance``; one value per advancing cycle.
+    ``err``. Latency ``latency`` (9) cycles of ``advance``; one value per advancing cycle.
     Stages: bias add; int32 range check (one reduction of the bits that differ from the sign;
     the saturation itself is applied after the product, see stage 2); 32×32 product as four
     16×16 partial products (one DSP each); the middle sum beside the outer part's rounding
     increment; their sum, which is SRDHM (see below); the rounding bias (a thermometer and the
     adder's carry); the rounding shift (32 bits out, levels trimmed to the reachable bits);
-    zero point and int8 saturation.
+    the zero point; the int8 saturation.
     """
 
-    latency = 8
+    latency = 9
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
@@ -172,17 +172,18 @@ class RequantStage(wiring.Component):
             bits = Mux(post6[b], bits[step:step + width], bits[:width])
         quot7 = stage("quot7", bits.as_signed(), signed(32))
         err7, zp7 = stage("err7", err6), stage("zp7", zp6)
-        # Stage 8: zero point and int8 saturation. The sum is an int8 iff its bits 7 and up
-        # are all equal: two reductions (LUTs) behind the add, where the compares with 127
-        # and −128 had become a second carry chain in series with it.
-        rounded = Signal(signed(33))
-        m.d.comb += rounded.eq(quot7 + zp7)
-        top = rounded[7:]
+        # Stage 8: the zero point. Stage 9: the int8 range. The sum is an int8 iff its bits 7
+        # and up are all equal: two reductions (LUTs), one register behind the add (the add,
+        # the reductions and the choice in one cycle were the critical path of `tiny` and the
+        # 2×2 int8 array at every seed).
+        rounded8 = stage("rounded8", quot7 + zp7, signed(33))
+        err8 = stage("err8", err7)
+        top = rounded8[7:]
         with m.If(adv):
             m.d.sync += [
-                self.y.eq(Mux(~top.any() | top.all(), rounded[:8].as_signed(),
-                              Mux(rounded[-1], -128, 127))),
-                self.err.eq(err7),
+                self.y.eq(Mux(~top.any() | top.all(), rounded8[:8].as_signed(),
+                              Mux(rounded8[-1], -128, 127))),
+                self.err.eq(err8),
             ]
         # The stages above, then the output register: the latency the class states.
         assert max(depth) + 1 == self.latency, (max(depth), self.latency)
