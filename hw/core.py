@@ -40,10 +40,11 @@ class OutputStage(wiring.Component):
     no row is lost or duplicated under any backpressure. Nothing waits in the skid register
     while ``o`` takes every row, so the latency is unchanged; ``capacity`` rows fit inside.
 
-    That register is kept once per column too (``col_ready``, equal to ``i.ready`` in every
-    cycle): a column's requant stage and raw delay line advance on its own copy, and the
-    core loads a column's drained value on it, so no single net enables every column's
-    registers.
+    That register is kept in copies too, equal to it in every cycle: per column one for each
+    pipeline stage (that stage of the column's requant pipeline and raw delay line advance
+    on it), one for the column's skid register and output choice, and one for ``col_ready``
+    (the core loads a column's drained value on it), so no net enables more than one stage of
+    one column.
     """
 
     def __init__(self, cfg: ArrayConfig):
@@ -76,10 +77,12 @@ class OutputStage(wiring.Component):
         # Empty rather than full: the stages' clock enable is then this register itself (an
         # inverted one is not one `flows/ecp5_dsp.py` packs into the requant's MULT18X18D).
         skid_empty = Signal(name="skid_empty", init=1)
-        col_empty = [Signal(name=f"skid_empty_col{c}", init=1, attrs=REPLICA)
-                     for c in range(cfg.cols)]
+        # Copies per column: stage k's enable (k < lat), the skid's (lat), col_ready's (lat + 1).
+        copies = [[Signal(name=f"skid_empty_col{c}_{k}", init=1, attrs=REPLICA)
+                   for k in range(lat + 2)] for c in range(cfg.cols)]
         adv = Signal()
-        m.d.comb += [adv.eq(skid_empty), self.i.ready.eq(adv), self.col_ready.eq(Cat(col_empty))]
+        m.d.comb += [adv.eq(skid_empty), self.i.ready.eq(adv),
+                     self.col_ready.eq(Cat(col[lat + 1] for col in copies))]
         # Raw path and control: a delay line of `lat` stages in step with the requant pipeline.
         stage = self.i.payload
         valid = self.i.valid
@@ -90,8 +93,8 @@ class OutputStage(wiring.Component):
             nrq = Signal(name=f"requant{k}", reset_less=True)
             with m.If(adv):
                 m.d.sync += [nxt.last.eq(stage.last), nv.eq(valid), nrq.eq(requant)]
-            for c, col_adv in enumerate(col_empty):
-                with m.If(col_adv):
+            for c, col in enumerate(copies):
+                with m.If(col[k]):
                     m.d.sync += [nxt.value[c].eq(stage.value[c]), nxt.err[c].eq(stage.err[c])]
             stage, valid, requant = nxt, nv, nrq
         row = Signal(lay.res_beat, name="row")  # the output register's row
@@ -100,7 +103,8 @@ class OutputStage(wiring.Component):
             if cfg.requant:
                 rq = RequantStage(cfg)
                 m.submodules[f"requant{c}"] = rq
-                m.d.comb += [rq.advance.eq(col_empty[c]), rq.acc.eq(self.i.payload.value[c]),
+                m.d.comb += [rq.advance.eq(Cat(copies[c][:lat])),
+                             rq.acc.eq(self.i.payload.value[c]),
                              rq.params.eq(self.params[c])]
                 m.d.comb += [
                     row.value[c].eq(Mux(requant, rq.y, stage.value[c])),
@@ -109,12 +113,22 @@ class OutputStage(wiring.Component):
             else:
                 m.d.comb += [row.value[c].eq(stage.value[c]), row.err[c].eq(stage.err[c])]
         # The skid register holds the older row while it is full, so rows leave in order.
+        # Each column's part of the skid register and of the output choice on its own copy.
         m.d.comb += [self.o.valid.eq(~skid_empty | valid),
-                     self.o.payload.eq(Mux(skid_empty, row, skid))]
+                     self.o.payload.last.eq(Mux(skid_empty, row.last, skid.last))]
+        for c, col in enumerate(copies):
+            m.d.comb += [self.o.payload.value[c].eq(Mux(col[lat], row.value[c], skid.value[c])),
+                         self.o.payload.err[c].eq(Mux(col[lat], row.err[c], skid.err[c]))]
         with m.If(skid_empty & valid & ~self.o.ready):
-            m.d.sync += [skid.eq(row), skid_empty.eq(0), *(e.eq(0) for e in col_empty)]
+            m.d.sync += skid.last.eq(row.last)
+        for c, col in enumerate(copies):
+            with m.If(col[lat] & valid & ~self.o.ready):
+                m.d.sync += [skid.value[c].eq(row.value[c]), skid.err[c].eq(row.err[c])]
+        everything = [skid_empty, *(e for col in copies for e in col)]
+        with m.If(skid_empty & valid & ~self.o.ready):
+            m.d.sync += [e.eq(0) for e in everything]
         with m.Elif(~skid_empty & self.o.ready):
-            m.d.sync += [skid_empty.eq(1), *(e.eq(1) for e in col_empty)]
+            m.d.sync += [e.eq(1) for e in everything]
         return m
 
 
@@ -259,9 +273,10 @@ class Core(wiring.Component):
         """The mode of the beat taken now: the ``mode`` port, or with ``mode.inband`` the
         descriptor taken from ``dsc`` (the next one loads as a GEMM's last beat is taken).
 
-        Returns ``(mode, prev, stable)``: ``prev`` is ``mode`` registered; ``stable`` is low for
-        one cycle after the mode changes, and no beat is taken then, so every beat has the mode
-        of the cycle before it too: ``prev`` equals ``mode`` whenever a beat is taken.
+        Returns ``(mode, prev, stable, inband_stable)``: ``prev`` is ``mode`` registered;
+        ``stable`` is low for one cycle after the mode changes, and no beat is taken then, so
+        every beat has the mode of the cycle before it too: ``prev`` equals ``mode`` whenever a
+        beat is taken. ``inband_stable`` is ``stable`` where ``mode.inband`` is set.
         """
         lay = self._lay
         inband = self.mode.inband
@@ -276,17 +291,21 @@ class Core(wiring.Component):
         m.d.comb += mode.eq(Mux(inband, cur, self.mode))
         prev = Signal(lay.mode)
         m.d.sync += prev.eq(mode)
-        # Both sources compared with the previous mode, and the source chosen after the
-        # compares: the `inband` bit selects between two flags instead of fanning out to the
-        # mode mux in front of one wide compare (that path into `take` was the routed
-        # critical path of `tiny` and of `dense_int8`).
+        # The port compared with the previous mode; the descriptor's compare registered a
+        # cycle ahead: next cycle ``cur`` is the descriptor loaded now or itself, ``prev`` the
+        # mode now, so both compares run beside ``take`` and the load picks one. (From ``prev``,
+        # the wide compare in series with ``take`` and the descriptor's load enable was the
+        # routed critical path of the int8 arrays.) Both start at 0: equal after reset.
         same_port = Signal()
-        same_cur = Signal()
-        m.d.comb += [same_port.eq(self.mode.as_value() == prev.as_value()),
-                     same_cur.eq(cur.as_value() == prev.as_value())]
-        stable = Signal()
-        m.d.comb += stable.eq(Mux(inband, same_cur & have, same_port))
-        return mode, prev, stable
+        m.d.comb += same_port.eq(self.mode.as_value() == prev.as_value())
+        same_cur = Signal(name="same_cur", init=1)
+        load = self.dsc.valid & self.dsc.ready
+        m.d.sync += same_cur.eq(Mux(load, self.dsc.payload.as_value() == mode.as_value(),
+                                    cur.as_value() == mode.as_value()))
+        stable, inband_stable = Signal(), Signal()
+        m.d.comb += [inband_stable.eq(same_cur & have),
+                     stable.eq(Mux(inband, inband_stable, same_port))]
+        return mode, prev, stable, inband_stable
 
     def _mode_taps(self, m: Module, mode):
         """``mode`` delayed by 0 … the array's deepest mode read, one register per cycle."""
@@ -302,7 +321,7 @@ class Core(wiring.Component):
         cfg, lay = self._cfg, self._lay
         m = Module()
         gemm_end = Signal()
-        mode, mode_prev, mode_stable = self._effective_mode(m, gemm_end)
+        mode, mode_prev, mode_stable, inband_stable = self._effective_mode(m, gemm_end)
         # Beat b taken at t reaches column c's decoder at t + 1 + c and PE(r, c) at
         # t + 1 + r + c (its row_in); each reads the mode of its own beat from a tap.
         taps = self._mode_taps(m, mode)
@@ -338,10 +357,14 @@ class Core(wiring.Component):
             group_last.eq(Mux(sched, wctl.group_last | wctl.tile_last, gbeat == g_last)),
         ]
         take = Signal()
-        m.d.comb += take.eq(self.act.valid & self.wgt.valid & ~(is_last & pending)
-                            & mode_stable)
+        can_take = Signal()
+        m.d.comb += [can_take.eq(self.act.valid & self.wgt.valid & ~(is_last & pending)),
+                     take.eq(can_take & mode_stable)]
+        # A GEMM's end loads the next descriptor, in-band only, where `take` is `can_take`
+        # with the descriptor's registered compare: written so, the port's compare (a
+        # false path there) stays off the descriptor's load enable.
         m.d.comb += [self.act.ready.eq(take), self.wgt.ready.eq(take),
-                     gemm_end.eq(take & wctl.gemm_last & self.mode.inband)]
+                     gemm_end.eq(can_take & inband_stable & wctl.gemm_last & self.mode.inband)]
 
         ctl = Signal(lay.ctl)
         m.d.comb += [

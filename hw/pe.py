@@ -181,45 +181,57 @@ class LaneDecoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # Every format's value from the slot alone, its zero point subtracted, and only then
+        # the format's choice: the format (a register a cycle ahead) selects among finished
+        # values instead of sitting in front of the subtraction's carry chain (format → code
+        # → zero point → choice was a routed critical path of `tiny`).
+        decoded = []
+        for fmt, sub in self._formats:
+            info = FORMATS[fmt]
+            code = self.slot[sub * info.bits:(sub + 1) * info.bits]
+            value = Signal(signed(self.value_bits), name=f"value_{fmt}")
+            coarse = None
+            if info.encoding == "twos_complement":
+                m.d.comb += value.eq(code.as_signed())
+            elif info.encoding == "unsigned":
+                m.d.comb += value.eq(code)
+            elif info.encoding in ("ternary", "e2m1"):
+                # The golden codec's table of at most 16 codes: a LUT4 per value bit, no
+                # negation on a carry chain.
+                table, _ = decode(fmt, np.arange(info.n_codes))
+                with m.Switch(code):
+                    for c, v in enumerate(table.tolist()):
+                        if v:
+                            with m.Case(c):
+                                m.d.comb += value.eq(v)
+            elif info.encoding == "minifloat":
+                coarse = self._minifloat(m, info, code, value, fmt)
+            else:  # pragma: no cover - golden.tables checks every row's encoding
+                raise AssertionError(f"{fmt}: no decoder for {info.encoding}")
+            bad = Signal(name=f"bad_{fmt}")
+            if info.invalid_codes:
+                m.d.comb += bad.eq(Cat(code == c for c in info.invalid_codes).any())
+                if info.encoding == "minifloat":
+                    with m.If(bad):
+                        m.d.comb += value.eq(0)
+            if info.has_zero_point:
+                shifted = Signal(signed(self.value_bits), name=f"value_{fmt}_minus_zero")
+                m.d.comb += shifted.eq(value - self.zero[:info.zero_point_bits])
+                value = shifted
+            decoded.append((fmt, value, bad, coarse))
         with m.Switch(self.fmt):
-            for fmt, sub in self._formats:
-                info = FORMATS[fmt]
-                code = self.slot[sub * info.bits:(sub + 1) * info.bits]
-                value = Signal(signed(self.value_bits), name=f"value_{fmt}")
+            for fmt, value, bad, coarse in decoded:
                 with m.Case(FORMAT_CODES[fmt]):
-                    if info.encoding == "twos_complement":
-                        m.d.comb += value.eq(code.as_signed())
-                    elif info.encoding == "unsigned":
-                        m.d.comb += value.eq(code)
-                    elif info.encoding in ("ternary", "e2m1"):
-                        # The golden codec's table of at most 16 codes: a LUT4 per value bit,
-                        # no negation on a carry chain (Yosys shared one with the zero
-                        # point's subtraction, putting the format's mux in front of it).
-                        table, _ = decode(fmt, np.arange(info.n_codes))
-                        with m.Switch(code):
-                            for c, v in enumerate(table.tolist()):
-                                if v:
-                                    with m.Case(c):
-                                        m.d.comb += value.eq(v)
-                    elif info.encoding == "minifloat":
-                        self._minifloat(m, info, code, value, fmt)
-                    else:  # pragma: no cover - golden.tables checks every row's encoding
-                        raise AssertionError(f"{fmt}: no decoder for {info.encoding}")
-                    for bad in info.invalid_codes:
-                        with m.If(code == bad):
-                            m.d.comb += self.invalid.eq(1)
-                            if info.encoding == "minifloat":
-                                m.d.comb += value.eq(0)
-                    if info.has_zero_point:
-                        m.d.comb += self.value.eq(value - self.zero[:info.zero_point_bits])
-                    else:
-                        m.d.comb += self.value.eq(value)
+                    m.d.comb += [self.value.eq(value), self.invalid.eq(bad)]
+                    if coarse is not None:
+                        m.d.comb += self.coarse.eq(coarse)
         return m
 
-    def _minifloat(self, m: Module, info, code, value, fmt: str) -> None:
-        """``S E…E M…M`` → ``value`` and ``coarse`` (`decode_minifloat`)."""
+    def _minifloat(self, m: Module, info, code, value, fmt: str):
+        """``S E…E M…M`` → ``value``; returns its ``coarse`` (`decode_minifloat`)."""
         v, c = decode_minifloat(m, info, code, self.value_bits, name=fmt)
-        m.d.comb += [value.eq(v), self.coarse.eq(c)]
+        m.d.comb += value.eq(v)
+        return c
 
 
 def decode_minifloat(m: Module, info, code, value_bits: int, *, name: str):

@@ -13,11 +13,14 @@ __all__ = ["RequantStage"]
 
 
 class RequantStage(wiring.Component):
-    """SPEC §6 requantization of one column, pipelined, with a shared advance enable.
+    """SPEC §6 requantization of one column, pipelined, advancing on one enable.
 
     ``y = sat8(RDBPOT(SRDHM(sat32(acc + bias) · 2^max(sh,0), M0), max(−sh,0)) + zp)`` with
     gemmlowp rounding; ``acc + bias`` shifted left that does not fit int32 saturates and raises
-    ``err``. Latency ``latency`` (9) cycles of ``advance``; one value per advancing cycle.
+    ``err``. Latency ``latency`` (9) cycles of advancing; one value per advancing cycle.
+    ``advance`` holds one copy of the enable per stage (``advance[k]`` enables stage ``k + 1``
+    and the last the output register; the driver keeps them equal in every cycle), so no
+    single net enables every register of the pipeline.
     Stages: bias add; int32 range check (one reduction of the bits that differ from the sign;
     the saturation itself is applied after the product, see stage 2); 32×32 product as four
     16×16 partial products (one DSP each); the middle sum beside the outer part's rounding
@@ -32,7 +35,7 @@ class RequantStage(wiring.Component):
         self._cfg = cfg
         lay = Layouts(cfg)
         super().__init__({
-            "advance": In(1),
+            "advance": In(self.latency),
             "acc": In(signed(cfg.acc_bits)),
             "params": In(lay.col_params),
             "y": Out(signed(8)),
@@ -43,6 +46,7 @@ class RequantStage(wiring.Component):
         m = Module()
         cfg = self._cfg
         adv = self.advance
+        assert len(adv) == self.latency
 
         depth = []  # the stage number of every register, from its name's suffix
 
@@ -54,7 +58,7 @@ class RequantStage(wiring.Component):
             depth.append(int(re.search(r"(\d+)$", name).group(1)))
             reg = Signal(shape if shape is not None else value.shape(), name=name,
                          reset_less=True)
-            with m.If(adv):
+            with m.If(adv[depth[-1] - 1]):
                 m.d.sync += reg.eq(value)
             return reg
 
@@ -179,7 +183,7 @@ class RequantStage(wiring.Component):
         rounded8 = stage("rounded8", quot7 + zp7, signed(33))
         err8 = stage("err8", err7)
         top = rounded8[7:]
-        with m.If(adv):
+        with m.If(adv[-1]):
             m.d.sync += [
                 self.y.eq(Mux(~top.any() | top.all(), rounded8[:8].as_signed(),
                               Mux(rounded8[-1], -128, 127))),

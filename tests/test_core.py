@@ -51,7 +51,7 @@ def _run_requant(cfg, acc, bias, mult, shift, zp):
     got = []
 
     async def bench(ctx):
-        ctx.set(dut.advance, 1)
+        ctx.set(dut.advance, (1 << len(dut.advance)) - 1)
         for i in range(n + dut.latency):
             j = min(i, n - 1)
             ctx.set(dut.acc, int(acc[j]))
