@@ -587,7 +587,8 @@ def interface_markdown(man: dict, trace: dict, preset: str) -> str:
         "",
         *_table(["quantity", "cycles"], [
             ["PE pipeline", lat["pe"]],
-            ["last beat of a tile taken → every PE holds the result (`drain_delay`)",
+            ["last beat of a tile taken → the drain starts, row 0 holds the result "
+             "(`drain_delay`)",
              lat["drain_delay"]],
             ["last beat taken → first result row valid, no backpressure", lat["first_result"]],
             ["requant pipeline (inside the above)", lat["requant"]],

@@ -12,8 +12,9 @@ The model reproduces the core's schedule (``hw/core.py``) exactly when the strea
 * Drain interlock: the next tile's *last* beat waits until the previous tile has drained, i.e.
   ``drain_delay + rows + 1`` cycles after the previous last beat. Tile period
   ``P = max(S, drain_delay + rows + 1)``, ``S`` the cycles to stream one tile's beats.
-* Fill and drain: after the last tile's last beat, ``drain_delay`` cycles until every PE holds
-  the result, ``rows`` rows through the output stage (one per cycle) and its ``out_latency``.
+* Fill and drain: after the last tile's last beat, ``drain_delay`` cycles until the drain
+  starts (row 0 holds the result, row ``r`` ``r`` cycles later), ``rows`` rows through the
+  output stage (one per cycle) and its ``out_latency``.
 
 ``cycles = S + (T − 1)·P + drain_delay + rows + out_latency``, counted like the testbench does
 (from the cycle the first beat is taken to the cycle the last result row is taken, both
@@ -79,7 +80,7 @@ class ArrayTiming:
     window : int
         Activation window V (int8 activations per PE per beat).
     drain_delay : int
-        Cycles from taking a tile's last beat until every PE holds its result.
+        Cycles from taking a tile's last beat until the drain starts (row 0 holds its result).
     out_latency : int
         Cycles a row spends in the output stage (raw or requant; the same in both modes).
     idx_bits : int

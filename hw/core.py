@@ -173,9 +173,10 @@ def core_signature(cfg: ArrayConfig) -> wiring.Signature:
 
 def core_drain_delay(cfg: ArrayConfig) -> int:
     """`Core.drain_delay` of a configuration, without building a core."""
-    # entry register + row/column skew + forwarding to PE(rows-1, cols-1) + PE pipeline
-    # (which counts the column decoder, LaneDecode)
-    return 1 + (cfg.rows - 1) + (cfg.cols - 1) + ProcessingElement.latency
+    # entry register + column skew + forwarding to PE(0, cols-1) + PE pipeline (which counts
+    # the column decoder, LaneDecode): the last PE of row 0. Row r enters r cycles after row 0
+    # and is drained r cycles after it, so every row is read as it finishes.
+    return 1 + (cfg.cols - 1) + ProcessingElement.latency
 
 
 def output_latency(cfg: ArrayConfig) -> int:
@@ -241,8 +242,9 @@ class Core(wiring.Component):
     ``mode.sched`` from the weight beat's ``ctl`` (``group_last``, ``tile_last``): a block-sparse
     GEMM omits the beats of k-ranges dropped for every column of a tile. Output-stationary
     systolic array: activations flow right, weights down; a tile's results drain through the
-    PEs' shadow registers while the next tile computes (``drain_delay`` cycles after its last
-    beat, then ``rows`` rows, as fast as ``res`` accepts them).
+    PEs' shadow registers while the next tile computes (from ``drain_delay`` cycles after its
+    last beat, ``rows`` rows, each as it finishes at the fastest, as fast as ``res`` accepts
+    them).
     """
 
     def __init__(self, cfg: ArrayConfig, *, pe_instances: bool = False):
@@ -258,7 +260,11 @@ class Core(wiring.Component):
 
     @property
     def drain_delay(self) -> int:
-        """Cycles from taking a tile's last beat until every PE holds that tile's result."""
+        """Cycles from taking a tile's last beat until the drain starts.
+
+        Then row 0's PEs hold that tile's result; row ``r``'s hold it ``r`` cycles later, as
+        the drain reaches them (one row per cycle at the fastest).
+        """
         return core_drain_delay(self._cfg)
 
     @property
@@ -475,10 +481,11 @@ class Core(wiring.Component):
         params_ok = ~tile_requant | prm_full
 
         # The row the output stage reads, registered: it is loaded a cycle ahead (row 0 as the
-        # drain starts, row r + 1 as row r is taken) from shadow registers that already hold
-        # it (row r's PEs finish rows - 1 - r cycles before the drain starts), so the PEs'
-        # results reach the requant's bias add through a register and the drain keeps its
-        # cycles. The shadow registers and the tile's flags hold while the tile is pending.
+        # drain starts, row r + 1 as row r is taken) from shadow registers that hold it by
+        # then (row r's PEs finish r cycles after the drain starts, and row r loads no earlier),
+        # so the PEs' results reach the requant's bias add through a register and the drain
+        # keeps its cycles. The shadow registers and the tile's flags hold while the tile is
+        # pending.
         # A drain loads its rows in order, each once, so the row of the next load is a
         # register of its own (`load_row`, back to row 0 after the last) and only the load's
         # enable depends on the output stage's handshake.
