@@ -119,14 +119,12 @@ class OutputStage(wiring.Component):
         for c, col in enumerate(copies):
             m.d.comb += [self.o.payload.value[c].eq(Mux(col[lat], row.value[c], skid.value[c])),
                          self.o.payload.err[c].eq(Mux(col[lat], row.err[c], skid.err[c]))]
-        with m.If(skid_empty & valid & ~self.o.ready):
-            m.d.sync += skid.last.eq(row.last)
         for c, col in enumerate(copies):
             with m.If(col[lat] & valid & ~self.o.ready):
                 m.d.sync += [skid.value[c].eq(row.value[c]), skid.err[c].eq(row.err[c])]
         everything = [skid_empty, *(e for col in copies for e in col)]
         with m.If(skid_empty & valid & ~self.o.ready):
-            m.d.sync += [e.eq(0) for e in everything]
+            m.d.sync += [skid.last.eq(row.last), *(e.eq(0) for e in everything)]
         with m.Elif(~skid_empty & self.o.ready):
             m.d.sync += [e.eq(1) for e in everything]
         return m
