@@ -399,7 +399,10 @@ class Core(wiring.Component):
             else:
                 m.d.sync += rb.x.eq(self.act.payload.x[r])
             if lay.has_x_exp:
-                m.d.sync += rb.x_exp.eq(self.act.payload.x_exp[r])
+                # 127 (a shift of 0) unless the mode has MX activations: the PEs' exponent
+                # sum adds it as it comes (`ExponentSum`). ``mode_prev`` is the taken beat's
+                # mode (`_effective_mode`).
+                m.d.sync += rb.x_exp.eq(Mux(mode_prev.mx_act, self.act.payload.x_exp[r], 127))
             # Skew: row r enters r cycles later.
             for k in range(r):
                 nxt = Signal(lay.row_beat, name=f"row_skew{r}_{k}", reset_less=True)

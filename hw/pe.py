@@ -439,8 +439,9 @@ def decoded_layout(cfg: ArrayConfig) -> data.StructLayout:
     ``w`` holds every lane's decoded weight (zero point subtracted, 0 on a lane the mode leaves
     unused), ``pos`` every lane's window position (counted among the positions it can reach;
     lanes with one reachable position have no field), ``invalid`` the packet's invalid-code
-    flag, ``scale`` the group scale. ``pos`` runs one cycle ahead of the other fields
-    (`LaneDecode`), in step with the raw beat's window.
+    flag, ``scale`` the group scale and, with pow2 scales, ``u_w`` and ``nan_w`` the
+    column's term of the pow2 shift offset and its NaN flag (`ExponentSum`). ``pos`` runs one
+    cycle ahead of the other fields (`LaneDecode`), in step with the raw beat's window.
     """
     pos = _position_layout(cfg)
     fields = {"w": _weight_layout(cfg), "invalid": unsigned(1)}
@@ -448,6 +449,9 @@ def decoded_layout(cfg: ArrayConfig) -> data.StructLayout:
         fields["pos"] = pos
     if cfg.scale_field_bits:
         fields["scale"] = unsigned(cfg.scale_field_bits)
+    if "pow2" in cfg.scale_kinds:
+        fields["u_w"] = ExponentSum.u_shape
+        fields["nan_w"] = unsigned(1)
     return data.StructLayout(fields)
 
 
@@ -526,6 +530,15 @@ class LaneDecode(wiring.Component):
         if cfg.scale_field_bits:
             m.d.sync += decoded.scale.eq(self.packet.scale)
             m.d.comb += self.decoded.scale.eq(decoded.scale)
+        if "pow2" in cfg.scale_kinds:
+            # The column's term of the pow2 shift offset (`ExponentSum`): the mode's part
+            # registered from the mode ahead, so it is the packet's own a cycle later.
+            offset = Signal(ExponentSum.u_shape, name="u_offset", reset_less=True)
+            m.d.sync += offset.eq(pow2_offset(m, cfg, self.mode_ahead))
+            e_w = self.packet.scale[:8]
+            m.d.sync += [decoded.u_w.eq(e_w + offset), decoded.nan_w.eq(e_w == 0xFF)]
+            m.d.comb += [self.decoded.u_w.eq(decoded.u_w),
+                         self.decoded.nan_w.eq(decoded.nan_w)]
         return m
 
 
@@ -750,20 +763,42 @@ class BeatRegister(wiring.Component):
         return m
 
 
+def pow2_offset(m: Module, cfg: ArrayConfig, mode) -> Signal:
+    """The mode's part of a group's pow2 shift offset (combinational).
+
+    ``adj − 254 + frac_bits − shift_min`` (SPEC §4): ``adj`` is the weight format's exponent
+    adjustment plus, with MX activations, the element format's. `LaneDecode` adds it to the
+    group's ``e_w`` once per column (`ExponentSum`).
+    """
+    adj = Signal(signed(6), name="pow2_adj")
+    with m.Switch(mode.fmt):
+        for fmt, value in FORMAT_POW2_ADJ.items():
+            if fmt in cfg.formats:
+                with m.Case(FORMAT_CODES[fmt]):
+                    m.d.comb += adj.eq(value)
+    adj_x = Signal(signed(6), name="pow2_adj_x")  # the MX activations' element format
+    with m.If(mode.mx_act):
+        m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[MX_ACT_FORMAT])
+        for fmt in cfg.fp8_activations:
+            with m.If(mode.x_fmt == cfg.x_fmt_codes[fmt]):
+                m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[fmt])
+    offset = Signal(ExponentSum.u_shape, name="pow2_offset")
+    m.d.comb += offset.eq(adj + adj_x - 254 + cfg.frac_bits - cfg.shift_min)
+    return offset
+
+
 class ExponentSum(wiring.Component):
     """A group's pow2 shift offset ``u`` and its NaN check, registered (``latency`` = 1).
 
-    ``u = (e_w − 127) + (e_x − 127) + adj + frac_bits − shift_min`` (SPEC §4; ``e_x`` is 127
-    unless the mode has MX activations, ``adj`` the formats' exponent adjustments): the
-    `Scaler` multiplies by ``2^(u mod CHUNK)`` and shifts by a constant that ``u div CHUNK``
-    picks. Runs in the delay line that carries the group's scale to `ScaleOperand`, one stage
+    ``u = (e_w − 127) + (e_x − 127) + adj + frac_bits − shift_min`` (SPEC §4; ``adj`` the
+    formats' exponent adjustments): the `Scaler` multiplies by ``2^(u mod CHUNK)`` and shifts
+    by a constant that ``u div CHUNK`` picks. The sum is split by where its terms vary: the
+    column's ``u_w = e_w + adj − 254 + frac_bits − shift_min`` and its NaN flag come with the
+    decoded packet (`LaneDecode`, once per column, `pow2_offset`), and the row edge puts 127
+    into ``e_x`` unless the mode has MX activations (`hw.core.Core`), so each PE adds two
+    numbers. Runs in the delay line that carries the group's scale to `ScaleOperand`, one stage
     before its end, so `ScaleOperand` starts from ``u`` in a register and only decodes it (the
     sum in front of the scaler's DSP input was `default`'s routed critical path).
-
-    ``mode`` is the mode of the beat at this stage's input. Everything that depends on the
-    mode alone (``adj − 254 + frac_bits − shift_min``) is registered from it a cycle earlier;
-    the core holds the mode for a cycle before every beat (`Core._effective_mode`), so that
-    copy is the beat's own.
     """
 
     latency = 1
@@ -771,31 +806,15 @@ class ExponentSum(wiring.Component):
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
-        super().__init__({"mode": In(Layouts(cfg).mode), "e_w": In(8), "e_x": In(8),
+        super().__init__({"u_w": In(self.u_shape), "nan_w": In(1), "e_x": In(8),
                           "u": Out(self.u_shape), "exp_nan": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        cfg, mode = self._cfg, self.mode
-        adj = Signal(signed(6))
-        with m.Switch(mode.fmt):
-            for fmt, value in FORMAT_POW2_ADJ.items():
-                if fmt in cfg.formats:
-                    with m.Case(FORMAT_CODES[fmt]):
-                        m.d.comb += adj.eq(value)
-        adj_x = Signal(signed(6))  # the MX activations' element format (SPEC §4)
-        with m.If(mode.mx_act):
-            m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[MX_ACT_FORMAT])
-            for fmt in cfg.fp8_activations:
-                with m.If(mode.x_fmt == cfg.x_fmt_codes[fmt]):
-                    m.d.comb += adj_x.eq(FORMAT_POW2_ADJ[fmt])
-        offset = Signal(signed(12), name="offset", reset_less=True)
-        m.d.sync += offset.eq(adj + adj_x - 254 + cfg.frac_bits - cfg.shift_min)
-        e_x = Mux(mode.mx_act, self.e_x, 127)
         u_reg = Signal(self.u_shape, name="u_reg", reset_less=True)
         nan_reg = Signal(name="nan_reg", reset_less=True)
-        m.d.sync += [u_reg.eq(self.e_w + e_x + offset),
-                     nan_reg.eq((self.e_w == 0xFF) | (mode.mx_act & (self.e_x == 0xFF)))]
+        m.d.sync += [u_reg.eq(self.u_w + self.e_x),
+                     nan_reg.eq(self.nan_w | (self.e_x == 0xFF))]
         m.d.comb += [self.u.eq(u_reg), self.exp_nan.eq(nan_reg)]
         return m
 
@@ -999,9 +1018,15 @@ class WideAccumulator(wiring.Component):
     It adds every beat's contribution (`Scaler`) and keeps ``acc_frac_bits`` fraction bits
     below the ``acc_bits`` of the result; it clears them at a group's last beat, which floors
     the group's ``P_g · 2^shift`` (SPEC §4: the integer part before the group is a multiple of
-    the unit, so the floor of the sum is that part plus the group's floor). A tile restarts on
-    its first beat; its last one's integer part is copied to the result (shadow) register, so
-    the next tile accumulates while this one drains.
+    the unit, so the floor of the sum is that part plus the group's floor). A tile's last beat
+    copies the integer part of the sum to the result (shadow) register, so the next tile
+    accumulates while this one drains, and clears the accumulator.
+
+    The clear is the registers' synchronous reset (the domain's reset, or a valid beat that
+    ends the tile or, for the fraction bits, the group), so the adder's input is the
+    accumulator itself: no restart mux in front of the carry chain. A tile therefore starts
+    from 0 only if the previous one ended, which the core guarantees: every tile it starts
+    ends with a ``tile_last`` beat, and a reset clears a tile cut short.
     """
 
     latency = 1
@@ -1019,24 +1044,29 @@ class WideAccumulator(wiring.Component):
         m = Module()
         cfg, ctl = self._cfg, self.i_ctl
         frac = cfg.acc_frac_bits
-        # Restarts on a tile's first beat.
-        acc = Signal(signed(cfg.acc_bits + frac), reset_less=True)
-        acc_err = Signal(reset_less=True)
+        acc = Signal(signed(cfg.acc_bits), name="acc")
+        acc_frac = Signal(frac, name="acc_frac")
+        acc_err = Signal(name="acc_err")
         acc_next = Signal(signed(cfg.acc_bits + frac))
         err_next = Signal()
-        m.d.comb += [
-            acc_next.eq(Mux(ctl.tile_first, 0, acc) + self.contrib),
-            err_next.eq(Mux(ctl.tile_first, 0, acc_err) | ctl.err),
-        ]
+        m.d.comb += [acc_next.eq(Cat(acc_frac, acc).as_signed() + self.contrib),
+                     err_next.eq(acc_err | ctl.err)]
         result = Signal(signed(cfg.acc_bits), reset_less=True)  # read only once drained
         result_err = Signal(reset_less=True)
         m.d.comb += [self.result.eq(result), self.result_err.eq(result_err)]
+        tile_end = ctl.valid & ctl.tile_last
         with m.If(ctl.valid):
-            m.d.sync += [acc[frac:].eq(acc_next[frac:]), acc_err.eq(err_next)]
+            m.d.sync += [acc.eq(acc_next[frac:]), acc_err.eq(err_next)]
             if frac:
-                m.d.sync += acc[:frac].eq(Mux(ctl.group_last, 0, acc_next[:frac]))
-            with m.If(ctl.tile_last):
-                m.d.sync += [result.eq(acc_next[frac:]), result_err.eq(err_next)]
+                m.d.sync += acc_frac.eq(acc_next[:frac])
+        if frac:
+            with m.If(ctl.valid & ctl.group_last):
+                m.d.sync += acc_frac.eq(0)
+        with m.If(tile_end):
+            m.d.sync += [result.eq(acc_next[frac:]), result_err.eq(err_next),
+                         acc.eq(0), acc_err.eq(0)]
+            if frac:
+                m.d.sync += acc_frac.eq(0)
         return m
 
 
@@ -1078,9 +1108,8 @@ class ProcessingElement(wiring.Component):
     latency = LaneDecode.latency + sum(stage.latency for stage in STAGES)
     forward_latency = 1
     #: Cycles from a beat entering the column decoder and ``row_in`` to where the PE reads
-    #: ``mode``: `ExponentSum`'s input, a stage before `ScaleOperand` (which reads a
-    #: registered copy). `ExponentSum` registers a mode-derived constant one cycle earlier
-    #: still, so two consecutive beats must see the same mode (`Core._effective_mode`).
+    #: ``mode`` (`ExponentSum`'s stage), a stage before `ScaleOperand`, which reads a
+    #: registered copy.
     mode_read = (LaneDecode.latency + LaneSelect.latency + LaneProducts.latency
                  + AdderTree.latency - ExponentSum.latency)
 
@@ -1144,7 +1173,7 @@ class ProcessingElement(wiring.Component):
             beat_reg.invalid.eq(delay(m, lanes.invalid, to_beat_reg - LaneSelect.latency,
                                       name="invalid")),
         ]
-        # The mode arrives for ExponentSum's stage; ScaleOperand, a stage on, reads a copy.
+        # The mode arrives a stage before ScaleOperand, which reads a copy.
         mode_q = Signal.like(mode, name="mode_q", reset_less=True)
         m.d.sync += mode_q.eq(mode)
         m.submodules.scale_operand = operand = ScaleOperand(cfg)
@@ -1158,8 +1187,8 @@ class ProcessingElement(wiring.Component):
             pre = to_beat_reg - ExponentSum.latency
             assert pre >= 0 and LaneDecode.latency + pre == self.mode_read
             m.d.comb += [
-                exps.mode.eq(mode),
-                exps.e_w.eq(delay(m, self.wgt_in.scale[:8], pre, name="e_w")),
+                exps.u_w.eq(delay(m, self.wgt_in.u_w, pre, name="u_w")),
+                exps.nan_w.eq(delay(m, self.wgt_in.nan_w, pre, name="nan_w")),
                 exps.e_x.eq(delay(m, self.row_in.x_exp, LaneDecode.latency + pre, name="xexp")),
                 operand.u.eq(exps.u), operand.exp_nan.eq(exps.exp_nan),
             ]

@@ -408,9 +408,11 @@ class PECheck(wiring.Component):
                      decode.packet_ahead.eq(self.wgt_in),
                      pe.mode.eq(self.mode), pe.row_in.eq(self.row_in),
                      pe.wgt_in.eq(decode.decoded), self.result.eq(pe.result)]
-        # Environment: scale none, the mode held; every beat is a whole group (the group and
-        # tile flags are free otherwise: other tiles come and go around the checked beat); no
-        # beat in the first cycle, before the decoder has seen a packet ahead.
+        # Environment: scale none, the mode held; every beat is a whole group; tiles whole, as
+        # the core sends them (a valid beat starts a tile exactly when the previous tile has
+        # ended: the accumulator restarts from its clear at a tile's last beat; other tiles
+        # come and go around the checked beat); no beat in the first cycle, before the
+        # decoder has seen a packet ahead.
         mode_q = Signal.like(self.mode)
         started = Signal()
         m.d.sync += [mode_q.eq(self.mode), started.eq(1)]
@@ -421,6 +423,10 @@ class PECheck(wiring.Component):
         with m.Else():
             m.d.comb += Assume(~ctl.valid)
         m.d.comb += Assume(ctl.group_first & ctl.group_last)
+        in_tile = Signal()
+        with m.If(ctl.valid):
+            m.d.sync += in_tile.eq(~ctl.tile_last)
+            m.d.comb += Assume(ctl.tile_first == ~in_tile)
         # A checked beat: valid, first and last of its tile.
         check = ctl.valid & ctl.tile_first & ctl.tile_last
         spec = _Spec(m, cfg, wgt.codes, self.row_in.x, wgt.idx if cfg.idx_bits else None,
