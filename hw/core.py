@@ -20,9 +20,11 @@ from hw.layouts import Layouts
 from hw.pe import (
     REPLICA,
     ActivationDecode,
+    ExponentSum,
     LaneDecode,
     ProcessingElement,
     decoded_layout,
+    pow2_offset,
 )
 from hw.requant import RequantStage
 
@@ -321,6 +323,22 @@ class Core(wiring.Component):
             taps.append(nxt)
         return taps
 
+    def _pow2_offsets(self, m: Module, taps) -> list:
+        """Per column, the mode's part of the pow2 shift offset (`pow2_offset`) in step with
+        its decoder's packet (tap ``c + 2``); empty without pow2 scales.
+
+        Formed once from the registered mode and delayed beside the taps, so no column
+        decoder adds the mode's logic to the fan-out of its mode tap.
+        """
+        if "pow2" not in self._cfg.scale_kinds:
+            return []
+        offsets = [Signal(ExponentSum.u_shape, name="u_offset0", reset_less=True)]
+        m.d.sync += offsets[0].eq(pow2_offset(m, self._cfg, taps[1]))
+        for c in range(1, self._cfg.cols):
+            offsets.append(Signal(ExponentSum.u_shape, name=f"u_offset{c}", reset_less=True))
+            m.d.sync += offsets[c].eq(offsets[c - 1])
+        return offsets
+
     def elaborate(self, platform):
         cfg, lay = self._cfg, self._lay
         m = Module()
@@ -412,6 +430,7 @@ class Core(wiring.Component):
             row = Signal(lay.row_beat, name=f"row_in{r}")
             m.d.comb += [row.eq(rb), row.ctl.eq(rb_ctl)]
             rows_in.append(row)
+        offsets = self._pow2_offsets(m, taps)
         cols_in = []
         for c in range(cfg.cols):
             ahead = self.wgt.payload.col[c]
@@ -430,6 +449,8 @@ class Core(wiring.Component):
             m.submodules[f"col_decode{c}"] = dec
             m.d.comb += [dec.packet.eq(pk), dec.mode_ahead.eq(taps[c + 1]),
                          dec.packet_ahead.eq(ahead)]
+            if offsets:
+                m.d.comb += dec.u_offset.eq(offsets[c])
             cols_in.append(dec.decoded)
 
         # ---- the PE grid ------------------------------------------------------------------

@@ -471,7 +471,9 @@ class LaneDecode(wiring.Component):
     ``packet_ahead`` and ``mode_ahead`` (the packet ``packet`` will be in the next cycle, and
     its mode) into registers, so every path here and in the first PE's select starts at a
     register; the weights then take one more register (the unused lanes forced to 0) and leave
-    with ``packet``'s group scale.
+    with ``packet``'s group scale. With pow2 scales ``u_offset`` is ``packet``'s
+    `pow2_offset` (formed once for every column by the core), which the decoder adds to the
+    group's ``e_w``.
     """
 
     latency = 1
@@ -479,12 +481,15 @@ class LaneDecode(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
         lay = Layouts(cfg)
-        super().__init__({
+        ports = {
             "packet": In(lay.packet),
             "mode_ahead": In(lay.mode),
             "packet_ahead": In(lay.packet),
             "decoded": Out(decoded_layout(cfg)),
-        })
+        }
+        if "pow2" in cfg.scale_kinds:
+            ports["u_offset"] = In(ExponentSum.u_shape)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -531,12 +536,10 @@ class LaneDecode(wiring.Component):
             m.d.sync += decoded.scale.eq(self.packet.scale)
             m.d.comb += self.decoded.scale.eq(decoded.scale)
         if "pow2" in cfg.scale_kinds:
-            # The column's term of the pow2 shift offset (`ExponentSum`): the mode's part
-            # registered from the mode ahead, so it is the packet's own a cycle later.
-            offset = Signal(ExponentSum.u_shape, name="u_offset", reset_less=True)
-            m.d.sync += offset.eq(pow2_offset(m, cfg, self.mode_ahead))
+            # The column's term of the pow2 shift offset (`ExponentSum`); the mode's part
+            # (`pow2_offset`) comes formed and registered, in step with ``packet``.
             e_w = self.packet.scale[:8]
-            m.d.sync += [decoded.u_w.eq(e_w + offset), decoded.nan_w.eq(e_w == 0xFF)]
+            m.d.sync += [decoded.u_w.eq(e_w + self.u_offset), decoded.nan_w.eq(e_w == 0xFF)]
             m.d.comb += [self.decoded.u_w.eq(decoded.u_w),
                          self.decoded.nan_w.eq(decoded.nan_w)]
         return m
@@ -767,8 +770,8 @@ def pow2_offset(m: Module, cfg: ArrayConfig, mode) -> Signal:
     """The mode's part of a group's pow2 shift offset (combinational).
 
     ``adj − 254 + frac_bits − shift_min`` (SPEC §4): ``adj`` is the weight format's exponent
-    adjustment plus, with MX activations, the element format's. `LaneDecode` adds it to the
-    group's ``e_w`` once per column (`ExponentSum`).
+    adjustment plus, with MX activations, the element format's. The core forms it once for
+    every column; each column's `LaneDecode` adds it to the group's ``e_w`` (`ExponentSum`).
     """
     adj = Signal(signed(6), name="pow2_adj")
     with m.Switch(mode.fmt):
