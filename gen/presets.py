@@ -7,12 +7,14 @@ from hw.config import ArrayConfig, ConfigError
 __all__ = ["PRESETS", "preset"]
 
 PRESETS: dict[str, ArrayConfig] = {
-    # 2×2, every mode, small K: fast tests. Every 8- and 4-bit lane on a DSP (48 of 156).
+    # 2×2, every mode, small K: fast tests. Every 8- and 4-bit lane on a DSP (44 of 156 with
+    # the scalers and requant).
     "tiny": ArrayConfig(rows=2, cols=2, slots=4, window=16, k_max=1024, dsp_lanes=8,
                         name="upe_tiny"),
     # 4×4, every mode: int4/fp4 and 2:4 at 2×, int2/ternary and 2:4+int4 at 4× dense int8.
-    # Six lanes per PE on DSPs (the int8 lanes and two 4-bit ones): 144 of ECP5-85k's 156.
-    "default": ArrayConfig(rows=4, cols=4, slots=4, window=16, dsp_lanes=6,
+    # Seven lanes per PE on DSPs (the int8 lanes and three 4-bit ones): with the scalers and
+    # requant 144 of ECP5-85k's 156 (docs/PERFORMANCE.md: about 1 700 LUTs fewer than six).
+    "default": ArrayConfig(rows=4, cols=4, slots=4, window=16, dsp_lanes=7,
                            name="upe_default"),
     # The baseline: same array, compression off.
     "dense_int8": ArrayConfig(
