@@ -1048,12 +1048,15 @@ class WideAccumulator(wiring.Component):
         cfg, ctl = self._cfg, self.i_ctl
         frac = cfg.acc_frac_bits
         acc = Signal(signed(cfg.acc_bits), name="acc")
-        acc_frac = Signal(frac, name="acc_frac")
         acc_err = Signal(name="acc_err")
         acc_next = Signal(signed(cfg.acc_bits + frac))
         err_next = Signal()
-        m.d.comb += [acc_next.eq(Cat(acc_frac, acc).as_signed() + self.contrib),
-                     err_next.eq(acc_err | ctl.err)]
+        if frac:  # no zero-width register: Verilog has none
+            acc_frac = Signal(frac, name="acc_frac")
+            m.d.comb += acc_next.eq(Cat(acc_frac, acc).as_signed() + self.contrib)
+        else:
+            m.d.comb += acc_next.eq(acc + self.contrib)
+        m.d.comb += err_next.eq(acc_err | ctl.err)
         result = Signal(signed(cfg.acc_bits), reset_less=True)  # read only once drained
         result_err = Signal(reset_less=True)
         m.d.comb += [self.result.eq(result), self.result_err.eq(result_err)]
