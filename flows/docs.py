@@ -275,17 +275,27 @@ def _arrow(x1, y1, x2, y2, label="") -> str:
 
 
 #: The PE pipeline, one box per register stage (docs/ARCHITECTURE.md describes each).
-PE_STAGES = (("decode", "column edge: lanes, position"), ("select", "x at lane order pos"),
-             ("multiply", "lane products"), ("add tree", "first half"),
-             ("add tree", "second half"), ("group sum", "P_g; pow2 offset u"),
-             ("scale", "P_g · b on DSPs"), ("contribution", "sum, coarse shift"),
-             ("accumulate", "acc_bits, sticky err"))
+def pe_stages() -> list[tuple[str, str]]:
+    """One (name, note) per PE pipeline cycle, from `hw.pe.ProcessingElement.STAGES`."""
+    from hw.pe import BeatRegister, LaneDecode, ProcessingElement, ScaleOperand
+
+    notes = {LaneDecode: "at the column edge", BeatRegister: f"∥ {ScaleOperand.__name__}"}
+    boxes = []
+    for stage in (LaneDecode, *ProcessingElement.STAGES):
+        for cycle in range(stage.latency):
+            note = notes.get(stage, "")
+            if stage.latency > 1:
+                note = f"cycle {cycle + 1} of {stage.latency}"
+            boxes.append((stage.__name__, note))
+    return boxes
 
 
 def pe_pipeline_svg(man: dict) -> str:
-    n = len(PE_STAGES)
+    stages = pe_stages()
+    n = len(stages)
     if n != man["latency"]["pe"]:
-        raise RuntimeError(f"PE_STAGES lists {n} stages, the PE has {man['latency']['pe']}")
+        raise RuntimeError(f"the PE's components add up to {n} stages, the manifest says "
+                           f"{man['latency']['pe']}")
     bw, gap = 118, 22
     w = 20 + n * (bw + gap) + 120
     parts = [_SVG_HEAD.format(w=w, h=170)]
@@ -293,7 +303,7 @@ def pe_pipeline_svg(man: dict) -> str:
                  f'({n} stages, one beat per cycle)</text>')
     parts.append('<text x="10" y="70" font-size="11">window</text>')
     parts.append('<text x="10" y="100" font-size="11">packet</text>')
-    for i, (name, sub) in enumerate(PE_STAGES):
+    for i, (name, sub) in enumerate(stages):
         x = 70 + i * (bw + gap)
         parts.append(_box(x, 55, bw, 56, f"{i + 1}. {name}", sub))
         if i:

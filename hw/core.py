@@ -124,11 +124,15 @@ class OutputStage(wiring.Component):
         for c, col in enumerate(copies):
             with m.If(col[lat] & valid & ~self.o.ready):
                 m.d.sync += [skid.value[c].eq(row.value[c]), skid.err[c].eq(row.err[c])]
-        everything = [skid_empty, *(e for col in copies for e in col)]
+        # Each copy's next value from its column's own copy: no net from the register that
+        # drives `i.ready` (towards the core) reaches another column's copies.
+        for flags, own in [([skid_empty], skid_empty), *((col, col[lat]) for col in copies)]:
+            with m.If(own & valid & ~self.o.ready):
+                m.d.sync += [e.eq(0) for e in flags]
+            with m.Elif(~own & self.o.ready):
+                m.d.sync += [e.eq(1) for e in flags]
         with m.If(skid_empty & valid & ~self.o.ready):
-            m.d.sync += [skid.last.eq(row.last), *(e.eq(0) for e in everything)]
-        with m.Elif(~skid_empty & self.o.ready):
-            m.d.sync += [e.eq(1) for e in everything]
+            m.d.sync += skid.last.eq(row.last)
         return m
 
 

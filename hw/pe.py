@@ -679,19 +679,21 @@ class LaneProducts(wiring.Component):
 
 
 class AdderTree(wiring.Component):
-    """Balanced sum of the lane products in two registered halves.
+    """Balanced sum of the lane products in three registered levels.
 
-    ``latency`` = 2, one beat per cycle; ``beat`` is ``beat_bits`` wide (exact).
+    ``latency`` = 3, one beat per cycle; ``beat`` is ``beat_bits`` wide (exact).
 
-    The first half adds the DSP lanes' products (`ArrayConfig.hard_lanes`, held in the
+    The first level adds the DSP lanes' products (`ArrayConfig.hard_lanes`, held in the
     multipliers' output registers) in pairs, one carry chain behind the route out of the DSPs,
-    and the LUT lanes' products in groups of four (two levels, next to their registers); a
-    DSP product left over from the pairs is copied into a fabric register. The second half
-    adds those partial sums (for `tiny` seven, three levels: four DSP pairs, two LUT quads
-    and the count of negative one's complement lanes, `LaneProducts`).
+    and the LUT lanes' products in groups of four (two carry chains, next to their registers);
+    a DSP product left over from the pairs is copied into a fabric register. The second level
+    adds those partial sums in groups of four (for `tiny` seven: four DSP pairs, two LUT quads
+    and the count of negative one's complement lanes, `LaneProducts`), the third adds what
+    the second leaves. No level has more than two carry chains in a row, so the route between
+    the DSP row and the `Scaler`'s multiplier is cut twice.
     """
 
-    latency = 2
+    latency = 3
 
     def __init__(self, cfg: ArrayConfig):
         self._cfg = cfg
@@ -710,17 +712,19 @@ class AdderTree(wiring.Component):
                if lane not in cfg.hard_lanes]
         if _complement_lanes(cfg):
             lut.append(self.products.neg)  # the one's complements' +1s
-        terms = []
-        for i in range(0, len(dsp), 2):
-            part = Signal(signed(cfg.beat_bits), name=f"dsp_pair{i // 2}", reset_less=True)
-            m.d.sync += part.eq(adder_tree(dsp[i:i + 2], m, name=f"dsp_pair{i // 2}"))
-            terms.append(part)
-        for i in range(0, len(lut), 4):
-            part = Signal(signed(cfg.beat_bits), name=f"quad{i // 4}", reset_less=True)
-            m.d.sync += part.eq(adder_tree(lut[i:i + 4], m, name=f"quad{i // 4}"))
-            terms.append(part)
-        register_port(m, self.beat, adder_tree(terms, m, name="beat"), name="beat_sum")
+        groups = ([(f"dsp_pair{i // 2}", dsp[i:i + 2]) for i in range(0, len(dsp), 2)]
+                  + [(f"quad{i // 4}", lut[i:i + 4]) for i in range(0, len(lut), 4)])
+        terms = [self._registered_sum(m, name, group) for name, group in groups]
+        partials = [self._registered_sum(m, f"partial{i // 4}", terms[i:i + 4])
+                    for i in range(0, len(terms), 4)]
+        register_port(m, self.beat, adder_tree(partials, m, name="beat"), name="beat_sum")
         return m
+
+    def _registered_sum(self, m: Module, name: str, values) -> Signal:
+        """The sum of ``values`` (a balanced tree) in a reset-less ``beat_bits`` register."""
+        part = Signal(signed(self._cfg.beat_bits), name=name, reset_less=True)
+        m.d.sync += part.eq(adder_tree(values, m, name=name))
+        return part
 
 
 def _contrib_ctl_layout() -> data.StructLayout:
@@ -1087,7 +1091,7 @@ class ProcessingElement(wiring.Component):
     (`LaneDecode`, column edge)       1        lane decode + N:M position, once per column
     `LaneSelect`                      1        activation select (DSP lanes: a cycle earlier)
     `LaneProducts`                    1        lane products
-    `AdderTree`                       2        beat partial over all lanes
+    `AdderTree`                       3        beat partial over all lanes
     `BeatRegister` ∥ `ScaleOperand`   1        beat partial ∥ multiplier operand, checks
     `Scaler`                          2        ``beat · b`` on a multiplier, their group's sum
                                                ``P_g · b``, coarse shift
@@ -1099,7 +1103,7 @@ class ProcessingElement(wiring.Component):
     raw beat, i.e. in step with this PE's forwarded window (``row_out``); its positions run
     a cycle ahead, in step with ``row_in``, for the DSP lanes' early select (`LaneSelect`).
 
-    ``latency`` (the sum, 9) is the number of cycles from a beat entering the column decoder
+    ``latency`` (the sum, 10) is the number of cycles from a beat entering the column decoder
     and ``row_in`` to its effect on ``result``. Activations and control pass to the right,
     decoded weight packets down, each through one register (``forward_latency`` = 1). The
     beat control, the lanes' error flag and the group's scale travel beside the data through

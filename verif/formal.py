@@ -712,7 +712,7 @@ PROOFS: dict[str, Proof] = {p.name: p for p in [
     Proof("lane_products_default", "the same for default",
           lambda: LaneProductsCheck(preset("default")), "bmc", 2),
     Proof("adder_tree", "AdderTree: beat = sum of the products (pe's configuration)",
-          lambda: AdderTreeCheck(_pe_cfg()), "bmc", 4),
+          lambda: AdderTreeCheck(_pe_cfg()), "bmc", lambda: AdderTree.latency + 2),
     Proof("pe", "whole PE (1 slot, int2, window 4): single-beat tile result = spec dot "
           "product", lambda: PECheck(_pe_cfg()), "bmc", lambda: _pe_latency() + 2),
     Proof("output_stage", "OutputStage: in-order, exactly once, stream rules (raw + requant)",
