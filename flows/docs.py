@@ -274,20 +274,16 @@ def _arrow(x1, y1, x2, y2, label="") -> str:
     return out
 
 
-#: The PE pipeline, one box per register stage (docs/ARCHITECTURE.md describes each).
 def pe_stages() -> list[tuple[str, str]]:
-    """One (name, note) per PE pipeline cycle, from `hw.pe.ProcessingElement.STAGES`."""
+    """One (name, note) box per PE register stage, from `hw.pe.ProcessingElement.STAGES`
+    (docs/ARCHITECTURE.md describes each component)."""
     from hw.pe import BeatRegister, LaneDecode, ProcessingElement, ScaleOperand
 
     notes = {LaneDecode: "at the column edge", BeatRegister: f"∥ {ScaleOperand.__name__}"}
-    boxes = []
-    for stage in (LaneDecode, *ProcessingElement.STAGES):
-        for cycle in range(stage.latency):
-            note = notes.get(stage, "")
-            if stage.latency > 1:
-                note = f"cycle {cycle + 1} of {stage.latency}"
-            boxes.append((stage.__name__, note))
-    return boxes
+    return [(stage.__name__, f"cycle {cycle + 1} of {stage.latency}" if stage.latency > 1
+             else notes.get(stage, ""))
+            for stage in (LaneDecode, *ProcessingElement.STAGES)
+            for cycle in range(stage.latency)]
 
 
 def pe_pipeline_svg(man: dict) -> str:
